@@ -1,0 +1,128 @@
+"""Resumable training state, written so that a checkpoint is complete or ignored.
+
+A checkpoint is a directory ``ckpt-<step>`` holding the TensorFlow checkpoint of the
+trackables (networks, optimizer, counters), ``state.json`` (host-side state: step,
+evaluation history, random generators) and optionally ``replay-<i>.npz``. It is built
+under a temporary name, fsynced, given a ``COMPLETE`` sentinel last, then renamed into
+place: a crash at any moment leaves either the previous checkpoints or the new one,
+never a half-written directory that would be picked up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from absl import logging
+
+SENTINEL = "COMPLETE"
+PREFIX = "ckpt-"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def _fsync_tree(directory: str) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_json_atomically(path: str, payload) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class CheckpointManager:
+    """Saves and restores ``ckpt-<step>`` directories under ``directory``."""
+
+    def __init__(self, directory: str, keep: int = 2):
+        self.directory = directory
+        self.keep = keep
+        os.makedirs(directory, exist_ok=True)
+        self._remove_partials()
+
+    def _remove_partials(self) -> None:
+        for name in os.listdir(self.directory):
+            if name.startswith(".tmp-"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+
+    def complete(self) -> list[str]:
+        """Complete checkpoints, newest first."""
+        found = []
+        for name in os.listdir(self.directory):
+            path = os.path.join(self.directory, name)
+            if name.startswith(PREFIX) and os.path.exists(os.path.join(path, SENTINEL)):
+                try:
+                    found.append((int(name[len(PREFIX) :]), path))
+                except ValueError:
+                    continue
+        return [path for _, path in sorted(found, reverse=True)]
+
+    def save(self, step: int, trackables: dict, state: dict, replays=()) -> str:
+        import tensorflow as tf
+
+        final = os.path.join(self.directory, f"{PREFIX}{step:012d}")
+        tmp = os.path.join(self.directory, f".tmp-{PREFIX}{step:012d}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        try:
+            tf.train.Checkpoint(**trackables).write(os.path.join(tmp, "weights"))
+            write_json_atomically(os.path.join(tmp, "state.json"), state)
+            for index, memory in enumerate(replays):
+                memory.save(os.path.join(tmp, f"replay-{index}.npz"))
+            with open(os.path.join(tmp, SENTINEL), "w") as handle:
+                handle.write(f"{step}\n")
+            _fsync_tree(tmp)
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for old in self.complete()[self.keep :]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def restore(self, trackables: dict, replays=()):
+        """Restores the newest checkpoint that loads; returns its state dict or None.
+
+        A checkpoint that fails to load (truncated, garbage) is reported and skipped in
+        favour of the previous one; it is not deleted.
+        """
+        import tensorflow as tf
+
+        for path in self.complete():
+            try:
+                with open(os.path.join(path, "state.json")) as handle:
+                    state = json.load(handle)
+                status = tf.train.Checkpoint(**trackables).read(os.path.join(path, "weights"))
+                status.assert_existing_objects_matched()
+                if state.get("replay_saved") and replays:
+                    for index, memory in enumerate(replays):
+                        memory.restore(os.path.join(path, f"replay-{index}.npz"))
+                    state["replay_restored"] = True
+                else:
+                    state["replay_restored"] = False
+                state["path"] = path
+                return state
+            except Exception as error:  # noqa: BLE001 - any failure means "not usable"
+                logging.warning("checkpoint %s is unusable (%s); trying an older one", path, error)
+        if self.complete():
+            raise CheckpointError(
+                f"no usable checkpoint in {self.directory}: every one failed to load; "
+                "move the directory away to start over"
+            )
+        return None

@@ -1,0 +1,303 @@
+"""Every flag, its help text and validators; builds the frozen config dataclasses.
+
+Units: every schedule and budget counts *agent steps* (one agent step = 4 emulator
+frames); progress lines and tables also print frames. Only this module reads FLAGS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from absl import flags
+
+from amn_tf import envs
+
+MODES = ("dqn", "amn", "eval", "report")
+
+FLAGS = flags.FLAGS
+
+# ------------------------------------------------------------------------ general
+flags.DEFINE_enum("mode", None, MODES, "What to run: dqn (train an expert), amn (distill experts "
+                  "into an Actor-Mimic Network), eval (play a SavedModel), report (tables and plots).")
+flags.DEFINE_string("run_dir", None, "Directory of this run: checkpoints, TensorBoard logs, "
+                    "resolved flags, evaluation history. Re-running the same command resumes it. "
+                    "Default: runs/<mode>-<game(s)>.")
+flags.DEFINE_integer("seed", 0, "Seed of the environments, exploration, replay sampling and "
+                     "network initialisation.", lower_bound=0)
+flags.DEFINE_enum("protocol", "paper", sorted(envs.PROTOCOLS), "Episode protocol: 'paper' (Nature "
+                  "DQN: no sticky actions, 1..30 no-op starts, life loss terminal for learning) or "
+                  "'machado' (sticky actions 0.25, no life-loss terminal).")
+flags.DEFINE_enum("env_backend", "vector", list(envs.BACKENDS), "'vector': ale_py AtariVectorEnv "
+                  "(C++ threads, fast); 'gym': gymnasium ALE/<Game>-v5 with AtariPreprocessing.")
+flags.DEFINE_integer("num_envs", 4, "Parallel environments per game for acting.", lower_bound=1)
+flags.DEFINE_boolean("deterministic", False, "TF op determinism and synchronous replay sampling: "
+                     "same seed, same weights (slower).")
+flags.DEFINE_integer("log_period", 10_000, "Agent steps between progress lines and train scalars.",
+                     lower_bound=1)
+
+# -------------------------------------------------------------------- DQN (experts)
+flags.DEFINE_string("game", None, "Game to train or evaluate, e.g. Pong, space_invaders, ALE/Pong-v5.")
+flags.DEFINE_integer("training_steps", 500_000, "Agent steps to train (x4 for frames).", lower_bound=1)
+flags.DEFINE_integer("replay_capacity", 200_000, "Replay memory size in transitions (per game for "
+                     "the AMN). The authors used 1M for experts, 100k per game for the AMN.",
+                     lower_bound=16)
+flags.DEFINE_integer("learning_starts", 20_000, "Agent steps of acting before the first update "
+                     "(per game for the AMN).", lower_bound=0)
+flags.DEFINE_integer("update_period", 4, "Agent steps between learner updates (per game for the AMN).",
+                     lower_bound=1)
+flags.DEFINE_integer("batch_size", 32, "DQN minibatch size.", lower_bound=1)
+flags.DEFINE_integer("target_update_period", 2_000, "Agent steps between target-network copies.",
+                     lower_bound=1)
+flags.DEFINE_float("gamma", 0.99, "Discount factor.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("epsilon_start", 1.0, "Initial exploration rate.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("epsilon_end", 0.01, "Final exploration rate.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("epsilon_decay_steps", 250_000, "Agent steps of linear epsilon decay.",
+                     lower_bound=1)
+flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop"], "'adam' (modern default) or 'rmsprop' "
+                  "(the authors': centered, rho 0.95, eps 0.01).")
+flags.DEFINE_float("learning_rate", 1e-4, "DQN learning rate.", lower_bound=0.0)
+flags.DEFINE_float("adam_epsilon", 1.5e-4, "Adam epsilon.", lower_bound=0.0)
+flags.DEFINE_boolean("double_dqn", True, "Double DQN targets (online argmax, target value).")
+flags.DEFINE_float("reward_clip", 1.0, "Clip learning rewards to [-c, c]; 0 disables.", lower_bound=0.0)
+flags.DEFINE_float("eval_epsilon", 0.05, "Exploration rate of test play.", lower_bound=0.0,
+                   upper_bound=1.0)
+flags.DEFINE_integer("eval_period", 100_000, "Agent steps between test plays during training.",
+                     lower_bound=1)
+flags.DEFINE_integer("eval_episodes", 8, "Completed episodes per test play (per game).", lower_bound=1)
+flags.DEFINE_integer("eval_max_steps", 27_000, "Agent-step cap of one test play per environment.",
+                     lower_bound=1)
+flags.DEFINE_integer("eval_envs", 8, "Parallel environments for test play.", lower_bound=1)
+flags.DEFINE_integer("checkpoint_period", 50_000, "Agent steps between checkpoints.", lower_bound=1)
+flags.DEFINE_boolean("save_replay", False, "Store replay contents in checkpoints (large); without "
+                     "them a resumed run refills the memory before learning again.")
+flags.DEFINE_string("export_dir", "saved_models", "Root of exported SavedModels "
+                    "(<export_dir>/<kind>/<name>/<version>/).")
+flags.DEFINE_boolean("jit_compile", False, "XLA-compile the learner step (measured slower on "
+                     "2-core CPUs; try it on GPUs).")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"], "Compute precision of "
+                  "the networks (variables stay float32). 'auto': mixed_bfloat16 where the CPU has "
+                  "AVX512-BF16/AMX or a GPU is visible (measured 1.4x faster updates), else float32.")
+flags.DEFINE_boolean("skip_nonfinite", False, "Skip updates whose loss or gradients are not finite "
+                     "instead of stopping the run.")
+
+# ----------------------------------------------------------------------------- AMN
+flags.DEFINE_list("experts", ["saved_models/experts"], "Expert SavedModels: paths of versions, or "
+                  "directories holding <Game>/<version>/ (the newest version of each game is taken).")
+flags.DEFINE_list("games", None, "Subset of the experts' games to distill (default: all found).")
+flags.DEFINE_enum("amn_network", "small", ["small", "large"], "'small' (Nature DQN shape) or "
+                  "'large' (the authors' transfer network).")
+flags.DEFINE_float("tau", 1.0, "Temperature of the expert's Boltzmann policy softmax(Q/tau).")
+flags.DEFINE_float("beta", 0.01, "Weight of feature regression (0 turns it off).")
+flags.DEFINE_integer("batch_per_game", 8, "States from each game's replay per AMN update.")
+flags.DEFINE_float("amn_epsilon", 0.1, "Constant exploration rate of the AMN's acting policy.",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_enum("amn_actor", "student", ["student", "expert"], "Who plays to collect states: the "
+                  "AMN itself (the paper's choice) or the expert.")
+flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (constant).", lower_bound=0.0)
+flags.DEFINE_integer("amn_steps", 60_000, "AMN training budget in agent steps per game.", lower_bound=1)
+flags.DEFINE_integer("amn_replay_capacity", 100_000, "AMN replay size per game, in transitions.",
+                     lower_bound=16)
+flags.DEFINE_integer("amn_learning_starts", 5_000, "Agent steps per game before the first AMN update.",
+                     lower_bound=0)
+flags.DEFINE_integer("amn_eval_period", 20_000, "Agent steps per game between AMN test plays.",
+                     lower_bound=1)
+flags.DEFINE_string("amn_name", None, "Name of the exported AMN (default: the run directory's name).")
+
+# ---------------------------------------------------------------------------- eval
+flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version directory.")
+flags.DEFINE_boolean("random_policy", False, "eval: play uniformly random legal actions instead "
+                     "(the baseline every expert must beat).")
+flags.DEFINE_string("output_json", None, "eval: also write the results to this JSON file.")
+
+
+class ConfigError(ValueError):
+    """A bad flag value or combination; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    protocol: str
+    backend: str
+    num_envs: int
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    epsilon: float
+    episodes: int
+    max_steps: int
+    num_envs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DqnConfig:
+    game: str
+    run_dir: str
+    env: EnvConfig
+    evaluation: EvalConfig
+    training_steps: int
+    replay_capacity: int
+    learning_starts: int
+    update_period: int
+    batch_size: int
+    target_update_period: int
+    gamma: float
+    epsilon_start: float
+    epsilon_end: float
+    epsilon_decay_steps: int
+    optimizer: str
+    learning_rate: float
+    adam_epsilon: float
+    double_dqn: bool
+    reward_clip: float
+    eval_period: int
+    checkpoint_period: int
+    save_replay: bool
+    export_dir: str
+    log_period: int
+    jit_compile: bool
+    precision: str
+    deterministic: bool
+    skip_nonfinite: bool
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AmnConfig:
+    experts: tuple
+    games: tuple | None
+    run_dir: str | None
+    env: EnvConfig
+    evaluation: EvalConfig
+    network: str
+    tau: float
+    beta: float
+    batch_per_game: int
+    epsilon: float
+    actor: str
+    learning_rate: float
+    steps_per_game: int
+    replay_capacity: int
+    learning_starts: int
+    update_period: int
+    eval_period: int
+    checkpoint_period: int
+    save_replay: bool
+    export_dir: str
+    name: str | None
+    log_period: int
+    jit_compile: bool
+    precision: str
+    deterministic: bool
+    skip_nonfinite: bool
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalRunConfig:
+    saved_model: str | None
+    game: str | None
+    random_policy: bool
+    env: EnvConfig
+    evaluation: EvalConfig
+    output_json: str | None
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    run_dirs: tuple
+    output_dir: str
+
+
+def _env(values) -> EnvConfig:
+    return EnvConfig(values.protocol, values.env_backend, values.num_envs, values.seed)
+
+
+def _eval(values) -> EvalConfig:
+    return EvalConfig(values.eval_epsilon, values.eval_episodes, values.eval_max_steps, values.eval_envs)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def build(values=None):
+    """Builds the frozen config of ``values.mode`` from parsed flags (FLAGS by default)."""
+    values = values or FLAGS
+    _require(values.mode is not None, "--mode is required: one of " + ", ".join(MODES))
+    if values.mode == "dqn":
+        _require(values.game is not None, "--mode=dqn needs --game (e.g. --game=Pong)")
+        game = envs.canonical_game(values.game)
+        _require(values.epsilon_end <= values.epsilon_start,
+                 f"--epsilon_end={values.epsilon_end} is above --epsilon_start={values.epsilon_start}")
+        _require(values.learning_starts < values.training_steps,
+                 f"--learning_starts={values.learning_starts} is not below --training_steps="
+                 f"{values.training_steps}: the run would never learn")
+        _require(values.batch_size <= values.replay_capacity,
+                 "--batch_size is larger than --replay_capacity")
+        run_dir = values.run_dir or os.path.join("runs", f"dqn-{game}")
+        return DqnConfig(
+            game=game, run_dir=run_dir, env=_env(values), evaluation=_eval(values),
+            training_steps=values.training_steps, replay_capacity=values.replay_capacity,
+            learning_starts=values.learning_starts, update_period=values.update_period,
+            batch_size=values.batch_size, target_update_period=values.target_update_period,
+            gamma=values.gamma, epsilon_start=values.epsilon_start, epsilon_end=values.epsilon_end,
+            epsilon_decay_steps=values.epsilon_decay_steps, optimizer=values.optimizer,
+            learning_rate=values.learning_rate, adam_epsilon=values.adam_epsilon,
+            double_dqn=values.double_dqn, reward_clip=values.reward_clip,
+            eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
+            save_replay=values.save_replay, export_dir=values.export_dir,
+            log_period=values.log_period, jit_compile=values.jit_compile,
+            precision=values.precision, deterministic=values.deterministic, skip_nonfinite=values.skip_nonfinite, seed=values.seed,
+        )  # fmt: skip
+    if values.mode == "amn":
+        _require(values.tau > 0, f"--tau must be > 0, got {values.tau}")
+        _require(values.beta >= 0, f"--beta must be >= 0, got {values.beta}")
+        _require(values.batch_per_game >= 1, f"--batch_per_game must be >= 1, got {values.batch_per_game}")
+        _require(bool(values.experts), "--experts is empty: give SavedModel paths or a directory")
+        games = tuple(envs.canonical_game(g) for g in values.games) if values.games else None
+        if games:
+            duplicates = sorted({g for g in games if games.count(g) > 1})
+            _require(not duplicates, f"--games lists {', '.join(duplicates)} twice")
+        return AmnConfig(
+            experts=tuple(values.experts), games=games, run_dir=values.run_dir, env=_env(values),
+            evaluation=_eval(values), network=values.amn_network, tau=values.tau, beta=values.beta,
+            batch_per_game=values.batch_per_game, epsilon=values.amn_epsilon, actor=values.amn_actor,
+            learning_rate=values.amn_learning_rate, steps_per_game=values.amn_steps,
+            replay_capacity=values.amn_replay_capacity, learning_starts=values.amn_learning_starts,
+            update_period=values.update_period, eval_period=values.amn_eval_period,
+            checkpoint_period=values.checkpoint_period, save_replay=values.save_replay,
+            export_dir=values.export_dir, name=values.amn_name, log_period=values.log_period,
+            jit_compile=values.jit_compile, precision=values.precision, deterministic=values.deterministic,
+            skip_nonfinite=values.skip_nonfinite, seed=values.seed,
+        )  # fmt: skip
+    if values.mode == "eval":
+        _require(values.saved_model is not None or values.random_policy,
+                 "--mode=eval needs --saved_model=PATH (or --random_policy with --game)")
+        _require(not (values.saved_model and values.random_policy),
+                 "--saved_model and --random_policy exclude each other")
+        if values.random_policy:
+            _require(values.game is not None, "--random_policy needs --game")
+        game = envs.canonical_game(values.game) if values.game else None
+        return EvalRunConfig(values.saved_model, game, values.random_policy, _env(values),
+                             _eval(values), values.output_json, values.seed)
+    if values.mode == "report":
+        return ReportConfig(tuple(values.report_runs or ()), values.report_dir)
+    raise ConfigError(f"unknown mode {values.mode}")
+
+
+flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
+                  "experts' evaluations inside).")
+flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
+
+
+def resolved_flags(values=None) -> dict:
+    """Every flag of amn_tf with its value, for writing into run directories."""
+    values = values or FLAGS
+    names = [f.name for module, defined in values.flags_by_module_dict().items()
+             if "amn_tf" in module or module.endswith("config.py") for f in defined]
+    return {name: getattr(values, name) for name in sorted(set(names))}

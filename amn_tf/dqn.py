@@ -1,0 +1,317 @@
+"""DQN: learner, epsilon-greedy actor and the training loop (experts, and later transfer).
+
+Read top to bottom: ``make_optimizer``, ``DqnLearner`` (a ``tf.function`` step pulling
+batches from a tf.data iterator), ``GreedyPolicy`` / ``EpsilonGreedyActor``, then
+``train`` which ties them to the batched env, the replay memory, checkpoints, evaluation
+and export.
+
+Actions travel as ALE ids (0..17) everywhere outside the network. A network has K outputs;
+``output_actions[k]`` is the ALE id of output k (the legal set for an expert, 0..17 for an
+18-way network) and ``output_mask`` marks the outputs legal in the game (all, for experts).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from amn_tf import checkpoints, envs, evaluation, export, losses, networks, replay, runtime
+
+
+def make_optimizer(kind: str, learning_rate: float, adam_epsilon: float = 1.5e-4):
+    if kind == "adam":
+        return keras.optimizers.Adam(learning_rate, epsilon=adam_epsilon)
+    if kind == "rmsprop":  # the authors' (DeepMind's) settings
+        return keras.optimizers.RMSprop(learning_rate, rho=0.95, momentum=0.0, epsilon=0.01, centered=True)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def linear_epsilon(step, start, end, decay_steps) -> float:
+    fraction = min(1.0, step / decay_steps)
+    return start + fraction * (end - start)
+
+
+def action_tables(legal: np.ndarray, num_outputs: int):
+    """(output_actions [K], output_mask [K], action_to_output [18]) for a game."""
+    if num_outputs == envs.NUM_ACTIONS:
+        output_actions = np.arange(envs.NUM_ACTIONS, dtype=np.int32)
+        output_mask = np.zeros(envs.NUM_ACTIONS, bool)
+        output_mask[legal] = True
+    elif num_outputs == len(legal):
+        output_actions = np.asarray(legal, np.int32)
+        output_mask = np.ones(num_outputs, bool)
+    else:
+        raise ValueError(f"a network with {num_outputs} outputs does not fit {len(legal)} legal actions")
+    action_to_output = np.zeros(envs.NUM_ACTIONS, np.int32)
+    action_to_output[output_actions] = np.arange(num_outputs, dtype=np.int32)
+    return output_actions, output_mask, action_to_output
+
+
+class DqnLearner:
+    """Q-learning from replay with a target network.
+
+    target = r_t + discount_t * Q_target(s_t, argmax_{a legal} Q(s_t, a))   (double DQN)
+    target = r_t + discount_t * max_{a legal} Q_target(s_t, a)             (DQN)
+    loss   = mean Huber(target - Q(s_tm1, a_tm1))   (TD error clipped to [-1, 1] in the gradient)
+    """
+
+    def __init__(self, online, target, optimizer, dataset, action_to_output, output_mask,
+                 double_dqn=True, reward_clip=1.0, jit_compile=False, skip_nonfinite=False):
+        self.online = online
+        self.target = target
+        self.optimizer = optimizer
+        self._iterator = iter(dataset)
+        self._action_to_output = tf.constant(action_to_output, tf.int32)
+        self._output_mask = tf.constant(output_mask, tf.bool)
+        self._double = double_dqn
+        self._reward_clip = float(reward_clip)
+        self.skip_nonfinite = skip_nonfinite
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+        optimizer.build(online.trainable_variables)
+        self._update = tf.function(self._update_impl, jit_compile=jit_compile)
+
+    def loss(self, batch):
+        a_tm1 = tf.gather(self._action_to_output, batch["a_tm1"])
+        r_t = batch["r_t"]
+        if self._reward_clip > 0:
+            r_t = tf.clip_by_value(r_t, -self._reward_clip, self._reward_clip)
+        q_tm1, _ = self.online(batch["s_tm1"], training=True)
+        q_t_target, _ = self.target(batch["s_t"], training=False)
+        q_t_online = self.online(batch["s_t"], training=False)[0] if self._double else None
+        return losses.td_loss(q_tm1, a_tm1, r_t, batch["discount_t"], q_t_target,
+                              q_t_online, self._output_mask)
+
+    def _update_impl(self, batch):
+        variables = self.online.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = self.loss(batch)
+        gradients = tape.gradient(loss, variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        finite = tf.logical_and(finite, tf.math.is_finite(loss))
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            self.updates.assign_add(1)
+            return tf.constant(True)
+
+        def skip():
+            self.skipped.assign_add(1)
+            return tf.constant(False)
+
+        applied = tf.cond(finite, apply, skip)
+        return {"td_loss": loss, "applied": applied}
+
+    @tf.function
+    def _step(self):
+        return self._update(next(self._iterator))
+
+    def step(self) -> dict:
+        metrics = self._step()
+        if not bool(metrics["applied"]) and not self.skip_nonfinite:
+            raise runtime.NonFiniteError(
+                f"non-finite loss or gradient at update {int(self.updates.numpy()) + 1} "
+                f"(td_loss={float(metrics['td_loss'])}); the update was not applied and the "
+                "last checkpoint is intact. Lower --learning_rate, or pass --skip_nonfinite"
+            )
+        return metrics
+
+    def update_target(self) -> None:
+        for target_variable, variable in zip(self.target.variables, self.online.variables):
+            target_variable.assign(variable)
+
+
+class GreedyPolicy:
+    """Batched greedy ALE ids from a network, masked to the legal outputs."""
+
+    def __init__(self, network, output_actions, output_mask):
+        self._network = network
+        self._output_actions = tf.constant(output_actions, tf.int32)
+        self._output_mask = tf.constant(output_mask, tf.bool)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8)])
+    def _greedy(self, frames):
+        outputs, _ = self._network(frames, training=False)
+        return tf.gather(self._output_actions, losses.masked_argmax(outputs, self._output_mask))
+
+    def __call__(self, frames) -> np.ndarray:
+        return self._greedy(tf.convert_to_tensor(frames)).numpy()
+
+
+class EpsilonGreedyActor:
+    def __init__(self, policy, legal_actions, rng: np.random.Generator):
+        self.policy = policy
+        self.legal = np.asarray(legal_actions, np.int32)
+        self.rng = rng
+
+    def select(self, frames, epsilon: float) -> np.ndarray:
+        n = len(frames)
+        explore = self.rng.random(n) < epsilon
+        random_actions = envs.random_legal_actions(self.rng, self.legal, n)
+        if explore.all():
+            return random_actions
+        return np.where(explore, random_actions, self.policy(frames)).astype(np.int32)
+
+
+def _crossed(before: int, after: int, period: int) -> bool:
+    return before // period != after // period
+
+
+def train(config, network=None, export_kind="experts", export_name=None) -> dict:
+    """Trains a DQN on ``config.game`` (``--mode=dqn``). Resumes from ``config.run_dir``.
+
+    ``network`` (optional) is a prebuilt online network (transfer initialisation).
+    Returns a summary dict (final evaluation, export path).
+    """
+    game = config.game
+    legal = envs.legal_actions(game)
+    run_dir = config.run_dir
+    runtime.set_seeds(config.seed, config.deterministic)
+    runtime.set_precision(config.precision)
+
+    online = network or networks.nature_dqn(len(legal), name="online")
+    target = keras.models.clone_model(online)
+    target.set_weights(online.get_weights())
+    output_actions, output_mask, action_to_output = action_tables(legal, online.outputs[0].shape[-1])
+    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon)
+
+    env = envs.make_env(game, config.env.num_envs, config.env.protocol, config.seed, config.env.backend)
+    memory = replay.ReplayMemory(config.replay_capacity, config.env.num_envs, seed=config.seed)
+    life_loss_terminal = envs.get_protocol(config.env.protocol).life_loss_terminal
+    dataset = replay.transition_dataset(memory, config.batch_size, config.gamma, life_loss_terminal,
+                                        prefetch=0 if config.deterministic else 2)
+    learner = DqnLearner(online, target, optimizer, dataset, action_to_output, output_mask,
+                         config.double_dqn, config.reward_clip, config.jit_compile,
+                         config.skip_nonfinite)
+    rng = np.random.default_rng(config.seed)
+    actor = EpsilonGreedyActor(GreedyPolicy(online, output_actions, output_mask), legal, rng)
+
+    manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
+    trackables = {"online": online, "target": target, "optimizer": optimizer,
+                  "updates": learner.updates, "skipped": learner.skipped}
+    state = manager.restore(trackables, [memory] if config.save_replay else ())
+    eval_path = os.path.join(run_dir, "eval.jsonl")
+    step = 0
+    if state:
+        step = int(state["step"])
+        rng.bit_generator.state = state["actor_rng"]
+        memory.rng.bit_generator.state = state["replay_rng"]
+        print(f"[dqn {game}] resumed from {state['path']} at frame {step * 4:,}"
+              + ("" if state["replay_restored"] else " (replay refills before learning resumes)"),
+              flush=True)
+    # Keep exactly the evaluations made up to the restored checkpoint.
+    history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]
+    runtime.rewrite_jsonl(eval_path, history)
+    summary = {"game": game, "run_dir": run_dir}
+    if state and state.get("finished"):
+        summary.update(state["summary"])
+        print(f"[dqn {game}] run already finished: {summary.get('export')}")
+        env.close()
+        return summary
+
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+    progress = runtime.Progress(f"dqn {game}", config.training_steps, step)
+    refill_until = step + (0 if (state and state["replay_restored"]) or not state else config.learning_starts)
+    learning_starts = max(config.learning_starts, refill_until)
+
+    def save(finished=False, extra=None):
+        payload = {"step": step, "actor_rng": rng.bit_generator.state,
+                   "replay_rng": memory.rng.bit_generator.state, "replay_saved": config.save_replay,
+                   "finished": finished, "summary": extra or {}}
+        manager.save(step, trackables, payload, [memory] if config.save_replay else ())
+
+    def run_evaluation():
+        result = evaluation.play(actor.policy, game, config.env.protocol,
+                                 config.evaluation.episodes, config.evaluation.epsilon,
+                                 config.evaluation.num_envs, config.evaluation.max_steps,
+                                 config.seed + 1 + len(history), config.env.backend)
+        record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, **result.as_dict()}
+        history.append(record)
+        runtime.append_jsonl(eval_path, record)
+        with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+            tf.summary.scalar("eval/mean_return", result.mean)
+            tf.summary.scalar("eval/max_return", result.max)
+        return result
+
+    obs = env.reset()
+    memory.start_episodes(np.arange(env.num_envs), obs)
+    streams = np.arange(env.num_envs)
+    update_credit = 0.0
+    last_return, last_loss = None, float("nan")
+    with runtime.StopSignal() as stop:
+        while step < config.training_steps and not stop.requested:
+            epsilon = linear_epsilon(step, config.epsilon_start, config.epsilon_end,
+                                     config.epsilon_decay_steps)
+            actions = actor.select(obs, epsilon)
+            env.send(actions)  # emulators step in C++ threads while the learner updates
+            if step >= learning_starts:
+                update_credit += env.num_envs / config.update_period
+                while update_credit >= 1.0:
+                    metrics = learner.step()
+                    update_credit -= 1.0
+                    last_loss = float(metrics["td_loss"])
+            result = env.recv()
+            memory.append(streams, actions, result.reward, result.terminated, result.truncated,
+                          result.life_lost, result.final_obs)
+            ended = result.terminated | result.truncated
+            if ended.any():
+                memory.start_episodes(streams[ended], result.obs[ended])
+            obs = result.obs
+            before, step = step, step + env.num_envs
+            for _, episode_return, _ in result.episode_returns:
+                last_return = episode_return
+                with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+                    tf.summary.scalar("charts/episodic_return", episode_return)
+            if _crossed(before, step, config.target_update_period):
+                learner.update_target()
+            if _crossed(before, step, config.log_period):
+                latest = history[-1]["mean"] if history else None
+                fps = progress.print(step, f"eval {latest if latest is None else round(latest, 1)} | "
+                                     f"last episode {last_return} | loss {last_loss:.4f} | eps {epsilon:.3f}")
+                with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+                    tf.summary.scalar("charts/SPS", fps / envs.FRAMES_PER_STEP)
+                    tf.summary.scalar("charts/frames_per_second", fps)
+                    tf.summary.scalar("charts/epsilon", epsilon)
+                    tf.summary.scalar("losses/td_loss", last_loss)
+            if _crossed(before, step, config.eval_period) and step < config.training_steps:
+                result_eval = run_evaluation()
+                print(f"[dqn {game}] eval at frame {step * 4:,}: {result_eval.line()}", flush=True)
+            if _crossed(before, step, config.checkpoint_period):
+                save()
+    env.close()
+    if stop.requested:
+        save()
+        writer.flush()
+        print(f"[dqn {game}] stopped at frame {step * 4:,}; run the same command to resume")
+        summary["stopped"] = True
+        return summary
+    final = run_evaluation()
+    print(f"[dqn {game}] final eval: {final.line()}", flush=True)
+    save()  # weights are safe before exporting
+    provenance = {"frames_trained": step * envs.FRAMES_PER_STEP, "agent_steps": step,
+                  "final_eval": final.as_dict(), "run_dir": os.path.abspath(run_dir),
+                  "flags": _read_flags(run_dir)}
+    base = os.path.join(config.export_dir, export_kind, export_name or game)
+    path = os.path.join(base, str(export.next_version(base)))
+    export.export_expert(online, game, path, provenance, config.env.protocol)
+    summary.update({"export": path, "final_eval": final.as_dict(), "frames": step * 4})
+    save(finished=True, extra=summary)
+    writer.flush()
+    logging.info("exported %s", path)
+    print(f"[dqn {game}] SavedModel: {path}\n[dqn {game}] TensorBoard: tensorboard --logdir "
+          f"{os.path.join(run_dir, 'tensorboard')}", flush=True)
+    return summary
+
+
+def _read_flags(run_dir):
+    import json
+
+    try:
+        with open(os.path.join(run_dir, "flags.json")) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}

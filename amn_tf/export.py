@@ -1,0 +1,210 @@
+"""SavedModel export with explicit signatures, written atomically, and loading.
+
+Layout follows TF Serving: ``<base>/<kind>/<name>/<version>/``. Each SavedModel carries
+its metadata (kind, games, action sets, protocol, provenance) as a string variable
+``metadata`` and as ``assets/amn_tf.json`` for people and tools without TensorFlow.
+
+Signatures (``serving_default``):
+
+* expert / DQN: ``frames`` uint8 ``[None, 84, 84, 4]`` ->
+  ``q_values`` float32 ``[None, n_legal]``, ``action`` int32 (ALE id), ``features``.
+* AMN / multitask: ``frames`` and ``game_id`` int32 ``[None]`` ->
+  ``logits`` float32 ``[None, 18]`` (illegal actions of that game at -1e9), ``action``
+  int32 (a legal ALE id), ``features``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from amn_tf import envs
+
+METADATA_FILE = "amn_tf.json"
+FORMAT = "amn_tf/1"
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+class SavedModelError(ValueError):
+    """A SavedModel that is missing, unreadable or not what was asked for."""
+
+
+def next_version(directory: str) -> int:
+    versions = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+    return max(versions, default=0) + 1
+
+
+class _ExpertModule(tf.Module):
+    def __init__(self, model, legal_actions, metadata):
+        super().__init__()
+        self.model = model
+        self.legal_actions = tf.constant(legal_actions, tf.int32)
+        self.metadata = tf.Variable(json.dumps(metadata), trainable=False, dtype=tf.string)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8, name="frames")])
+    def serve(self, frames):
+        q_values, features = self.model(frames, training=False)
+        action = tf.gather(self.legal_actions, tf.argmax(q_values, axis=-1, output_type=tf.int32))
+        return {"q_values": q_values, "action": action, "features": features}
+
+
+class _MultitaskModule(tf.Module):
+    def __init__(self, model, masks, metadata):
+        super().__init__()
+        self.model = model
+        self.masks = tf.constant(masks, tf.bool)  # [G, 18]
+        self.metadata = tf.Variable(json.dumps(metadata), trainable=False, dtype=tf.string)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8, name="frames"),
+            tf.TensorSpec([None], tf.int32, name="game_id"),
+        ]
+    )
+    def serve(self, frames, game_id):
+        tf.debugging.assert_less(game_id, tf.shape(self.masks)[0], message="game_id out of range")
+        tf.debugging.assert_non_negative(game_id, message="game_id out of range")
+        logits, features = self.model(frames, training=False)
+        mask = tf.gather(self.masks, game_id)
+        logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
+        action = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return {"logits": logits, "action": action, "features": features}
+
+
+def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
+    if os.path.exists(path):
+        raise ExportError(f"{path} already exists; pick another version or remove it first")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".tmp-{os.path.basename(path)}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tf.saved_model.save(module, tmp, signatures=signatures)
+            os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+            with open(os.path.join(tmp, "assets", METADATA_FILE), "w") as handle:
+                json.dump(metadata, handle, indent=2, sort_keys=True)
+            for root, _, files in os.walk(tmp):
+                for name in files:
+                    with open(os.path.join(root, name), "rb") as f:
+                        os.fsync(f.fileno())
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    except OSError as error:
+        raise ExportError(f"could not write SavedModel {path}: {error.strerror or error}") from None
+    return path
+
+
+def export_expert(model, game: str, path: str, provenance: dict, protocol: str) -> str:
+    """Exports a per-game DQN (one output per legal action) to ``path`` atomically."""
+    game = envs.canonical_game(game)
+    legal = envs.legal_actions(game)
+    metadata = {
+        "format": FORMAT,
+        "kind": "expert",
+        "games": [game],
+        "legal_actions": {game: legal.tolist()},
+        "protocol": protocol,
+        "feature_size": int(model.outputs[1].shape[-1]),
+        "provenance": provenance,
+    }
+    module = _ExpertModule(model, legal, metadata)
+    return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
+
+
+def export_multitask(model, games: list, path: str, provenance: dict, protocol: str, kind="amn"):
+    """Exports an 18-output multitask network (AMN) with a per-game action mask."""
+    games = [envs.canonical_game(g) for g in games]
+    masks = np.stack([envs.legal_mask(g) for g in games])
+    metadata = {
+        "format": FORMAT,
+        "kind": kind,
+        "games": games,
+        "game_ids": {g: i for i, g in enumerate(games)},
+        "legal_actions": {g: envs.legal_actions(g).tolist() for g in games},
+        "protocol": protocol,
+        "feature_size": int(model.outputs[1].shape[-1]),
+        "provenance": provenance,
+    }
+    module = _MultitaskModule(model, masks, metadata)
+    return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
+
+
+class LoadedPolicy:
+    """A SavedModel written by this module, loaded with ``tf.saved_model.load``.
+
+    ``q_or_logits(frames, game)`` returns ``[B, 18]`` values placed at ALE ids (illegal
+    ids at -1e9), ``features(...)`` the last hidden layer, ``act`` greedy ALE ids.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        if not os.path.isdir(path):
+            raise SavedModelError(f"no SavedModel at {path}: the directory does not exist")
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise SavedModelError(f"{path} is not a SavedModel (no saved_model.pb)")
+        if not os.path.exists(os.path.join(path, "variables", "variables.index")):
+            raise SavedModelError(f"SavedModel {path} is incomplete: variables/variables.index is missing")
+        try:
+            self.module = tf.saved_model.load(path)
+            self.metadata = json.loads(self.module.metadata.numpy().decode())
+            self.signature = self.module.signatures["serving_default"]
+        except (AttributeError, KeyError, ValueError) as error:
+            raise SavedModelError(f"{path} is not an amn_tf SavedModel ({type(error).__name__}: {error})") from None
+        except Exception as error:  # noqa: BLE001 - TF raises many kinds for bad files
+            raise SavedModelError(f"SavedModel {path} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        self._check_input_shape()
+        self.kind = self.metadata["kind"]
+        self.games = list(self.metadata["games"])
+        self.protocol = self.metadata.get("protocol", "paper")
+        self.multitask = self.kind != "expert" and "game_ids" in self.metadata
+        self.feature_size = int(self.metadata["feature_size"])
+
+    def _check_input_shape(self):
+        spec = self.signature.structured_input_signature[1].get("frames")
+        if spec is None or tuple(spec.shape[1:]) != envs.OBSERVATION_SHAPE or spec.dtype != tf.uint8:
+            raise SavedModelError(
+                f"SavedModel {self.path} takes frames {spec}, amn_tf needs uint8 [None, 84, 84, 4]"
+            )
+
+    def game_id(self, game: str) -> int:
+        game = envs.canonical_game(game)
+        if game not in self.games:
+            raise SavedModelError(
+                f"SavedModel {self.path} ({self.kind}) was trained on {', '.join(self.games)}, not {game}"
+            )
+        return self.games.index(game)
+
+    def legal_actions(self, game: str) -> np.ndarray:
+        self.game_id(game)
+        return np.asarray(self.metadata["legal_actions"][envs.canonical_game(game)], np.int32)
+
+    def outputs(self, frames, game: str) -> dict:
+        frames = tf.convert_to_tensor(frames, tf.uint8)
+        if self.multitask:
+            ids = tf.fill([tf.shape(frames)[0]], self.game_id(game))
+            return self.signature(frames=frames, game_id=ids)
+        self.game_id(game)
+        return self.signature(frames=frames)
+
+    def values(self, frames, game: str) -> np.ndarray:
+        """[B, 18] values at ALE ids (Q-values for experts, logits for the AMN)."""
+        out = self.outputs(frames, game)
+        if "logits" in out:
+            return out["logits"].numpy()
+        q = out["q_values"].numpy()
+        full = np.full((q.shape[0], envs.NUM_ACTIONS), -1e9, np.float32)
+        full[:, self.legal_actions(game)] = q
+        return full
+
+    def act(self, frames, game: str) -> np.ndarray:
+        return self.outputs(frames, game)["action"].numpy()

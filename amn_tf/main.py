@@ -1,0 +1,86 @@
+"""Entry point: ``python -m amn_tf.main --mode=dqn|amn|eval|report [flags]``.
+
+Parses flags into a frozen config, dispatches on ``--mode``, and turns user mistakes into
+one clear line and a non-zero exit (no traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from amn_tf import config as config_lib  # noqa: E402
+from amn_tf import envs  # noqa: E402
+
+
+def _user_errors():
+    from amn_tf import checkpoints, export, runtime
+
+    return (config_lib.ConfigError, envs.UnknownGameError, export.SavedModelError,
+            export.ExportError, runtime.RunError, runtime.NonFiniteError,
+            checkpoints.CheckpointError)
+
+
+def dispatch(config):
+    if isinstance(config, config_lib.DqnConfig):
+        from amn_tf import dqn
+
+        return dqn.train(config)
+    if isinstance(config, config_lib.AmnConfig):
+        from amn_tf import actor_mimic
+
+        return actor_mimic.train(config)
+    if isinstance(config, config_lib.EvalRunConfig):
+        from amn_tf import evaluation
+
+        return evaluation.run(config)
+    if isinstance(config, config_lib.ReportConfig):
+        from amn_tf import report
+
+        return report.run(config)
+    raise config_lib.ConfigError(f"no handler for {type(config).__name__}")
+
+
+def main(argv):
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise config_lib.ConfigError(f"unexpected arguments {argv[1:]}: flags look like --name=value")
+    config = config_lib.build()
+    if isinstance(config, (config_lib.DqnConfig,)):
+        from amn_tf import runtime
+
+        runtime.prepare_run_dir(config.run_dir, {"mode": "dqn", "game": config.game},
+                                config_lib.resolved_flags())
+    dispatch(config)
+
+
+def _main_with_clean_errors(argv):
+    try:
+        main(argv)
+    except _user_errors() as error:
+        print(f"amn_tf: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        if error.errno == 28:  # ENOSPC
+            print(f"amn_tf: error: disk full while writing {error.filename or ''}: free space "
+                  "and rerun the same command to resume from the last checkpoint", file=sys.stderr)
+            sys.exit(3)
+        raise
+
+
+def run():
+    try:
+        app.run(_main_with_clean_errors)
+    except flags.Error as error:  # pragma: no cover - absl handles most parse errors itself
+        print(f"amn_tf: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

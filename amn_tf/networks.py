@@ -1,0 +1,73 @@
+"""Keras builders: the Nature DQN, the authors' large AMN, and feature regressors.
+
+Every network takes uint8 frames ``[B, 84, 84, 4]`` (scaled to [0, 1] inside the model)
+and returns ``(outputs, features)``: one output per action and the post-ReLU activations
+of the last hidden layer (what feature regression matches).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from amn_tf import envs
+
+NETWORKS = ("small", "large")
+FEATURE_LAYER = "features"
+OUTPUT_LAYER = "outputs"
+
+
+def _torso(frames, convolutions, hidden_sizes):
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(frames)
+    for index, (filters, kernel, stride) in enumerate(convolutions):
+        x = layers.Conv2D(filters, kernel, stride, activation="relu", name=f"conv{index + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for index, size in enumerate(hidden_sizes):
+        last = index == len(hidden_sizes) - 1
+        name = FEATURE_LAYER if last else f"hidden{index + 1}"
+        x = layers.Dense(size, activation="relu", name=name)(x)
+    return x
+
+
+# (filters, kernel, stride) per convolution; sizes of the fully connected layers.
+ARCHITECTURES = {
+    # Nature DQN (Mnih et al. 2015): experts and the small AMN.
+    "small": ([(32, 8, 4), (64, 4, 2), (64, 3, 1)], [512]),
+    # The authors' transfer AMN: conv 256@8x8/4, 512@4x4/2, 512@3x3/1, 512@3x3/1, FC 2048, FC 1024.
+    "large": ([(256, 8, 4), (512, 4, 2), (512, 3, 1), (512, 3, 1)], [2048, 1024]),
+}
+
+
+def build_network(kind: str, num_outputs: int, name: str = "network") -> keras.Model:
+    """Builds ``kind`` ('small' or 'large') with ``num_outputs`` linear outputs."""
+    if kind not in ARCHITECTURES:
+        raise ValueError(f"unknown network {kind!r}: choose one of {sorted(ARCHITECTURES)}")
+    convolutions, hidden = ARCHITECTURES[kind]
+    frames = keras.Input(envs.OBSERVATION_SHAPE, dtype="uint8", name="frames")
+    features = _torso(frames, convolutions, hidden)
+    outputs = layers.Dense(num_outputs, name=OUTPUT_LAYER, dtype="float32")(features)
+    # float32 features whatever the compute policy (mixed bfloat16 keeps outputs in float32).
+    features = layers.Identity(dtype="float32", name="features_out")(features)
+    return keras.Model(frames, [outputs, features], name=name)
+
+
+def nature_dqn(num_outputs: int, name: str = "dqn") -> keras.Model:
+    return build_network("small", num_outputs, name)
+
+
+def feature_size(model: keras.Model) -> int:
+    return int(model.get_layer(FEATURE_LAYER).units)
+
+
+def feature_regressors(num_games: int, input_size: int, output_size: int) -> list:
+    """One linear map ``f_i`` per game (no bias-free tricks, no nonlinearity)."""
+    regressors = []
+    for index in range(num_games):
+        regressor = layers.Dense(output_size, name=f"feature_regressor_{index}")
+        regressor.build((None, input_size))
+        regressors.append(regressor)
+    return regressors
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    target.set_weights(source.get_weights())

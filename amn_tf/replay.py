@@ -1,0 +1,278 @@
+"""Replay memory that stores each 84x84 frame once, and its tf.data pipeline.
+
+Layout: one ring per *stream* (one stream per parallel environment), so consecutive
+entries of a stream are consecutive steps of one environment. Entry ``j`` of a stream
+holds the newest frame of the observation at that step, plus the action taken there, the
+reward received and how the step ended. The state at ``j`` is frames ``j-3 .. j``; the
+transition at ``j`` is ``(state j, a_j, r_j, flags_j, state j+1)``.
+
+Episode starts write all four frames of the first (zero-padded) observation as four
+entries, of which only the last can start a transition, so a rebuilt stack never mixes
+two episodes. Episode ends (terminated *or* truncated) write the final observation's
+frame as an entry that starts no transition: a truncated transition can still bootstrap
+from its real next state. When the ring overwrites entry ``p``, the entries whose stacks
+reach back into ``p`` (``p+1 .. p+3``) stop being sampled.
+
+Bytes per stored transition: 84*84 frame + 1 action + 4 reward + 1 flags = 7,062, plus
+four frames per episode for the start/end entries.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from amn_tf import envs
+
+VALID = 1  # entry starts a transition (its successor is the next entry)
+TERMINATED = 2  # the transition ended the game
+TRUNCATED = 4  # the transition hit the frame limit (bootstraps from the final state)
+LIFE_LOST = 8  # a life was lost on the transition
+
+_FORMAT_VERSION = 1
+
+
+class ReplayMemory:
+    """uint8 ring buffers of frames, one per stream.
+
+    Args:
+      capacity: transitions in all (split evenly over streams).
+      num_streams: parallel environments writing into this memory.
+      seed: seed of the sampling generator.
+    """
+
+    def __init__(self, capacity: int, num_streams: int = 1, seed: int = 0):
+        if num_streams < 1:
+            raise ValueError(f"num_streams must be >= 1, got {num_streams}")
+        stream_capacity = capacity // num_streams
+        if stream_capacity < envs.STACK + 4:
+            raise ValueError(
+                f"replay capacity {capacity} is too small for {num_streams} streams: "
+                f"each stream needs at least {envs.STACK + 4} entries"
+            )
+        self.capacity = stream_capacity * num_streams
+        self.num_streams = num_streams
+        self.stream_capacity = stream_capacity
+        shape = (num_streams, stream_capacity)
+        self.frames = np.zeros((*shape, *envs.FRAME_SHAPE), np.uint8)
+        self.actions = np.zeros(shape, np.uint8)
+        self.rewards = np.zeros(shape, np.float32)
+        self.flags = np.zeros(shape, np.uint8)
+        self.cursor = np.zeros(num_streams, np.int64)  # entries ever written, per stream
+        self.rng = np.random.default_rng(seed)
+
+    # ----------------------------------------------------------------- writing
+    def _write(self, streams: np.ndarray, frames: np.ndarray) -> None:
+        """Appends one frame per stream; the new entry starts no transition yet."""
+        position = self.cursor[streams] % self.stream_capacity
+        self.frames[streams, position] = frames
+        self.flags[streams, position] = 0
+        for offset in range(1, envs.STACK):  # stacks of the oldest entries now reach into new data
+            self.flags[streams, (position + offset) % self.stream_capacity] &= ~np.uint8(VALID)
+        self.cursor[streams] += 1
+
+    def start_episodes(self, streams, observations: np.ndarray) -> None:
+        """Writes the first observation ``[n, 84, 84, 4]`` of new episodes."""
+        streams = np.atleast_1d(np.asarray(streams, np.int64))
+        for k in range(envs.STACK):
+            self._write(streams, observations[..., k])
+
+    def append(self, streams, actions, rewards, terminated, truncated, life_lost, next_obs):
+        """Records the step taken from each stream's latest entry and its next observation.
+
+        ``next_obs`` is the observation after the step (for an ended episode, the final
+        one: ``StepResult.final_obs``). Call ``start_episodes`` for streams whose episode
+        ended before appending to them again.
+        """
+        streams = np.atleast_1d(np.asarray(streams, np.int64))
+        if np.any(self.cursor[streams] < envs.STACK):
+            raise RuntimeError("append() before start_episodes() on a stream")
+        latest = (self.cursor[streams] - 1) % self.stream_capacity
+        flags = np.full(streams.shape, VALID, np.uint8)
+        flags |= np.where(terminated, TERMINATED, 0).astype(np.uint8)
+        flags |= np.where(truncated, TRUNCATED, 0).astype(np.uint8)
+        flags |= np.where(life_lost, LIFE_LOST, 0).astype(np.uint8)
+        self.actions[streams, latest] = actions
+        self.rewards[streams, latest] = rewards
+        self._write(streams, next_obs[..., -1])
+        # Set after the write: the write may have cleared the bit on a wrapped ring.
+        self.flags[streams, latest] = flags
+
+    # ---------------------------------------------------------------- sampling
+    def __len__(self) -> int:
+        """Transitions that can be sampled."""
+        return int(np.count_nonzero(self.flags & VALID))
+
+    @property
+    def entries_written(self) -> int:
+        return int(self.cursor.sum())
+
+    def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform (stream, entry) pairs over valid transitions, by rejection."""
+        filled = np.minimum(self.cursor, self.stream_capacity)
+        if len(self) == 0:
+            raise RuntimeError("cannot sample from a replay memory with no transitions")
+        streams = np.empty(0, np.int64)
+        entries = np.empty(0, np.int64)
+        while len(streams) < batch_size:
+            n = 2 * batch_size
+            s = self.rng.integers(0, self.num_streams, n)
+            e = (self.rng.random(n) * filled[s]).astype(np.int64)
+            ok = (self.flags[s, e] & VALID).astype(bool)
+            streams = np.concatenate([streams, s[ok]])
+            entries = np.concatenate([entries, e[ok]])
+        return streams[:batch_size], entries[:batch_size]
+
+    def gather_window(self, streams, entries, gamma: float, life_loss_terminal: bool) -> dict:
+        """Transitions as one frame window per sample: ``frames`` [B, 5, 84, 84] holds
+        s_tm1 (frames 0..3) and s_t (frames 1..4); see ``split_window``.
+
+        discount_t = gamma * (1 - terminal), where terminal is game over, or a life loss
+        when ``life_loss_terminal``; truncation is not terminal (it bootstraps).
+        """
+        window = (entries[:, None] + np.arange(-envs.STACK + 1, 2)) % self.stream_capacity
+        flags = self.flags[streams, entries]
+        terminal = (flags & TERMINATED) != 0
+        if life_loss_terminal:
+            terminal |= (flags & LIFE_LOST) != 0
+        return {
+            "frames": self.frames[streams[:, None], window],
+            "a_tm1": self.actions[streams, entries].astype(np.int32),
+            "r_t": self.rewards[streams, entries],
+            "discount_t": (gamma * (1.0 - terminal)).astype(np.float32),
+        }
+
+    def gather(self, streams, entries, gamma: float, life_loss_terminal: bool) -> dict:
+        """Rebuilds transitions ``(s_tm1, a_tm1, r_t, discount_t, s_t)`` as numpy arrays."""
+        batch = self.gather_window(streams, entries, gamma, life_loss_terminal)
+        stacks = batch.pop("frames").transpose(0, 2, 3, 1)  # [B, 84, 84, 5]
+        batch["s_tm1"] = np.ascontiguousarray(stacks[..., :-1])
+        batch["s_t"] = np.ascontiguousarray(stacks[..., 1:])
+        return batch
+
+    def sample(self, batch_size: int, gamma: float = 0.99, life_loss_terminal=True) -> dict:
+        streams, entries = self.sample_indices(batch_size)
+        return self.gather(streams, entries, gamma, life_loss_terminal)
+
+    def sample_states(self, batch_size: int) -> np.ndarray:
+        """States only ``[B, 84, 84, 4]`` (what the AMN learner needs)."""
+        streams, entries = self.sample_indices(batch_size)
+        window = (entries[:, None] + np.arange(-envs.STACK + 1, 1)) % self.stream_capacity
+        return np.ascontiguousarray(self.frames[streams[:, None], window].transpose(0, 2, 3, 1))
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.frames, self.actions, self.rewards, self.flags))
+
+    # ------------------------------------------------------------ save/restore
+    def save(self, path: str) -> None:
+        """Writes the contents as a plain .npz (no pickles), atomically."""
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                version=np.int64(_FORMAT_VERSION),
+                frames=self.frames,
+                actions=self.actions,
+                rewards=self.rewards,
+                flags=self.flags,
+                cursor=self.cursor,
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def restore(self, path: str) -> None:
+        """Loads contents saved by ``save``; shapes and dtypes must match this memory."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in ("frames", "actions", "rewards", "flags", "cursor")}
+                version = int(data["version"])
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            raise ValueError(f"replay file {path} is unreadable or incomplete ({error})") from None
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"replay file {path} has format {version}, expected {_FORMAT_VERSION}")
+        for name, array in arrays.items():
+            mine = getattr(self, name)
+            if array.shape != mine.shape or array.dtype != mine.dtype:
+                raise ValueError(
+                    f"replay file {path}: {name} is {array.dtype}{list(array.shape)}, "
+                    f"this memory needs {mine.dtype}{list(mine.shape)} (different capacity or streams?)"
+                )
+        for name, array in arrays.items():
+            getattr(self, name)[...] = array
+
+
+# ------------------------------------------------------------------- tf.data
+def transition_spec(batch_size=None):
+    import tensorflow as tf
+
+    state = tf.TensorSpec([batch_size, *envs.OBSERVATION_SHAPE], tf.uint8)
+    scalar = [batch_size]
+    return {
+        "s_tm1": state,
+        "a_tm1": tf.TensorSpec(scalar, tf.int32),
+        "r_t": tf.TensorSpec(scalar, tf.float32),
+        "discount_t": tf.TensorSpec(scalar, tf.float32),
+        "s_t": state,
+    }
+
+
+def split_window(batch):
+    """TF side of ``gather_window``: [B, 5, 84, 84] -> s_tm1, s_t [B, 84, 84, 4]."""
+    import tensorflow as tf
+
+    batch = dict(batch)
+    stacks = tf.transpose(batch.pop("frames"), [0, 2, 3, 1])
+    batch["s_tm1"] = stacks[..., :-1]
+    batch["s_t"] = stacks[..., 1:]
+    return batch
+
+
+def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_terminal, prefetch=2):
+    """Endless tf.data stream of transition batches ``{s_tm1, a_tm1, r_t, discount_t, s_t}``.
+
+    Python only gathers one 5-frame window per sample; splitting it into the two stacks
+    runs in TensorFlow. With ``prefetch > 0`` sampling runs in a background thread, ahead
+    of the learner; ``prefetch=0`` samples synchronously (reproducible runs).
+    """
+    import tensorflow as tf
+
+    def generate():
+        while True:
+            streams, entries = memory.sample_indices(batch_size)
+            yield memory.gather_window(streams, entries, gamma, life_loss_terminal)
+
+    scalar = tf.TensorSpec([batch_size], tf.float32)
+    signature = {
+        "frames": tf.TensorSpec([batch_size, envs.STACK + 1, *envs.FRAME_SHAPE], tf.uint8),
+        "a_tm1": tf.TensorSpec([batch_size], tf.int32),
+        "r_t": scalar,
+        "discount_t": scalar,
+    }
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = dataset.map(split_window)
+    return dataset.prefetch(prefetch) if prefetch > 0 else dataset
+
+
+def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2):
+    """Endless stream of ``(states [G*b, 84, 84, 4], game_index [G*b])``: ``b`` states
+    from each game's own memory, concatenated in game order."""
+    import tensorflow as tf
+
+    game_index = np.repeat(np.arange(len(memories), dtype=np.int32), batch_per_game)
+
+    def generate():
+        while True:
+            states = np.concatenate([m.sample_states(batch_per_game) for m in memories])
+            yield states, game_index
+
+    total = len(memories) * batch_per_game
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.TensorSpec([total, *envs.OBSERVATION_SHAPE], tf.uint8),
+            tf.TensorSpec([total], tf.int32),
+        ),
+    )
+    return dataset.prefetch(prefetch) if prefetch > 0 else dataset

@@ -1,0 +1,178 @@
+"""What every training loop shares: run directories, progress lines, stop signals, seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+from amn_tf import checkpoints, envs
+
+RUN_INFO = "run.json"
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be used for this command."""
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or gradient that is NaN or infinite."""
+
+
+def set_seeds(seed: int, deterministic: bool) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> 'mixed_bfloat16' on CPUs with bf16 instructions or with a GPU, else 'float32'."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_bfloat16"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu_flags = handle.read()
+    except OSError:
+        return "float32"
+    return "mixed_bfloat16" if ("avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags) else "float32"
+
+
+def set_precision(precision: str) -> str:
+    import keras
+
+    resolved = resolve_precision(precision)
+    keras.mixed_precision.set_global_policy(resolved)
+    return resolved
+
+
+def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict) -> None:
+    """Creates ``run_dir`` or checks it belongs to the same experiment (``identity``)."""
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot create run directory {run_dir}: {error.strerror}") from None
+    info_path = os.path.join(run_dir, RUN_INFO)
+    if os.path.exists(info_path):
+        with open(info_path) as handle:
+            existing = json.load(handle)
+        for key, value in identity.items():
+            if existing.get(key) != value:
+                raise RunError(
+                    f"run directory {run_dir} holds a run with {key}={existing.get(key)!r}, not "
+                    f"{value!r}; pick another --run_dir or remove it"
+                )
+    else:
+        checkpoints.write_json_atomically(info_path, identity)
+    checkpoints.write_json_atomically(os.path.join(run_dir, "flags.json"), resolved_flags)
+
+
+def append_jsonl(path: str, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: str) -> list:
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a torn last line after a crash
+    return records
+
+
+def rewrite_jsonl(path: str, records: list) -> None:
+    """Rewrites a history file with exactly ``records`` (used after a resume to drop
+    entries written after the restored checkpoint)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Progress:
+    """Frames done, frames/s, ETA and the latest scores, on one line per report."""
+
+    def __init__(self, label: str, total_steps: int, start_step: int):
+        self.label = label
+        self.total_steps = total_steps
+        self._start_time = time.time()
+        self._start_step = start_step
+        self._last_time = self._start_time
+        self._last_step = start_step
+
+    def frames_per_second(self, step: int) -> float:
+        now = time.time()
+        rate = (step - self._last_step) * envs.FRAMES_PER_STEP / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        return rate
+
+    def line(self, step: int, fps: float, extra: str = "") -> str:
+        elapsed = time.time() - self._start_time
+        done = step - self._start_step
+        overall = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total_steps - step) / overall if overall > 0 else float("inf")
+        frames = step * envs.FRAMES_PER_STEP
+        total = self.total_steps * envs.FRAMES_PER_STEP
+        eta_text = _duration(eta) if eta != float("inf") else "?"
+        return (f"[{self.label}] frames {frames:,}/{total:,} ({100 * step / self.total_steps:.0f}%) | "
+                f"{fps:,.0f} frames/s | ETA {eta_text}" + (f" | {extra}" if extra else ""))
+
+    def print(self, step: int, extra: str = "") -> float:
+        fps = self.frames_per_second(step)
+        print(self.line(step, fps, extra), flush=True)
+        return fps
+
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop polls, so it can checkpoint and exit."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # second signal: stop now
+            sys.exit(130)
+        self.requested = True
+        print(f"\n[amn_tf] {signal.Signals(signum).name} received: checkpointing and stopping",
+              flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Trains (or resumes) the shipped experts one after another with flags/expert_cpu.flags.
+# Usage: scripts/train_experts.sh [Game ...]   (default: Boxing Pong Seaquest SpaceInvaders)
+# Run dirs: runs/experts/<Game>; rerunning resumes each from its last checkpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-.venv/bin/python}
+games=("$@")
+[ ${#games[@]} -gt 0 ] || games=(Boxing Pong Seaquest SpaceInvaders)
+for game in "${games[@]}"; do
+  "$python" -m amn_tf.main --flagfile=flags/expert_cpu.flags --game="$game" \
+    --run_dir="runs/experts/$game" --export_dir="${EXPORT_DIR:-runs/exports}" \
+    ${EXTRA_FLAGS:-}
+done
