@@ -59,11 +59,11 @@ def feature_size(model: keras.Model) -> int:
     return int(model.get_layer(FEATURE_LAYER).units)
 
 
-def feature_regressors(num_games: int, input_size: int, output_size: int) -> list:
-    """One linear map ``f_i`` per game (no bias-free tricks, no nonlinearity)."""
+def feature_regressors(input_size: int, output_sizes: list) -> list:
+    """One linear map ``f_i`` per game (AMN hidden -> expert hidden, no nonlinearity)."""
     regressors = []
-    for index in range(num_games):
-        regressor = layers.Dense(output_size, name=f"feature_regressor_{index}")
+    for index, output_size in enumerate(output_sizes):
+        regressor = layers.Dense(output_size, name=f"feature_regressor_{index}", dtype="float32")
         regressor.build((None, input_size))
         regressors.append(regressor)
     return regressors

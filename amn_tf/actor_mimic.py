@@ -1,0 +1,445 @@
+"""Actor-Mimic: distill expert DQNs (SavedModels) into one multitask network.
+
+Read top to bottom: ``find_experts`` (which SavedModels teach which game),
+``AmnLearner`` (a ``tf.function`` step that runs every expert on its game's slice of the
+batch and regresses the AMN on their policies and features), then ``train``: every game
+played by the AMN's own epsilon-greedy policy (or the expert's) into its own replay
+memory, one update per ``update_period`` agent steps per game, periodic test play with
+the Table 1 figures, checkpoints and export.
+
+Loss of one update over G games with b states each (DESIGN.md section 2):
+
+  L = mean_i mean_{s in game i} [ - sum_{a legal in i} softmax(Q_Ei(s)/tau)_a log softmax_i(AMN(s))_a
+                                  + beta * 0.5 * || f_i(h_AMN(s)) - h_Ei(s) ||^2 ]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from amn_tf import (
+    checkpoints,
+    config as config_lib,
+    dqn,
+    envs,
+    evaluation,
+    export,
+    losses,
+    networks,
+    replay,
+    runtime,
+)
+
+HELD_OUT_STATES = 256  # per game, for the action-agreement figure
+
+
+# ------------------------------------------------------------------ experts
+def _newest_version(directory: str) -> str | None:
+    versions = [n for n in os.listdir(directory) if n.isdigit()
+                and os.path.exists(os.path.join(directory, n, "saved_model.pb"))]
+    return os.path.join(directory, max(versions, key=int)) if versions else None
+
+
+def find_experts(paths, games=None) -> list:
+    """Resolves ``--experts`` into ``[(game, SavedModel path)]`` in a stable order.
+
+    Each path is a SavedModel version directory, a ``<Game>/`` directory of versions (the
+    newest is taken) or a directory of such game directories.
+    """
+    found = []
+    for path in paths:
+        if not os.path.isdir(path):
+            raise config_lib.ConfigError(f"expert path {path} does not exist")
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            candidates = [path]
+        elif _newest_version(path):
+            candidates = [_newest_version(path)]
+        else:
+            candidates = [v for v in (_newest_version(os.path.join(path, d))
+                                      for d in sorted(os.listdir(path))
+                                      if os.path.isdir(os.path.join(path, d))) if v]
+        if not candidates:
+            raise config_lib.ConfigError(
+                f"no expert SavedModels found in {path} (expected <Game>/<version>/saved_model.pb); "
+                "train one with --mode=dqn or pass --experts=PATH")
+        found.extend(candidates)
+    experts = []
+    for path in found:
+        loaded = export.LoadedPolicy(path)
+        if loaded.kind != "expert":
+            raise config_lib.ConfigError(f"{path} is a {loaded.kind} SavedModel, not an expert")
+        experts.append((loaded.games[0], loaded))
+    names = [game for game, _ in experts]
+    twice = sorted({g for g in names if names.count(g) > 1})
+    if twice:
+        raise config_lib.ConfigError(f"more than one expert for {', '.join(twice)}: pass one "
+                                     "SavedModel per game in --experts")
+    if games:
+        missing = [g for g in games if g not in names]
+        if missing:
+            raise config_lib.ConfigError(f"no expert for {', '.join(missing)} among "
+                                         f"{', '.join(names)}; add one to --experts")
+        experts = [(g, dict(experts)[g]) for g in games]
+    protocols = {loaded.protocol for _, loaded in experts}
+    if len(protocols) > 1:
+        raise config_lib.ConfigError(f"experts were trained under different protocols {sorted(protocols)}")
+    return experts
+
+
+# ------------------------------------------------------------------ learner
+class AmnLearner:
+    """Policy (and feature) regression of the AMN on G experts, one step per batch."""
+
+    def __init__(self, amn, regressors, experts, masks, optimizer, dataset, batch_per_game,
+                 tau=1.0, beta=0.01, jit_compile=False, skip_nonfinite=False):
+        """
+        Args:
+          amn: Keras model, uint8 frames -> (logits [B, 18], features [B, H]).
+          regressors: one Keras Dense f_i per game (H -> expert feature size).
+          experts: per game, a callable frames -> (q_values over the legal set, features).
+          masks: [G, 18] bool legal actions.
+          dataset: yields (states [G*b, 84, 84, 4], game_index [G*b]) grouped by game.
+        """
+        self.amn = amn
+        self.regressors = regressors
+        self.experts = experts
+        self.optimizer = optimizer
+        self._iterator = iter(dataset)
+        self._masks = tf.constant(masks, tf.bool)
+        # placement[i]: [n_legal_i, 18] one-hot, so q_legal @ placement puts Q at ALE ids.
+        self._placements = [tf.constant(np.eye(envs.NUM_ACTIONS, dtype=np.float32)[np.flatnonzero(m)])
+                            for m in masks]
+        self._batch_per_game = batch_per_game
+        self._tau = float(tau)
+        self._beta = float(beta)
+        self.skip_nonfinite = skip_nonfinite
+        self.variables = list(amn.trainable_variables)
+        if self._beta > 0:
+            for regressor in regressors:
+                self.variables += list(regressor.trainable_variables)
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+        optimizer.build(self.variables)
+        self._update = tf.function(self._update_impl, jit_compile=jit_compile)
+
+    def expert_targets(self, states):
+        """Expert Q-values at ALE ids [B, 18] and features, game by game on its slice."""
+        q_values, features = [], []
+        b = self._batch_per_game
+        for index, expert in enumerate(self.experts):
+            q_legal, expert_features = expert(states[index * b : (index + 1) * b])
+            q_values.append(tf.matmul(tf.cast(q_legal, tf.float32), self._placements[index]))
+            features.append(tf.cast(expert_features, tf.float32))
+        return tf.concat(q_values, 0), tf.concat(features, 0)
+
+    def losses(self, states, game_index, expert_q, expert_features):
+        mask = tf.gather(self._masks, game_index)
+        logits, features = self.amn(states, training=True)
+        policy_loss = losses.policy_regression_loss(logits, expert_q, mask, self._tau)
+        b = self._batch_per_game
+        if self._beta > 0:
+            predicted = tf.concat([regressor(tf.cast(features[i * b : (i + 1) * b], tf.float32))
+                                   for i, regressor in enumerate(self.regressors)], 0)
+            feature_loss = losses.feature_regression_loss(predicted, expert_features)
+        else:
+            feature_loss = tf.constant(0.0)
+        agreement = tf.reduce_mean(tf.cast(tf.equal(
+            losses.masked_argmax(logits, mask), losses.masked_argmax(expert_q, mask)), tf.float32))
+        return policy_loss, feature_loss, agreement
+
+    def _update_impl(self, states, game_index):
+        expert_q, expert_features = self.expert_targets(states)
+        with tf.GradientTape() as tape:
+            policy_loss, feature_loss, agreement = self.losses(states, game_index, expert_q, expert_features)
+            loss = policy_loss + self._beta * feature_loss
+        gradients = tape.gradient(loss, self.variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        finite = tf.logical_and(finite, tf.math.is_finite(loss))
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, self.variables))
+            self.updates.assign_add(1)
+            return tf.constant(True)
+
+        def skip():
+            self.skipped.assign_add(1)
+            return tf.constant(False)
+
+        applied = tf.cond(finite, apply, skip)
+        return {"loss": loss, "policy_loss": policy_loss, "feature_loss": feature_loss,
+                "agreement": agreement, "applied": applied}
+
+    @tf.function
+    def _step(self):
+        states, game_index = next(self._iterator)
+        return self._update(states, game_index)
+
+    def step(self) -> dict:
+        metrics = self._step()
+        if not bool(metrics["applied"]) and not self.skip_nonfinite:
+            raise runtime.NonFiniteError(
+                f"non-finite AMN loss or gradient at update {int(self.updates.numpy()) + 1} "
+                f"(loss={float(metrics['loss'])}); the update was not applied and the last "
+                "checkpoint is intact. Lower --amn_learning_rate, or pass --skip_nonfinite")
+        return metrics
+
+
+def expert_callable(loaded: export.LoadedPolicy):
+    signature = loaded.signature
+
+    def call(frames):
+        out = signature(frames=frames)
+        return out["q_values"], out["features"]
+
+    return call
+
+
+# ----------------------------------------------------------- held-out states
+def collect_held_out(loaded, game, protocol, count, seed, backend) -> np.ndarray:
+    """States visited by the expert at epsilon 0.05, spread over its play."""
+    env = envs.make_env(game, 4, protocol, seed, backend)
+    rng = np.random.default_rng(seed)
+    states = []
+    try:
+        obs = env.reset()
+        step = 0
+        while len(states) * 4 < count:
+            greedy = loaded.act(obs, game)
+            explore = rng.random(len(obs)) < 0.05
+            actions = np.where(explore, envs.random_legal_actions(rng, env.legal_actions, len(obs)),
+                               greedy).astype(np.int32)
+            result = env.step(actions)
+            obs = result.obs
+            step += 1
+            if step % 8 == 0:  # decorrelate
+                states.append(obs.copy())
+    finally:
+        env.close()
+    return np.concatenate(states)[:count]
+
+
+def agreement(amn_policy, loaded, game, states) -> float:
+    """Fraction of held-out states where the AMN's greedy action is the expert's."""
+    return float(np.mean(amn_policy(states) == loaded.act(states, game)))
+
+
+# ------------------------------------------------------------------- train
+def table(rows) -> str:
+    """Per-game Table 1 figures as Markdown."""
+    lines = ["| game | expert mean | expert max | AMN mean | AMN max | AMN % of expert | agreement |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['game']} | {row['expert_mean']:.1f} | {row['expert_max']:.1f} | "
+                     f"{row['amn_mean']:.1f} | {row['amn_max']:.1f} | {row['percent']:.0f}% | "
+                     f"{100 * row['agreement']:.0f}% |")
+    return "\n".join(lines)
+
+
+def percent_of_expert(amn_score, expert_score, random_score=None) -> float:
+    """AMN score as % of the expert's (plain ratio, as in the paper's Table 1)."""
+    if expert_score == 0:
+        return float("nan")
+    return 100.0 * amn_score / expert_score
+
+
+def train(config) -> dict:
+    """``--mode=amn``: distills the experts into an AMN; resumable from ``run_dir``."""
+    experts = find_experts(config.experts, config.games)
+    games = [game for game, _ in experts]
+    loaded_by_game = dict(experts)
+    protocol = experts[0][1].protocol
+    run_dir = config.run_dir or os.path.join("runs", "amn-" + "-".join(games))
+    runtime.prepare_run_dir(run_dir, {"mode": "amn", "games": games, "network": config.network},
+                            config_lib.resolved_flags())
+    runtime.set_seeds(config.seed, config.deterministic)
+    runtime.set_precision(config.precision)
+    label = f"amn {'+'.join(games)}"
+
+    masks = np.stack([envs.legal_mask(g) for g in games])
+    amn = networks.build_network(config.network, envs.NUM_ACTIONS, name="amn")
+    regressors = networks.feature_regressors(networks.feature_size(amn),
+                                             [loaded_by_game[g].feature_size for g in games])
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    num_envs = config.env.num_envs
+    memories = [replay.ReplayMemory(config.replay_capacity, num_envs, seed=config.seed + i)
+                for i, _ in enumerate(games)]
+    dataset = replay.multitask_state_dataset(memories, config.batch_per_game,
+                                             prefetch=0 if config.deterministic else 2)
+    learner = AmnLearner(amn, regressors, [expert_callable(loaded_by_game[g]) for g in games], masks,
+                         optimizer, dataset, config.batch_per_game, config.tau, config.beta,
+                         config.jit_compile, config.skip_nonfinite)
+    students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
+
+    manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
+    trackables = {"amn": amn, "optimizer": optimizer, "updates": learner.updates,
+                  "skipped": learner.skipped}
+    trackables.update({f"regressor_{i}": r for i, r in enumerate(regressors)})
+    state = manager.restore(trackables, memories if config.save_replay else ())
+    rng = np.random.default_rng(config.seed)
+    step = 0
+    if state:
+        step = int(state["step"])
+        rng.bit_generator.state = state["actor_rng"]
+        for memory, memory_state in zip(memories, state["replay_rngs"]):
+            memory.rng.bit_generator.state = memory_state
+        print(f"[{label}] resumed from {state['path']} at frame {step * 4:,} per game", flush=True)
+    if state and state.get("finished"):
+        print(f"[{label}] run already finished: {state['summary'].get('export')}")
+        print(table(state["summary"]["table"]))
+        return state["summary"]
+
+    # Expert scores under the same protocol, and held-out states: measured once per run.
+    reference_path = os.path.join(run_dir, "experts.json")
+    held_out_path = os.path.join(run_dir, "held_out.npz")
+    if os.path.exists(reference_path) and os.path.exists(held_out_path):
+        with open(reference_path) as handle:
+            reference = json.load(handle)
+        with np.load(held_out_path, allow_pickle=False) as data:
+            held_out = {g: data[g] for g in games}
+    else:
+        reference, held_out = {}, {}
+        for index, game in enumerate(games):
+            loaded = loaded_by_game[game]
+            result = evaluation.play(evaluation.saved_model_policy(loaded, game), game, protocol,
+                                     config.evaluation.episodes, config.evaluation.epsilon,
+                                     config.evaluation.num_envs, config.evaluation.max_steps,
+                                     config.seed + 101 + index, config.env.backend)
+            reference[game] = {"path": loaded.path, **result.as_dict()}
+            held_out[game] = collect_held_out(loaded, game, protocol, HELD_OUT_STATES,
+                                              config.seed + 202 + index, config.env.backend)
+            print(f"[{label}] expert {result.line()}", flush=True)
+        np.savez(held_out_path + ".tmp.npz", **held_out)
+        os.replace(held_out_path + ".tmp.npz", held_out_path)
+        checkpoints.write_json_atomically(reference_path, reference)
+
+    eval_path = os.path.join(run_dir, "eval.jsonl")
+    history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]
+    runtime.rewrite_jsonl(eval_path, history)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+
+    def rows_of(record):
+        rows = []
+        for game in games:
+            mine, theirs = record["games"][game], reference[game]
+            rows.append({"game": game, "expert_mean": theirs["mean"], "expert_max": theirs["max"],
+                         "amn_mean": mine["mean"], "amn_max": mine["max"],
+                         "percent": percent_of_expert(mine["mean"], theirs["mean"]),
+                         "agreement": mine["agreement"]})
+        return rows
+
+    def run_evaluation():
+        record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
+        for index, game in enumerate(games):
+            result = evaluation.play(students[index], game, protocol, config.evaluation.episodes,
+                                     config.evaluation.epsilon, config.evaluation.num_envs,
+                                     config.evaluation.max_steps,
+                                     config.seed + 1 + len(history) * 31 + index, config.env.backend)
+            match = agreement(students[index], loaded_by_game[game], game, held_out[game])
+            record["games"][game] = {**result.as_dict(), "agreement": match}
+            with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+                tf.summary.scalar(f"eval/{game}/mean_return", result.mean)
+                tf.summary.scalar(f"eval/{game}/percent_of_expert",
+                                  percent_of_expert(result.mean, reference[game]["mean"]))
+                tf.summary.scalar(f"eval/{game}/agreement", match)
+        history.append(record)
+        runtime.append_jsonl(eval_path, record)
+        return record
+
+    def save(finished=False, summary=None):
+        payload = {"step": step, "actor_rng": rng.bit_generator.state,
+                   "replay_rngs": [m.rng.bit_generator.state for m in memories],
+                   "replay_saved": config.save_replay, "finished": finished,
+                   "summary": summary or {}, "games": games}
+        manager.save(step, trackables, payload, memories if config.save_replay else ())
+
+    game_envs = [envs.make_env(g, num_envs, protocol, config.seed + 1000 * i, config.env.backend)
+                 for i, g in enumerate(games)]
+    observations = []
+    streams = np.arange(num_envs)
+    for memory, env in zip(memories, game_envs):
+        obs = env.reset()
+        memory.start_episodes(streams, obs)
+        observations.append(obs)
+    learning_starts = step + config.learning_starts if (state and not state["replay_restored"]) \
+        else config.learning_starts
+    progress = runtime.Progress(label, config.steps_per_game, step)
+    update_credit = 0.0
+    last = {}
+    last_returns = {}
+    with runtime.StopSignal() as stop:
+        while step < config.steps_per_game and not stop.requested:
+            all_actions = []
+            for index, (env, obs) in enumerate(zip(game_envs, observations)):
+                if config.actor == "student":
+                    greedy = students[index](obs)
+                else:
+                    greedy = loaded_by_game[games[index]].act(obs, games[index])
+                explore = rng.random(num_envs) < config.epsilon
+                random_actions = envs.random_legal_actions(rng, env.legal_actions, num_envs)
+                actions = np.where(explore, random_actions, greedy).astype(np.int32)
+                env.send(actions)
+                all_actions.append(actions)
+            if step >= learning_starts:
+                update_credit += num_envs / config.update_period
+                while update_credit >= 1.0:
+                    last = learner.step()
+                    update_credit -= 1.0
+            for index, (env, memory) in enumerate(zip(game_envs, memories)):
+                result = env.recv()
+                memory.append(streams, all_actions[index], result.reward, result.terminated,
+                              result.truncated, result.life_lost, result.final_obs)
+                ended = result.terminated | result.truncated
+                if ended.any():
+                    memory.start_episodes(streams[ended], result.obs[ended])
+                observations[index] = result.obs
+                for _, episode_return, _ in result.episode_returns:
+                    last_returns[games[index]] = episode_return
+            before, step = step, step + num_envs
+            if dqn._crossed(before, step, config.log_period):
+                scores = " ".join(f"{g} {last_returns.get(g, '-')}" for g in games)
+                loss_text = f"loss {float(last['loss']):.4f} agree {float(last['agreement']):.2f}" \
+                    if last else "filling replay"
+                fps = progress.print(step, f"{loss_text} | last episodes: {scores}")
+                with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+                    tf.summary.scalar("charts/frames_per_second_per_game", fps)
+                    if last:
+                        tf.summary.scalar("losses/policy_regression", last["policy_loss"])
+                        tf.summary.scalar("losses/feature_regression", last["feature_loss"])
+                        tf.summary.scalar("train/agreement", last["agreement"])
+            if dqn._crossed(before, step, config.eval_period) and step < config.steps_per_game:
+                record = run_evaluation()
+                print(f"[{label}] eval at frame {step * 4:,} per game:\n{table(rows_of(record))}",
+                      flush=True)
+            if dqn._crossed(before, step, config.checkpoint_period):
+                save()
+    for env in game_envs:
+        env.close()
+    if stop.requested:
+        save()
+        print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")
+        return {"stopped": True}
+    record = run_evaluation()
+    rows = rows_of(record)
+    save()
+    name = config.name or os.path.basename(os.path.normpath(run_dir))
+    base = os.path.join(config.export_dir, "amn", name)
+    path = os.path.join(base, str(export.next_version(base)))
+    provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP, "agent_steps_per_game": step,
+                  "experts": {g: reference[g]["path"] for g in games}, "table": rows,
+                  "network": config.network, "tau": config.tau, "beta": config.beta,
+                  "run_dir": os.path.abspath(run_dir)}
+    export.export_multitask(amn, games, path, provenance, protocol, kind="amn")
+    summary = {"export": path, "table": rows, "run_dir": run_dir}
+    save(finished=True, summary=summary)
+    writer.flush()
+    print(f"[{label}] final evaluation at frame {step * 4:,} per game "
+          f"(epsilon {config.evaluation.epsilon}, {config.evaluation.episodes} episodes):")
+    print(table(rows))
+    print(f"[{label}] AMN SavedModel: {path}\n[{label}] TensorBoard: tensorboard --logdir "
+          f"{os.path.join(run_dir, 'tensorboard')}", flush=True)
+    return summary
