@@ -1,0 +1,275 @@
+"""Actor-Mimic: the learner on real expert SavedModels, a real multitask run through main,
+the exported AMN, bad inputs, and the paper's student-sampling argument on a synthetic MDP."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from amn_tf import actor_mimic, envs, export, losses, networks, replay
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "amn_tf.main", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def experts(tmp_path_factory):
+    """Two small expert SavedModels (Pong, Breakout) exported from fresh Nature DQNs with
+    different seeds: real SavedModels with the expert signature, made in the test."""
+    keras.mixed_precision.set_global_policy("float32")
+    root = tmp_path_factory.mktemp("experts")
+    paths = {}
+    for seed, game in enumerate(["Pong", "Breakout"]):
+        keras.utils.set_random_seed(seed)
+        model = networks.nature_dqn(len(envs.legal_actions(game)))
+        path = os.path.join(root, "experts", game, "1")
+        export.export_expert(model, game, path, {"frames_trained": 0}, "paper")
+        paths[game] = path
+    return root, paths
+
+
+def test_masks_for_real_games_with_different_action_sets():
+    pong, breakout, seaquest = (envs.legal_mask(g) for g in ("Pong", "Breakout", "Seaquest"))
+    assert np.flatnonzero(pong).tolist() == [0, 1, 3, 4, 11, 12]
+    assert np.flatnonzero(breakout).tolist() == [0, 1, 3, 4]
+    assert seaquest.all()
+    # An AMN's masked policy puts zero probability on another game's extra actions.
+    logits = tf.constant(np.random.default_rng(0).normal(size=(2, 18)), tf.float32)
+    mask = tf.constant(np.stack([pong, breakout]))
+    probabilities = tf.exp(losses.masked_log_softmax(logits, mask)).numpy()
+    assert np.all(probabilities[0][~pong] == 0) and np.all(probabilities[1][~breakout] == 0)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-6)
+
+
+def test_find_experts_resolves_directories_and_rejects_bad_sets(experts):
+    root, paths = experts
+    found = actor_mimic.find_experts([os.path.join(root, "experts")])
+    assert sorted(game for game, _ in found) == ["Breakout", "Pong"]
+    only = actor_mimic.find_experts([paths["Pong"]], ["Pong"])
+    assert [g for g, _ in only] == ["Pong"]
+    with pytest.raises(ValueError, match="more than one expert for Pong"):
+        actor_mimic.find_experts([paths["Pong"], os.path.join(root, "experts", "Pong")])
+    with pytest.raises(ValueError, match="no expert for Seaquest"):
+        actor_mimic.find_experts([os.path.join(root, "experts")], ["Seaquest"])
+    empty = os.path.join(root, "empty")
+    os.makedirs(empty, exist_ok=True)
+    with pytest.raises(ValueError, match="no expert SavedModels found"):
+        actor_mimic.find_experts([empty])
+
+
+def _memories_with_states(count, seed=0):
+    rng = np.random.default_rng(seed)
+    memories = []
+    for _ in range(count):
+        memory = replay.ReplayMemory(64, 1, seed=seed)
+        memory.start_episodes([0], rng.integers(0, 255, (1, 84, 84, 4), dtype=np.uint8))
+        for _ in range(30):
+            memory.append([0], [0], [0.0], [False], [False], [False],
+                          rng.integers(0, 255, (1, 84, 84, 4), dtype=np.uint8))
+        memories.append(memory)
+    return memories
+
+
+def test_learner_runs_experts_in_graph_and_matches_hand_loss(experts):
+    keras.mixed_precision.set_global_policy("float32")
+    root, paths = experts
+    found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
+    games = [g for g, _ in found]
+    masks = np.stack([envs.legal_mask(g) for g in games])
+    keras.utils.set_random_seed(3)
+    amn = networks.build_network("small", 18, "amn")
+    regressors = networks.feature_regressors(512, [512, 512])
+    memories = _memories_with_states(2)
+    dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
+    callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
+    learner = actor_mimic.AmnLearner(amn, regressors, callables, masks, keras.optimizers.Adam(1e-3),
+                                     dataset, 4, tau=1.0, beta=0.01)
+    states, game_index = next(iter(replay.multitask_state_dataset(memories, 4, prefetch=0)))
+    expert_q, expert_features = learner.expert_targets(states)
+    # Expert Q placed at ALE ids: game 0 (Pong) rows carry Pong's q_values at its legal ids.
+    pong_q = found[0][1].signature(frames=states[:4])["q_values"].numpy()
+    np.testing.assert_allclose(expert_q.numpy()[:4][:, envs.legal_actions(games[0])], pong_q, rtol=1e-5)
+    # The loss of the learner equals the cross-entropy computed by hand in numpy.
+    policy_loss, feature_loss, _ = learner.losses(states, game_index, expert_q, expert_features)
+    logits, features = amn(states)
+    expected = []
+    for row in range(8):
+        legal = masks[game_index[row].numpy()]
+        q = expert_q.numpy()[row][legal]
+        target = np.exp(q - q.max()) / np.exp(q - q.max()).sum()
+        z = logits.numpy()[row][legal]
+        log_student = z - z.max() - np.log(np.exp(z - z.max()).sum())
+        expected.append(-(target * log_student).sum())
+    np.testing.assert_allclose(policy_loss.numpy(), np.mean(expected), rtol=1e-4)
+    predicted = np.concatenate([regressors[i](features[i * 4 : (i + 1) * 4]).numpy() for i in range(2)])
+    hand_feature = np.mean(0.5 * ((predicted - expert_features.numpy()) ** 2).sum(-1))
+    np.testing.assert_allclose(feature_loss.numpy(), hand_feature, rtol=1e-4)
+    # A few updates move the AMN towards the experts.
+    first = float(learner.step()["policy_loss"])
+    for _ in range(30):
+        last = float(learner.step()["policy_loss"])
+    assert last < first
+    assert int(learner.updates.numpy()) == 31
+
+
+def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
+    root, _ = experts
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    result = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts",
+                      f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| Pong |" in result.stdout and "| Breakout |" in result.stdout
+    assert "AMN SavedModel:" in result.stdout
+    history = [json.loads(line) for line in open(run_dir / "eval.jsonl")]
+    assert [r["step"] for r in history] == [200, 400]
+    assert set(history[-1]["games"]) == {"Pong", "Breakout"}
+    events = [f for f in os.listdir(run_dir / "tensorboard") if f.startswith("events.out.tfevents")]
+    assert events
+    path = export_dir / "amn" / "tiny" / "1"
+    loaded = export.LoadedPolicy(str(path))
+    assert loaded.kind == "amn" and loaded.games == ["Breakout", "Pong"]
+    assert loaded.metadata["legal_actions"]["Breakout"] == [0, 1, 3, 4]
+    # The SavedModel equals the checkpointed Keras AMN for every game id.
+    keras.mixed_precision.set_global_policy("float32")
+    amn = networks.build_network("small", 18, "amn")
+    checkpoint_dir = sorted((run_dir / "checkpoints").iterdir())[-1]
+    tf.train.Checkpoint(amn=amn).read(str(checkpoint_dir / "weights")).expect_partial()
+    frames = np.random.default_rng(1).integers(0, 255, (5, 84, 84, 4), dtype=np.uint8)
+    keras_logits, keras_features = (t.numpy() for t in amn(frames))
+    for game_id, game in enumerate(loaded.games):
+        out = loaded.signature(frames=tf.constant(frames), game_id=tf.fill([5], game_id))
+        mask = envs.legal_mask(game)
+        # bf16 compute in the run: compare with a bf16-sized tolerance
+        np.testing.assert_allclose(out["logits"].numpy()[:, mask], keras_logits[:, mask], atol=0.05, rtol=0.05)
+        assert np.all(out["logits"].numpy()[:, ~mask] == -1e9)
+        assert set(out["action"].numpy()) <= set(envs.legal_actions(game).tolist())
+        assert out["action"].dtype == tf.int32 and out["features"].shape == (5, 512)
+        np.testing.assert_allclose(out["features"].numpy(), keras_features, atol=0.05, rtol=0.05)
+    # Rerunning the finished run reports it instead of training again.
+    again = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts",
+                     f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=tiny")
+    assert again.returncode == 0 and "already finished" in again.stdout
+    # eval mode plays the AMN for one of its games, and refuses one it does not know.
+    good = run_main("--mode=eval", f"--saved_model={path}", "--game=Pong", "--eval_episodes=1",
+                    "--eval_max_steps=30", "--eval_envs=1")
+    assert good.returncode == 0 and "Pong: mean" in good.stdout
+    bad = run_main("--mode=eval", f"--saved_model={path}", "--game=Seaquest")
+    assert bad.returncode != 0 and "not Seaquest" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tau=0"], "--tau must be > 0"),
+        (["--beta=-1"], "--beta must be >= 0"),
+        (["--batch_per_game=0"], "--batch_per_game must be >= 1"),
+        (["--games=Pong,pong"], "lists Pong twice"),
+        (["--games=Seaquest"], "no expert for Seaquest"),
+    ],
+)
+def test_amn_bad_input_one_line(experts, tmp_path, flags, message):
+    root, _ = experts
+    result = run_main("--mode=amn", f"--experts={root}/experts", f"--run_dir={tmp_path / 'r'}", *flags)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_amn_no_experts_found(tmp_path):
+    result = run_main("--mode=amn", f"--experts={tmp_path}", f"--run_dir={tmp_path / 'r'}")
+    assert result.returncode != 0 and "no expert SavedModels found" in result.stderr
+    assert not os.path.exists(tmp_path / "r")  # nothing created for a rejected command
+
+
+# ------------------------------------------------------------ synthetic MDP
+def _random_mdp(rng, num_states=12, num_outputs=6, legal=(0, 2, 3, 5)):
+    legal = np.asarray(legal)
+    transitions = rng.dirichlet(np.full(num_states, 0.3), size=(num_states, len(legal)))
+    rewards = rng.normal(size=(num_states, len(legal)))
+    return transitions, rewards, legal
+
+
+def _expert_q(transitions, rewards, gamma=0.9):
+    q = np.zeros_like(rewards)
+    for _ in range(500):
+        q = rewards + gamma * transitions @ q.max(1)
+    return q
+
+
+def test_student_sampling_drives_linear_amn_to_expert_policy():
+    """The paper's Lemma 1 / Theorem 1 setting: a linear AMN (logits = W phi(s)) trained by
+    policy regression on states drawn from its *own* epsilon-greedy play converges to the
+    expert's Boltzmann policy on the states it visits, and acts like the expert."""
+    rng = np.random.default_rng(0)
+    transitions, rewards, legal = _random_mdp(rng)
+    num_states, num_outputs, tau = transitions.shape[0], 6, 1.0
+    q_small = _expert_q(transitions, rewards)
+    q_expert = np.full((num_states, num_outputs), -5.0)  # anything on illegal ids
+    q_expert[:, legal] = q_small
+    mask = np.zeros((num_states, num_outputs), bool)
+    mask[:, legal] = True
+    features = np.eye(num_states, dtype=np.float32)  # phi(s): one-hot, so W is a table
+    weights = tf.Variable(tf.zeros([num_states, num_outputs]))
+    optimizer = keras.optimizers.SGD(0.5)
+    expert_pi = losses.expert_policy(tf.constant(q_expert, tf.float32), mask, tau).numpy()
+
+    def student_pi():
+        return tf.exp(losses.masked_log_softmax(tf.constant(features) @ weights, mask)).numpy()
+
+    def visitation(pi, epsilon=0.1, horizon=200):
+        behaviour = (1 - epsilon) * pi[:, legal] + epsilon / len(legal)
+        step = np.einsum("sa,sat->st", behaviour, transitions)
+        d = np.full(num_states, 1.0 / num_states)
+        total = np.zeros(num_states)
+        for _ in range(horizon):
+            total += d
+            d = d @ step
+        return total / total.sum()
+
+    def kl_on_student_states():
+        pi = student_pi()
+        d = visitation(pi)
+        kl = (expert_pi * (np.log(expert_pi + 1e-12) - np.log(pi + 1e-12))).sum(1)
+        return float(d @ kl), pi
+
+    initial_kl, _ = kl_on_student_states()
+    state = 0
+    for _ in range(300):  # rounds: act with the student, then regress on its states
+        batch = []
+        pi = student_pi()
+        for _ in range(16):
+            batch.append(state)
+            if rng.random() < 0.1:
+                action_index = rng.integers(len(legal))
+            else:
+                action_index = rng.choice(len(legal), p=pi[state, legal] / pi[state, legal].sum())
+            state = rng.choice(num_states, p=transitions[state, action_index])
+        batch = np.asarray(batch)
+        with tf.GradientTape() as tape:
+            logits = tf.constant(features[batch]) @ weights
+            loss = losses.policy_regression_loss(logits, q_expert[batch].astype(np.float32),
+                                                 mask[batch], tau)
+        gradients = tape.gradient(loss, [weights])
+        # Illegal outputs never receive gradient.
+        assert np.all(gradients[0].numpy()[:, ~mask[0]] == 0)
+        optimizer.apply_gradients(zip(gradients, [weights]))
+    final_kl, pi = kl_on_student_states()
+    assert initial_kl > 0.3
+    assert final_kl < 0.02 * initial_kl + 1e-3, (initial_kl, final_kl)
+    assert np.all(pi[:, ~mask[0]] < 1e-6)  # no probability on illegal actions
+    # Acting greedily, the student now chooses the expert's action in every visited state.
+    d = visitation(pi)
+    visited = d > 1e-3
+    student_greedy = pi.argmax(1)
+    expert_greedy = q_expert.argmax(1)
+    assert np.mean(student_greedy[visited] == expert_greedy[visited]) == 1.0
