@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from amn_tf import (
     checkpoints,
-    config as config_lib,
     dqn,
     envs,
     evaluation,
@@ -33,6 +32,9 @@ from amn_tf import (
     networks,
     replay,
     runtime,
+)
+from amn_tf import (
+    config as config_lib,
 )
 
 HELD_OUT_STATES = 256  # per game, for the action-agreement figure

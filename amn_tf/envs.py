@@ -106,7 +106,7 @@ def rom_id(game: str) -> str:
     return next(rom for rom in _rom_ids() if _squash(rom) == key)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def legal_actions(game: str) -> np.ndarray:
     """The game's minimal action set as ALE action ids (sorted, int32)."""
     import ale_py

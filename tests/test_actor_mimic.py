@@ -159,6 +159,13 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     again = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts",
                      f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=tiny")
     assert again.returncode == 0 and "already finished" in again.stdout
+    # report mode turns the run directory into Table 1 and learning curves.
+    report = run_main("--mode=report", f"--report_runs={run_dir}", f"--report_dir={tmp_path / 'docs'}")
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = (tmp_path / "docs" / "table1.md").read_text()
+    assert "| Pong |" in table and "| Breakout |" in table and "1,600 frames per game" in table
+    with open(tmp_path / "docs" / "amn_curves.png", "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     # eval mode plays the AMN for one of its games, and refuses one it does not know.
     good = run_main("--mode=eval", f"--saved_model={path}", "--game=Pong", "--eval_episodes=1",
                     "--eval_max_steps=30", "--eval_envs=1")
