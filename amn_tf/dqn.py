@@ -75,21 +75,27 @@ class DqnLearner:
         optimizer.build(online.trainable_variables)
         self._update = tf.function(self._update_impl, jit_compile=jit_compile)
 
-    def loss(self, batch):
-        a_tm1 = tf.gather(self._action_to_output, batch["a_tm1"])
+    def targets(self, batch):
+        """Inputs of the TD target, computed outside the gradient tape."""
         r_t = batch["r_t"]
         if self._reward_clip > 0:
             r_t = tf.clip_by_value(r_t, -self._reward_clip, self._reward_clip)
-        q_tm1, _ = self.online(batch["s_tm1"], training=True)
         q_t_target, _ = self.target(batch["s_t"], training=False)
         q_t_online = self.online(batch["s_t"], training=False)[0] if self._double else None
+        return r_t, q_t_target, q_t_online
+
+    def loss(self, batch, targets=None):
+        r_t, q_t_target, q_t_online = targets or self.targets(batch)
+        a_tm1 = tf.gather(self._action_to_output, batch["a_tm1"])
+        q_tm1, _ = self.online(batch["s_tm1"], training=True)
         return losses.td_loss(q_tm1, a_tm1, r_t, batch["discount_t"], q_t_target,
                               q_t_online, self._output_mask)
 
     def _update_impl(self, batch):
         variables = self.online.trainable_variables
+        targets = self.targets(batch)
         with tf.GradientTape() as tape:
-            loss = self.loss(batch)
+            loss = self.loss(batch, targets)
         gradients = tape.gradient(loss, variables)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         finite = tf.logical_and(finite, tf.math.is_finite(loss))

@@ -4,7 +4,8 @@ Layout follows TF Serving: ``<base>/<kind>/<name>/<version>/``. Each SavedModel 
 its metadata (kind, games, action sets, protocol, provenance) as a string variable
 ``metadata`` and as ``assets/amn_tf.json`` for people and tools without TensorFlow.
 
-Signatures (``serving_default``):
+Models are exported computing in float32 whatever precision trained them, so a SavedModel
+runs the same everywhere. Signatures (``serving_default``):
 
 * expert / DQN: ``frames`` uint8 ``[None, 84, 84, 4]`` ->
   ``q_values`` float32 ``[None, n_legal]``, ``action`` int32 (ALE id), ``features``.
@@ -22,7 +23,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import envs
+from amn_tf import envs, networks
 
 METADATA_FILE = "amn_tf.json"
 FORMAT = "amn_tf/1"
@@ -117,7 +118,7 @@ def export_expert(model, game: str, path: str, provenance: dict, protocol: str) 
         "feature_size": int(model.outputs[1].shape[-1]),
         "provenance": provenance,
     }
-    module = _ExpertModule(model, legal, metadata)
+    module = _ExpertModule(networks.float32_copy(model), legal, metadata)
     return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
 
 
@@ -135,7 +136,7 @@ def export_multitask(model, games: list, path: str, provenance: dict, protocol: 
         "feature_size": int(model.outputs[1].shape[-1]),
         "provenance": provenance,
     }
-    module = _MultitaskModule(model, masks, metadata)
+    module = _MultitaskModule(networks.float32_copy(model), masks, metadata)
     return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
 
 

@@ -71,3 +71,24 @@ def feature_regressors(input_size: int, output_sizes: list) -> list:
 
 def copy_weights(source: keras.Model, target: keras.Model) -> None:
     target.set_weights(source.get_weights())
+
+
+def _float32_config(value):
+    if isinstance(value, dict):
+        if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return {**value, "config": {**value.get("config", {}), "name": "float32"}}
+        return {key: _float32_config(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_float32_config(item) for item in value]
+    if value == "mixed_bfloat16" or value == "mixed_float16":
+        return "float32"
+    return value
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same network computing in float32, with the same weights (for export: portable
+    SavedModels whatever precision training used)."""
+    config = _float32_config(model.get_config())
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
