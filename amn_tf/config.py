@@ -13,13 +13,14 @@ from absl import flags
 
 from amn_tf import envs
 
-MODES = ("dqn", "amn", "eval", "report")
+MODES = ("dqn", "amn", "transfer", "eval", "report")
 
 FLAGS = flags.FLAGS
 
 # ------------------------------------------------------------------------ general
 flags.DEFINE_enum("mode", None, MODES, "What to run: dqn (train an expert), amn (distill experts "
-                  "into an Actor-Mimic Network), eval (play a SavedModel), report (tables and plots).")
+                  "into an Actor-Mimic Network), transfer (DQN on a new game from an AMN or random "
+                  "init), eval (play a SavedModel), report (tables and plots).")
 flags.DEFINE_string("run_dir", None, "Directory of this run: checkpoints, TensorBoard logs, "
                     "resolved flags, evaluation history. Re-running the same command resumes it. "
                     "Default: runs/<mode>-<game(s)>.")
@@ -103,6 +104,10 @@ flags.DEFINE_integer("amn_learning_starts", 5_000, "Agent steps per game before 
 flags.DEFINE_integer("amn_eval_period", 20_000, "Agent steps per game between AMN test plays.",
                      lower_bound=1)
 flags.DEFINE_string("amn_name", None, "Name of the exported AMN (default: the run directory's name).")
+
+# ------------------------------------------------------------------------ transfer
+flags.DEFINE_string("init", "random", "transfer: 'random', or 'amn:PATH' with PATH an AMN SavedModel "
+                    "(saved_models/amn/<name>/<version>) or an AMN run directory.")
 
 # ---------------------------------------------------------------------------- eval
 flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version directory.")
@@ -196,6 +201,13 @@ class AmnConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    dqn: DqnConfig
+    init: str
+    network: str  # architecture of a random init (an AMN init brings its own)
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalRunConfig:
     saved_model: str | None
     game: str | None
@@ -229,8 +241,8 @@ def build(values=None):
     """Builds the frozen config of ``values.mode`` from parsed flags (FLAGS by default)."""
     values = values or FLAGS
     _require(values.mode is not None, "--mode is required: one of " + ", ".join(MODES))
-    if values.mode == "dqn":
-        _require(values.game is not None, "--mode=dqn needs --game (e.g. --game=Pong)")
+    if values.mode in ("dqn", "transfer"):
+        _require(values.game is not None, f"--mode={values.mode} needs --game (e.g. --game=Pong)")
         game = envs.canonical_game(values.game)
         _require(values.epsilon_end <= values.epsilon_start,
                  f"--epsilon_end={values.epsilon_end} is above --epsilon_start={values.epsilon_start}")
@@ -239,8 +251,18 @@ def build(values=None):
                  f"{values.training_steps}: the run would never learn")
         _require(values.batch_size <= values.replay_capacity,
                  "--batch_size is larger than --replay_capacity")
-        run_dir = values.run_dir or os.path.join("runs", f"dqn-{game}")
-        return DqnConfig(
+        if values.mode == "transfer":
+            from amn_tf import transfer
+
+            try:
+                label = transfer.init_label(values.init)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+            default_dir = os.path.join("runs", f"transfer-{game}-{label}-seed{values.seed}")
+        else:
+            default_dir = os.path.join("runs", f"dqn-{game}")
+        run_dir = values.run_dir or default_dir
+        dqn_config = DqnConfig(
             game=game, run_dir=run_dir, env=_env(values), evaluation=_eval(values),
             training_steps=values.training_steps, replay_capacity=values.replay_capacity,
             learning_starts=values.learning_starts, update_period=values.update_period,
@@ -254,6 +276,9 @@ def build(values=None):
             log_period=values.log_period, jit_compile=values.jit_compile,
             precision=values.precision, deterministic=values.deterministic, skip_nonfinite=values.skip_nonfinite, seed=values.seed,
         )  # fmt: skip
+        if values.mode == "transfer":
+            return TransferConfig(dqn_config, values.init, values.amn_network)
+        return dqn_config
     if values.mode == "amn":
         _require(values.tau > 0, f"--tau must be > 0, got {values.tau}")
         _require(values.beta >= 0, f"--beta must be >= 0, got {values.beta}")

@@ -303,7 +303,8 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
                   "flags": _read_flags(run_dir)}
     base = os.path.join(config.export_dir, export_kind, export_name or game)
     path = os.path.join(base, str(export.next_version(base)))
-    export.export_expert(online, game, path, provenance, config.env.protocol)
+    export.export_expert(online, game, path, provenance, config.env.protocol,
+                         kind="expert" if export_kind == "experts" else export_kind)
     summary.update({"export": path, "final_eval": final.as_dict(), "frames": step * 4})
     save(finished=True, extra=summary)
     writer.flush()

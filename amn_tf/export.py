@@ -47,11 +47,17 @@ class _ExpertModule(tf.Module):
         super().__init__()
         self.model = model
         self.legal_actions = tf.constant(legal_actions, tf.int32)
+        # Outputs that are the legal actions: all of them for a per-game DQN, the legal ALE
+        # ids for an 18-way network (a DQN transferred from an AMN).
+        outputs = int(model.outputs[0].shape[-1])
+        legal_outputs = np.arange(len(legal_actions)) if outputs == len(legal_actions) else legal_actions
+        self.legal_outputs = tf.constant(legal_outputs, tf.int32)
         self.metadata = tf.Variable(json.dumps(metadata), trainable=False, dtype=tf.string)
 
     @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8, name="frames")])
     def serve(self, frames):
-        q_values, features = self.model(frames, training=False)
+        outputs, features = self.model(frames, training=False)
+        q_values = tf.gather(outputs, self.legal_outputs, axis=-1)
         action = tf.gather(self.legal_actions, tf.argmax(q_values, axis=-1, output_type=tf.int32))
         return {"q_values": q_values, "action": action, "features": features}
 
@@ -105,13 +111,14 @@ def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
     return path
 
 
-def export_expert(model, game: str, path: str, provenance: dict, protocol: str) -> str:
-    """Exports a per-game DQN (one output per legal action) to ``path`` atomically."""
+def export_expert(model, game: str, path: str, provenance: dict, protocol: str, kind="expert") -> str:
+    """Exports a DQN for one game to ``path`` atomically: a per-game network (one output
+    per legal action) or an 18-way one (its legal outputs become ``q_values``)."""
     game = envs.canonical_game(game)
     legal = envs.legal_actions(game)
     metadata = {
         "format": FORMAT,
-        "kind": "expert",
+        "kind": kind,
         "games": [game],
         "legal_actions": {game: legal.tolist()},
         "protocol": protocol,
@@ -167,7 +174,7 @@ class LoadedPolicy:
         self.kind = self.metadata["kind"]
         self.games = list(self.metadata["games"])
         self.protocol = self.metadata.get("protocol", "paper")
-        self.multitask = self.kind != "expert" and "game_ids" in self.metadata
+        self.multitask = "game_ids" in self.metadata
         self.feature_size = int(self.metadata["feature_size"])
 
     def _check_input_shape(self):

@@ -18,9 +18,9 @@ from amn_tf import envs  # noqa: E402
 
 
 def _user_errors():
-    from amn_tf import checkpoints, export, runtime
+    from amn_tf import checkpoints, export, runtime, transfer
 
-    return (config_lib.ConfigError, envs.UnknownGameError, export.SavedModelError,
+    return (config_lib.ConfigError, envs.UnknownGameError, transfer.InitError, export.SavedModelError,
             export.ExportError, runtime.RunError, runtime.NonFiniteError,
             checkpoints.CheckpointError)
 
@@ -30,6 +30,10 @@ def dispatch(config):
         from amn_tf import dqn
 
         return dqn.train(config)
+    if isinstance(config, config_lib.TransferConfig):
+        from amn_tf import transfer
+
+        return transfer.train(config)
     if isinstance(config, config_lib.AmnConfig):
         from amn_tf import actor_mimic
 
@@ -52,10 +56,16 @@ def main(argv):
     if len(argv) > 1:
         raise config_lib.ConfigError(f"unexpected arguments {argv[1:]}: flags look like --name=value")
     config = config_lib.build()
-    if isinstance(config, (config_lib.DqnConfig,)):
+    if isinstance(config, config_lib.DqnConfig):
         from amn_tf import runtime
 
         runtime.prepare_run_dir(config.run_dir, {"mode": "dqn", "game": config.game},
+                                config_lib.resolved_flags())
+    if isinstance(config, config_lib.TransferConfig):
+        from amn_tf import runtime
+
+        runtime.prepare_run_dir(config.dqn.run_dir, {"mode": "transfer", "game": config.dqn.game,
+                                                     "init": config.init},
                                 config_lib.resolved_flags())
     dispatch(config)
 

@@ -15,7 +15,8 @@ import glob
 import json
 import os
 
-from amn_tf import actor_mimic, config as config_lib, runtime
+from amn_tf import actor_mimic, runtime
+from amn_tf import config as config_lib
 
 
 def load_run(run_dir: str) -> dict:
