@@ -120,6 +120,32 @@ class ConfigError(ValueError):
     """A bad flag value or combination; the message says how to fix it."""
 
 
+class InitError(ConfigError):
+    """An --init that does not name a usable AMN."""
+
+
+def parse_init(init: str) -> tuple:
+    """'random' -> ('random', None); 'amn:PATH' -> ('amn', PATH)."""
+    if init == "random":
+        return "random", None
+    if init.startswith("amn:") and len(init) > 4:
+        return "amn", init[4:]
+    raise InitError(f"--init={init!r}: use 'random' or 'amn:PATH' (an AMN SavedModel or AMN run directory)")
+
+
+def init_label(init: str) -> str:
+    kind, path = parse_init(init)
+    if kind == "random":
+        return "random"
+    name = os.path.normpath(path)
+    parts = name.split(os.sep)
+    # saved_models/amn/<name>/<version> -> <name>; runs/<name> -> <name>
+    label = parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+    return f"amn-{label}"
+
+
+
+
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
     protocol: str
@@ -252,12 +278,7 @@ def build(values=None):
         _require(values.batch_size <= values.replay_capacity,
                  "--batch_size is larger than --replay_capacity")
         if values.mode == "transfer":
-            from amn_tf import transfer
-
-            try:
-                label = transfer.init_label(values.init)
-            except ValueError as error:
-                raise ConfigError(str(error)) from None
+            label = init_label(values.init)
             default_dir = os.path.join("runs", f"transfer-{game}-{label}-seed{values.seed}")
         else:
             default_dir = os.path.join("runs", f"dqn-{game}")

@@ -61,12 +61,7 @@ def main(argv):
 
         runtime.prepare_run_dir(config.run_dir, {"mode": "dqn", "game": config.game},
                                 config_lib.resolved_flags())
-    if isinstance(config, config_lib.TransferConfig):
-        from amn_tf import runtime
 
-        runtime.prepare_run_dir(config.dqn.run_dir, {"mode": "transfer", "game": config.dqn.game,
-                                                     "init": config.init},
-                                config_lib.resolved_flags())
     dispatch(config)
 
 

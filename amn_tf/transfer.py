@@ -17,30 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from amn_tf import checkpoints, dqn, envs, export, networks, runtime
+from amn_tf import config as config_lib
 
-
-class InitError(ValueError):
-    """An --init that does not name a usable AMN."""
-
-
-def parse_init(init: str) -> tuple:
-    """'random' -> ('random', None); 'amn:PATH' -> ('amn', PATH)."""
-    if init == "random":
-        return "random", None
-    if init.startswith("amn:") and len(init) > 4:
-        return "amn", init[4:]
-    raise InitError(f"--init={init!r}: use 'random' or 'amn:PATH' (an AMN SavedModel or AMN run directory)")
-
-
-def init_label(init: str) -> str:
-    kind, path = parse_init(init)
-    if kind == "random":
-        return "random"
-    name = os.path.normpath(path)
-    parts = name.split(os.sep)
-    # saved_models/amn/<name>/<version> -> <name>; runs/<name> -> <name>
-    label = parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
-    return f"amn-{label}"
+InitError = config_lib.InitError
+parse_init = config_lib.parse_init
+init_label = config_lib.init_label
 
 
 def _amn_from_saved_model(path: str, network: str | None):
@@ -101,6 +82,9 @@ def train(config) -> dict:
     runtime.set_precision(config.dqn.precision)
     runtime.set_seeds(config.dqn.seed, config.dqn.deterministic)
     model, origin = build_initial_network(config.init, config.dqn.game, config.network)
+    # The run directory is made only once the init is known to be good.
+    runtime.prepare_run_dir(config.dqn.run_dir, {"mode": "transfer", "game": config.dqn.game,
+                                                 "init": config.init}, config_lib.resolved_flags())
     print(f"[transfer] {config.dqn.game} from {config.init} ({model.count_params():,} parameters)",
           flush=True)
     label = init_label(config.init)

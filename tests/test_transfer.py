@@ -1,0 +1,153 @@
+"""Transfer: weight copy from an AMN, legal mask in TD targets, a tiny run through main."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from amn_tf import checkpoints, dqn, envs, export, networks, replay, transfer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "amn_tf.main", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def amn(tmp_path_factory):
+    """An AMN (random weights) exported as a SavedModel and saved as an AMN run directory
+    with feature-regression heads in its checkpoint."""
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(7)
+    root = tmp_path_factory.mktemp("amn")
+    model = networks.build_network("small", 18, "amn")
+    saved = os.path.join(root, "saved_models", "amn", "tiny", "1")
+    export.export_multitask(model, ["Pong", "Boxing"], saved, {"network": "small"}, "paper")
+    run_dir = os.path.join(root, "runs", "amn-tiny")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "run.json"), "w") as handle:
+        json.dump({"mode": "amn", "games": ["Pong", "Boxing"], "network": "small"}, handle)
+    heads = networks.feature_regressors(512, [512, 512])
+    manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
+    manager.save(10, {"amn": model, "regressor_0": heads[0], "regressor_1": heads[1]}, {"step": 10})
+    return model, saved, run_dir
+
+
+@pytest.mark.parametrize("source", ["saved_model", "run_dir"])
+def test_every_amn_layer_is_copied_and_heads_are_not(amn, source):
+    model, saved, run_dir = amn
+    path = saved if source == "saved_model" else run_dir
+    keras.utils.set_random_seed(123)  # a fresh network would differ from the AMN
+    copied, origin = transfer.build_initial_network(f"amn:{path}", "Breakout")
+    assert origin["init"] == "amn" and origin["source_games"] == ["Pong", "Boxing"]
+    assert [layer.name for layer in copied.layers] == [layer.name for layer in model.layers]
+    assert not any("regressor" in layer.name for layer in copied.layers)
+    assert len(copied.get_weights()) == len(model.get_weights())
+    for layer in model.layers:  # every layer, the 18-way output layer included
+        for mine, theirs in zip(copied.get_layer(layer.name).get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    frames = np.random.default_rng(0).integers(0, 255, (2, 84, 84, 4), dtype=np.uint8)
+    np.testing.assert_allclose(copied(frames)[0].numpy(), model(frames)[0].numpy(), rtol=1e-6)
+
+
+def test_random_init_differs_from_amn(amn):
+    model, _, _ = amn
+    fresh, origin = transfer.build_initial_network("random", "Breakout")
+    assert origin == {"init": "random"}
+    assert not transfer.initial_weights_equal(fresh, model)
+
+
+def test_legal_mask_applies_to_the_max_in_td_targets():
+    """An 18-way network on Breakout (legal ids 0, 1, 3, 4) whose output layer has zero
+    kernel, so Q(s, a) = bias[a]: bias 1, 2, _, 3, 4 on the legal ids and 100 on id 17."""
+    keras.mixed_precision.set_global_policy("float32")
+    legal = envs.legal_actions("Breakout")
+    online = networks.build_network("small", 18, "online")
+    kernel, bias = online.get_layer(networks.OUTPUT_LAYER).get_weights()
+    bias[:] = 0.0
+    bias[[0, 1, 3, 4]] = [1.0, 2.0, 3.0, 4.0]
+    bias[17] = 100.0
+    online.get_layer(networks.OUTPUT_LAYER).set_weights([np.zeros_like(kernel), bias])
+    target = keras.models.clone_model(online)
+    target.set_weights(online.get_weights())
+    output_actions, mask, action_to_output = dqn.action_tables(legal, 18)
+    np.testing.assert_array_equal(mask, envs.legal_mask("Breakout"))
+    np.testing.assert_array_equal(output_actions, np.arange(18))
+    memory = replay.ReplayMemory(64, 1)
+    dataset = replay.transition_dataset(memory, 2, 0.99, True, prefetch=0)
+    frames = np.zeros((2, 84, 84, 4), np.uint8)
+    batch = {"s_tm1": frames, "a_tm1": np.array([3, 3], np.int32), "r_t": np.zeros(2, np.float32),
+             "discount_t": np.full(2, 0.99, np.float32), "s_t": frames}
+    for double in (False, True):
+        learner = dqn.DqnLearner(online, target, keras.optimizers.Adam(), dataset, action_to_output,
+                                 mask, double_dqn=double)
+        # target = 0 + 0.99 * max_{legal} Q = 0.99 * 4 = 3.96; Q(s, 3) = 3; error 0.96
+        # Huber(0.96) = 0.5 * 0.96^2 = 0.4608. Without the mask: 0.99 * 100 - 3 = 96.
+        loss = float(learner.loss({k: tf.constant(v) for k, v in batch.items()}))
+        assert loss == pytest.approx(0.4608, rel=1e-5)
+
+
+def test_tiny_transfer_run_through_main(amn, tmp_path):
+    _, saved, _ = amn
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    result = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Breakout",
+                      f"--init=amn:{saved}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[transfer] Breakout from amn:" in result.stdout
+    init = json.loads((run_dir / "init.json").read_text())
+    assert init["source_games"] == ["Pong", "Boxing"]
+    loaded = export.LoadedPolicy(str(export_dir / "transfer" / "Breakout-amn-tiny" / "1"))
+    assert loaded.kind == "transfer" and loaded.games == ["Breakout"]
+    out = loaded.outputs(np.zeros((3, 84, 84, 4), np.uint8), "Breakout")
+    assert out["q_values"].shape == (3, 4)  # the expert signature: one Q per legal action
+    assert set(out["action"].numpy()) <= {0, 1, 3, 4}
+    # A source game as target is allowed, with a warning.
+    warned = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Pong",
+                      f"--init=amn:{saved}", f"--run_dir={tmp_path / 'pong'}",
+                      f"--export_dir={export_dir}", "--training_steps=300", "--learning_starts=100")
+    assert warned.returncode == 0 and "warning: Pong is one of the AMN's source games" in warned.stdout
+
+
+class _OtherShape(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.metadata = tf.Variable(json.dumps({"kind": "amn", "games": ["Pong"], "feature_size": 1,
+                                                "game_ids": {"Pong": 0}}), dtype=tf.string)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 64, 64, 4], tf.uint8, name="frames"),
+                                  tf.TensorSpec([None], tf.int32, name="game_id")])
+    def serve(self, frames, game_id):
+        return {"logits": tf.zeros([tf.shape(frames)[0], 18])}
+
+
+def test_bad_init_one_line(amn, tmp_path):
+    _, saved, _ = amn
+    keras.mixed_precision.set_global_policy("float32")
+    expert_path = tmp_path / "expert"
+    export.export_expert(networks.nature_dqn(4), "Breakout", str(expert_path), {}, "paper")
+    other = tmp_path / "other_shape"
+    module = _OtherShape()
+    tf.saved_model.save(module, str(other), signatures={"serving_default": module.serve})
+    cases = [
+        (f"--init=amn:{expert_path}", "not an AMN"),
+        (f"--init=amn:{tmp_path / 'missing'}", "does not exist"),
+        (f"--init=amn:{other}", "uint8 [None, 84, 84, 4]"),
+        ("--init=imagenet", "use 'random' or 'amn:PATH'"),
+    ]
+    for init, message in cases:
+        result = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Breakout",
+                          init, f"--run_dir={tmp_path / 'r'}", f"--export_dir={tmp_path / 'e'}")
+        assert result.returncode != 0, init
+        assert message in result.stderr, (init, result.stderr[-500:])
+        assert "Traceback" not in result.stderr
+    unknown = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Brekout",
+                       f"--init=amn:{saved}")
+    assert unknown.returncode != 0 and "Breakout" in unknown.stderr
