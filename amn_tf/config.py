@@ -248,6 +248,8 @@ class EvalRunConfig:
 class ReportConfig:
     run_dirs: tuple
     output_dir: str
+    blocks: int = 4
+    reach_score: float | None = None
 
 
 def _env(values) -> EnvConfig:
@@ -332,13 +334,17 @@ def build(values=None):
         return EvalRunConfig(values.saved_model, game, values.random_policy, _env(values),
                              _eval(values), values.output_json, values.seed)
     if values.mode == "report":
-        return ReportConfig(tuple(values.report_runs or ()), values.report_dir)
+        return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
+                            values.report_blocks, values.reach_score)
     raise ConfigError(f"unknown mode {values.mode}")
 
 
 flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
                   "experts' evaluations inside).")
 flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
+flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
+flags.DEFINE_float("reach_score", None, "report: score whose first reaching Table 2 reports, in "
+                   "frames (default: half the best final score among the inits).")
 
 
 def resolved_flags(values=None) -> dict:

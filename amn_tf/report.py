@@ -1,8 +1,10 @@
-"""``--mode=report``: the paper's Table 1 and learning curves from AMN run directories.
+"""``--mode=report``: the paper's Tables 1 and 2 and learning curves from run directories.
 
-Reads each run's ``experts.json`` (expert scores measured under the run's protocol) and
-``eval.jsonl`` (AMN test plays during training); writes ``table1.md`` and
-``amn_curves.png`` into ``--report_dir``.
+AMN runs (``run.json`` mode amn): each run's ``experts.json`` (expert scores measured
+under the run's protocol) and ``eval.jsonl`` (AMN test plays) give ``table1.md`` and
+``amn_curves.png``. Transfer runs (mode transfer): grouped by target game and init over
+seeds, they give ``table2.md`` (mean test score in each block of frames, best per column
+in bold; frames to reach a score) and ``transfer_curves.png`` (mean and spread over seeds).
 
 Columns, per game: expert mean and max (episode returns of the expert's test play), AMN
 mean and max (the final test play of the run), AMN mean as % of the expert's mean, and
@@ -15,8 +17,18 @@ import glob
 import json
 import os
 
+import numpy as np
+
 from amn_tf import actor_mimic, runtime
 from amn_tf import config as config_lib
+
+
+def run_mode(run_dir: str) -> str:
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.exists(path):
+        raise config_lib.ConfigError(f"{run_dir} is not an amn_tf run directory (no run.json)")
+    with open(path) as handle:
+        return json.load(handle).get("mode", "?")
 
 
 def load_run(run_dir: str) -> dict:
@@ -77,15 +89,134 @@ def plot(runs: list, path: str) -> None:
     pyplot.close(figure)
 
 
+# ------------------------------------------------------------------ Table 2
+def load_transfer_run(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "run.json")) as handle:
+        info = json.load(handle)
+    history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+    if not history:
+        raise config_lib.ConfigError(f"transfer run {run_dir} has no evaluations yet")
+    with open(os.path.join(run_dir, "flags.json")) as handle:
+        seed = json.load(handle).get("seed", 0)
+    return {"game": info["game"], "init": config_lib.init_label(info["init"]), "seed": seed,
+            "points": [(r["frames"], r["mean"]) for r in history], "dir": run_dir}
+
+
+def _group(transfer_runs):
+    groups = {}
+    for run in transfer_runs:
+        groups.setdefault(run["game"], {}).setdefault(run["init"], []).append(run)
+    return groups
+
+
+def block_means(points, block_frames, blocks):
+    """Mean test score of the evaluations falling in each block of ``block_frames``."""
+    result = []
+    for index in range(blocks):
+        low, high = index * block_frames, (index + 1) * block_frames
+        inside = [score for frames, score in points if low < frames <= high]
+        result.append(float(np.mean(inside)) if inside else float("nan"))
+    return result
+
+
+def frames_to_reach(points, score):
+    for frames, value in points:
+        if value >= score:
+            return frames
+    return None
+
+
+def table2(groups, blocks=4, reach=None) -> str:
+    lines = ["# Table 2 at CPU scale\n",
+             "Mean test score (epsilon 0.05, unclipped) of the evaluations in each block of "
+             "frames, averaged over seeds; best per column in bold. 'frames to reach' is the "
+             "first evaluation at or above the score, mean over seeds that reached it.\n"]
+    for game, by_init in sorted(groups.items()):
+        last = max(p[0] for runs in by_init.values() for r in runs for p in r["points"])
+        block_frames = last / blocks
+        rows = {}
+        for init, runs in by_init.items():
+            per_seed = [block_means(r["points"], block_frames, blocks) for r in runs]
+            rows[init] = np.nanmean(np.asarray(per_seed), axis=0)
+        finals = [r["points"][-1][1] for runs in by_init.values() for r in runs]
+        target = reach if reach is not None else 0.5 * max(finals)
+        header = " | ".join(f"{(i + 1) * block_frames / 1e6:.2f}M" for i in range(blocks))
+        lines += [f"## {game}: frames per block {block_frames:,.0f}; reach score {target:.1f}\n",
+                  f"| init | seeds | {header} | frames to reach |",
+                  "| --- | ---: | " + " | ".join("---:" for _ in range(blocks)) + " | ---: |"]
+        best = np.nanmax(np.stack(list(rows.values())), axis=0)
+        for init, values in sorted(rows.items()):
+            cells = [(f"**{v:.1f}**" if v == best[i] else f"{v:.1f}") for i, v in enumerate(values)]
+            reached = [frames_to_reach(r["points"], target) for r in by_init[init]]
+            got = [f for f in reached if f is not None]
+            reach_text = (f"{np.mean(got):,.0f} ({len(got)}/{len(reached)} seeds)" if got
+                          else f"not reached (0/{len(reached)})")
+            lines.append(f"| {init} | {len(by_init[init])} | " + " | ".join(cells) + f" | {reach_text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_transfer(groups, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    games = sorted(groups)
+    figure, axes = pyplot.subplots(1, len(games), figsize=(5 * len(games), 3.5), squeeze=False)
+    for axis, game in zip(axes[0], games):
+        for index, (init, runs) in enumerate(sorted(groups[game].items())):
+            frames = sorted({p[0] for r in runs for p in r["points"]})
+            values = np.full((len(runs), len(frames)), np.nan)
+            for row, run in enumerate(runs):
+                lookup = dict(run["points"])
+                values[row] = [lookup.get(f, np.nan) for f in frames]
+            x = np.asarray(frames) / 1e6
+            axis.plot(x, np.nanmean(values, 0), color=f"C{index}", label=f"{init} ({len(runs)} seeds)")
+            axis.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=f"C{index}", alpha=0.2)
+        axis.set_title(f"{game}: transfer")
+        axis.set_xlabel("frames (millions)")
+        axis.set_ylabel("mean test return")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+
+
 def run(config) -> dict:
-    run_dirs = list(config.run_dirs) or sorted(glob.glob(os.path.join("runs", "amn-*")))
+    run_dirs = list(config.run_dirs) or sorted(glob.glob(os.path.join("runs", "amn-*"))
+                                               + glob.glob(os.path.join("runs", "transfer-*")))
     if not run_dirs:
-        raise config_lib.ConfigError("no AMN runs to report: pass --report_runs=DIR[,DIR...]")
+        raise config_lib.ConfigError("no runs to report: pass --report_runs=DIR[,DIR...]")
     for run_dir in run_dirs:
         if not os.path.isdir(run_dir):
             raise config_lib.ConfigError(f"run directory {run_dir} does not exist")
-    runs = [load_run(d) for d in run_dirs]
+    modes = {d: run_mode(d) for d in run_dirs}
+    amn_dirs = [d for d in run_dirs if modes[d] == "amn"]
+    transfer_dirs = [d for d in run_dirs if modes[d] == "transfer"]
+    others = [d for d in run_dirs if d not in amn_dirs + transfer_dirs]
+    if others:
+        raise config_lib.ConfigError(f"cannot report on {', '.join(others)}: only amn and transfer runs")
     os.makedirs(config.output_dir, exist_ok=True)
+    written = {}
+    if amn_dirs:
+        written.update(report_amn([load_run(d) for d in amn_dirs], config.output_dir))
+    if transfer_dirs:
+        groups = _group([load_transfer_run(d) for d in transfer_dirs])
+        text = table2(groups, config.blocks, config.reach_score)
+        path = os.path.join(config.output_dir, "table2.md")
+        with open(path, "w") as handle:
+            handle.write(text)
+        plot_path = os.path.join(config.output_dir, "transfer_curves.png")
+        plot_transfer(groups, plot_path)
+        print(text)
+        print(f"[report] table: {path}\n[report] learning curves: {plot_path}")
+        written.update({"table2": path, "transfer_plot": plot_path})
+    return written
+
+
+def report_amn(runs, output_dir) -> dict:
     sections = ["# Table 1 at CPU scale\n",
                 "Expert and AMN test scores at epsilon 0.05 under each run's protocol (mean "
                 "unclipped return over completed episodes). AMN: its final test play; "
@@ -94,10 +225,10 @@ def run(config) -> dict:
         frames = run["history"][-1]["frames"]
         sections.append(f"## {run['name']} ({frames:,} frames per game)\n")
         sections.append(actor_mimic.table(rows(run)) + "\n")
-    table_path = os.path.join(config.output_dir, "table1.md")
+    table_path = os.path.join(output_dir, "table1.md")
     with open(table_path, "w") as handle:
         handle.write("\n".join(sections))
-    plot_path = os.path.join(config.output_dir, "amn_curves.png")
+    plot_path = os.path.join(output_dir, "amn_curves.png")
     plot(runs, plot_path)
     print("\n".join(sections))
     print(f"[report] table: {table_path}\n[report] learning curves: {plot_path}")

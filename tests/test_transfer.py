@@ -151,3 +151,27 @@ def test_bad_init_one_line(amn, tmp_path):
     unknown = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Brekout",
                        f"--init=amn:{saved}")
     assert unknown.returncode != 0 and "Breakout" in unknown.stderr
+
+
+def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
+    _, saved, _ = amn
+    runs = []
+    for init, seed in [("random", 0), ("random", 1), (f"amn:{saved}", 0)]:
+        run_dir = tmp_path / f"{init.split(':')[0]}-{seed}"
+        result = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Breakout",
+                          f"--init={init}", f"--seed={seed}", f"--run_dir={run_dir}",
+                          f"--export_dir={tmp_path / 'export'}", "--eval_period=200",
+                          "--training_steps=400", "--learning_starts=100")
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(str(run_dir))
+    report = run_main("--mode=report", f"--report_runs={','.join(runs)}",
+                      f"--report_dir={tmp_path / 'docs'}", "--report_blocks=2", "--reach_score=-1")
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = (tmp_path / "docs" / "table2.md").read_text()
+    assert "## Breakout" in table
+    random_row = next(line for line in table.splitlines() if line.startswith("| random |"))
+    amn_row = next(line for line in table.splitlines() if line.startswith("| amn-tiny |"))
+    assert "| 2 |" in random_row and "| 1 |" in amn_row  # seeds per init
+    assert "(2/2 seeds)" in random_row  # every run reaches a score of -1 at its first eval
+    assert "**" in table  # best per column marked
+    assert (tmp_path / "docs" / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
