@@ -13,14 +13,14 @@ from absl import flags
 
 from amn_tf import envs
 
-MODES = ("dqn", "amn", "transfer", "eval", "report")
+MODES = ("dqn", "amn", "transfer", "rank_sources", "eval", "report")
 
 FLAGS = flags.FLAGS
 
 # ------------------------------------------------------------------------ general
 flags.DEFINE_enum("mode", None, MODES, "What to run: dqn (train an expert), amn (distill experts "
                   "into an Actor-Mimic Network), transfer (DQN on a new game from an AMN or random "
-                  "init), eval (play a SavedModel), report (tables and plots).")
+                  "init), rank_sources (which AMN sources relate to a target game), eval (play a SavedModel), report (tables and plots).")
 flags.DEFINE_string("run_dir", None, "Directory of this run: checkpoints, TensorBoard logs, "
                     "resolved flags, evaluation history. Re-running the same command resumes it. "
                     "Default: runs/<mode>-<game(s)>.")
@@ -234,6 +234,21 @@ class TransferConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RankConfig:
+    game: str
+    init: str
+    protocol: str
+    backend: str
+    seed: int
+    states: int
+    episodes: int
+    epsilon: float
+    num_envs: int
+    max_steps: int
+    output_json: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalRunConfig:
     saved_model: str | None
     game: str | None
@@ -323,6 +338,13 @@ def build(values=None):
             jit_compile=values.jit_compile, precision=values.precision, deterministic=values.deterministic,
             skip_nonfinite=values.skip_nonfinite, seed=values.seed,
         )  # fmt: skip
+    if values.mode == "rank_sources":
+        _require(values.game is not None, "--mode=rank_sources needs --game (the target)")
+        _require(values.init.startswith("amn:"), "--mode=rank_sources needs --init=amn:PATH")
+        return RankConfig(envs.canonical_game(values.game), values.init, values.protocol,
+                          values.env_backend, values.seed, 512, values.eval_episodes,
+                          values.eval_epsilon, values.eval_envs, values.eval_max_steps,
+                          values.output_json)
     if values.mode == "eval":
         _require(values.saved_model is not None or values.random_policy,
                  "--mode=eval needs --saved_model=PATH (or --random_policy with --game)")

@@ -34,6 +34,10 @@ def dispatch(config):
         from amn_tf import transfer
 
         return transfer.train(config)
+    if isinstance(config, config_lib.RankConfig):
+        from amn_tf import transfer
+
+        return transfer.rank_sources(config)
     if isinstance(config, config_lib.AmnConfig):
         from amn_tf import actor_mimic
 

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import checkpoints, dqn, envs, export, networks, runtime
+from amn_tf import checkpoints, dqn, envs, evaluation, export, networks, runtime
 from amn_tf import config as config_lib
 
 InitError = config_lib.InitError
@@ -95,3 +95,91 @@ def train(config) -> dict:
 
 def initial_weights_equal(model_a, model_b) -> bool:
     return all(np.array_equal(a, b) for a, b in zip(model_a.get_weights(), model_b.get_weights()))
+
+
+# ------------------------------------------------------------ targeted transfer
+def _states(game, protocol, count, seed, backend) -> tuple:
+    """States from uniformly random play of ``game``, and the random policy's returns."""
+    env = envs.make_env(game, 4, protocol, seed, backend)
+    rng = np.random.default_rng(seed)
+    states, returns = [], []
+    try:
+        obs = env.reset()
+        step = 0
+        while len(states) * 4 < count:
+            result = env.step(envs.random_legal_actions(rng, env.legal_actions, 4))
+            returns += [r for _, r, _ in result.episode_returns]
+            obs = result.obs
+            step += 1
+            if step % 4 == 0:
+                states.append(obs.copy())
+    finally:
+        env.close()
+    return np.concatenate(states)[:count], returns
+
+
+def rank_sources(config) -> list:
+    """``--mode=rank_sources``: how related is each of the AMN's source games to the target?
+
+    Two signals, both measured before any training:
+      * zero-shot gain: the target played by the AMN with the source's action head (its
+        logits restricted to the actions legal in both games), against random play:
+        (score - random) / (|random| + 1);
+      * feature overlap: cosine similarity of the AMN's mean last-hidden activations on
+        target states and on the source's states.
+    Sources are ranked by the mean of their two ranks; a warning is printed when no
+    source has both a positive zero-shot gain and an overlap above 0.5.
+    """
+    runtime.set_precision("float32")
+    game = config.game
+    model, origin = build_initial_network(config.init, game)
+    if origin["init"] != "amn":
+        raise InitError("--mode=rank_sources needs --init=amn:PATH")
+    sources = origin["source_games"]
+    protocol, backend, seed = config.protocol, config.backend, config.seed
+    target_states, random_returns = _states(game, protocol, config.states, seed, backend)
+    target_features = model(target_states, training=False)[1].numpy().mean(0)
+    random_result = evaluation.play(None, game, protocol, config.episodes, 1.0, config.num_envs,
+                                    config.max_steps, seed, backend)
+    target_legal = envs.legal_mask(game)
+    rows = []
+    for index, source in enumerate(sources):
+        head = envs.legal_mask(source) & target_legal
+        source_states, _ = _states(source, protocol, config.states, seed + 1 + index, backend)
+        source_features = model(source_states, training=False)[1].numpy().mean(0)
+        overlap = float(np.dot(target_features, source_features)
+                        / (np.linalg.norm(target_features) * np.linalg.norm(source_features) + 1e-8))
+        if head.sum() < 2:
+            score, gain = float("nan"), float("nan")
+        else:
+            policy = dqn.GreedyPolicy(model, np.arange(envs.NUM_ACTIONS, dtype=np.int32), head)
+            result = evaluation.play(policy, game, protocol, config.episodes, config.epsilon,
+                                     config.num_envs, config.max_steps, seed + 100 + index, backend)
+            score = result.mean
+            gain = (score - random_result.mean) / (abs(random_result.mean) + 1.0)
+        rows.append({"source": source, "shared_actions": int(head.sum()), "zero_shot": score,
+                     "zero_shot_gain": gain, "feature_overlap": overlap})
+    gains = np.nan_to_num(np.asarray([r["zero_shot_gain"] for r in rows]), nan=-np.inf)
+    overlaps = np.asarray([r["feature_overlap"] for r in rows])
+    gain_rank = (-gains).argsort().argsort()
+    overlap_rank = (-overlaps).argsort().argsort()
+    for row, a, b in zip(rows, gain_rank, overlap_rank):
+        row["rank_score"] = float(a + b) / 2.0
+    rows.sort(key=lambda r: r["rank_score"])
+    print(f"[rank_sources] target {game}: random play {random_result.mean:.1f} over "
+          f"{random_result.episodes} episodes; AMN {config.init}")
+    print("| rank | source | shared actions | zero-shot | gain vs random | feature overlap |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for position, row in enumerate(rows, 1):
+        print(f"| {position} | {row['source']} | {row['shared_actions']} | {row['zero_shot']:.1f} | "
+              f"{row['zero_shot_gain']:+.2f} | {row['feature_overlap']:.2f} |")
+    related = [r for r in rows if r["zero_shot_gain"] > 0 and r["feature_overlap"] > 0.5]
+    if not related:
+        print(f"[rank_sources] warning: no source game looks related to {game} (no positive "
+              "zero-shot gain together with feature overlap > 0.5): AMN initialisation may "
+              "transfer negatively here (the paper's Robotank case); compare with --init=random")
+    if config.output_json:
+        checkpoints.write_json_atomically(config.output_json, {"target": game, "init": config.init,
+                                                               "random": random_result.mean,
+                                                               "ranking": rows})
+    return rows

@@ -175,3 +175,21 @@ def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
     assert "(2/2 seeds)" in random_row  # every run reaches a score of -1 at its first eval
     assert "**" in table  # best per column marked
     assert (tmp_path / "docs" / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rank_sources_prints_a_ranking_of_every_source(amn, tmp_path):
+    _, saved, _ = amn
+    output = tmp_path / "rank.json"
+    result = run_main("--mode=rank_sources", "--game=Breakout", f"--init=amn:{saved}",
+                      "--eval_episodes=1", "--eval_max_steps=100", "--eval_envs=1",
+                      f"--output_json={output}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| rank | source |" in result.stdout
+    ranking = json.loads(output.read_text())["ranking"]
+    assert sorted(r["source"] for r in ranking) == ["Boxing", "Pong"]
+    assert [r["rank_score"] for r in ranking] == sorted(r["rank_score"] for r in ranking)
+    for row in ranking:
+        assert -1.0 <= row["feature_overlap"] <= 1.0
+        assert row["shared_actions"] == 4  # Breakout's 4 actions are legal in Pong and Boxing
+    refused = run_main("--mode=rank_sources", "--game=Breakout", "--init=random")
+    assert refused.returncode != 0 and "needs --init=amn:PATH" in refused.stderr
