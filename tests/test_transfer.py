@@ -193,3 +193,17 @@ def test_rank_sources_prints_a_ranking_of_every_source(amn, tmp_path):
         assert row["shared_actions"] == 4  # Breakout's 4 actions are legal in Pong and Boxing
     refused = run_main("--mode=rank_sources", "--game=Breakout", "--init=random")
     assert refused.returncode != 0 and "needs --init=amn:PATH" in refused.stderr
+
+
+def test_large_amn_transfers_end_to_end(tmp_path):
+    """The authors' large AMN (4 convolutions, FC 2048, FC 1024) through export and init."""
+    keras.mixed_precision.set_global_policy("float32")
+    large = networks.build_network("large", 18, "amn")
+    assert [layer.name for layer in large.layers if "conv" in layer.name] == ["conv1", "conv2", "conv3", "conv4"]
+    assert large.get_layer("hidden1").units == 2048 and large.get_layer(networks.FEATURE_LAYER).units == 1024
+    path = str(tmp_path / "large" / "1")
+    export.export_multitask(large, ["Pong"], path, {"network": "large"}, "paper")
+    copied, origin = transfer.build_initial_network(f"amn:{path}", "Breakout")
+    assert origin["network"] == "large"
+    for mine, theirs in zip(copied.get_weights(), large.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
