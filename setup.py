@@ -13,6 +13,7 @@ setup(
         "tensorflow-cpu==2.21.0",
         "keras==3.15.1",
         "gymnasium==1.4.0",
+        "opencv-python-headless>=4.9",  # gymnasium AtariPreprocessing (the gym env backend)
         "ale-py==0.12.1",
         "absl-py>=2.1,<3",
         "numpy>=1.26,<2.5",

@@ -191,6 +191,23 @@ class AmnLearner:
         return metrics
 
 
+class MultitaskPolicy:
+    """Greedy ALE ids of the AMN for states of several games in one forward pass."""
+
+    def __init__(self, amn, masks):
+        self._amn = amn
+        self._masks = tf.constant(masks, tf.bool)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8),
+                                  tf.TensorSpec([None], tf.int32)])
+    def _greedy(self, frames, game_index):
+        logits, _ = self._amn(frames, training=False)
+        return losses.masked_argmax(logits, tf.gather(self._masks, game_index))
+
+    def __call__(self, frames, game_index) -> np.ndarray:
+        return self._greedy(tf.convert_to_tensor(frames), tf.convert_to_tensor(game_index)).numpy()
+
+
 def expert_callable(loaded: export.LoadedPolicy):
     signature = loaded.signature
 
@@ -276,6 +293,7 @@ def train(config) -> dict:
                          optimizer, dataset, config.batch_per_game, config.tau, config.beta,
                          config.jit_compile, config.skip_nonfinite)
     students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
+    acting_policy = MultitaskPolicy(amn, masks)  # all games' envs in one forward pass
 
     manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
     trackables = {"amn": amn, "optimizer": optimizer, "updates": learner.updates,
@@ -370,15 +388,19 @@ def train(config) -> dict:
     learning_starts = step + config.learning_starts if (state and not state["replay_restored"]) \
         else config.learning_starts
     progress = runtime.Progress(label, config.steps_per_game, step)
+    game_of_env = np.repeat(np.arange(len(games), dtype=np.int32), num_envs)
     update_credit = 0.0
     last = {}
     last_returns = {}
     with runtime.StopSignal() as stop:
         while step < config.steps_per_game and not stop.requested:
             all_actions = []
+            if config.actor == "student":
+                greedy_all = acting_policy(np.concatenate(observations), game_of_env).reshape(
+                    len(games), num_envs)
             for index, (env, obs) in enumerate(zip(game_envs, observations)):
                 if config.actor == "student":
-                    greedy = students[index](obs)
+                    greedy = greedy_all[index]
                 else:
                     greedy = loaded_by_game[games[index]].act(obs, games[index])
                 explore = rng.random(num_envs) < config.epsilon

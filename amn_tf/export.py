@@ -76,8 +76,12 @@ class _MultitaskModule(tf.Module):
         ]
     )
     def serve(self, frames, game_id):
-        tf.debugging.assert_less(game_id, tf.shape(self.masks)[0], message="game_id out of range")
-        tf.debugging.assert_non_negative(game_id, message="game_id out of range")
+        checks = [
+            tf.debugging.assert_less(game_id, tf.shape(self.masks)[0], message="game_id out of range"),
+            tf.debugging.assert_non_negative(game_id, message="game_id out of range"),
+        ]
+        with tf.control_dependencies(checks):
+            game_id = tf.identity(game_id)
         logits, features = self.model(frames, training=False)
         mask = tf.gather(self.masks, game_id)
         logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))

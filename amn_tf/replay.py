@@ -20,6 +20,7 @@ four frames per episode for the start/end entries.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -188,7 +189,7 @@ class ReplayMemory:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in ("frames", "actions", "rewards", "flags", "cursor")}
                 version = int(data["version"])
-        except (OSError, ValueError, KeyError, EOFError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"replay file {path} is unreadable or incomplete ({error})") from None
         if version != _FORMAT_VERSION:
             raise ValueError(f"replay file {path} has format {version}, expected {_FORMAT_VERSION}")
@@ -204,18 +205,18 @@ class ReplayMemory:
 
 
 # ------------------------------------------------------------------- tf.data
-def transition_spec(batch_size=None):
+def _finish(dataset, prefetch: int):
+    """``prefetch > 0``: sample ahead in a background thread. ``prefetch == 0``: sample only
+    when the learner asks (tf.data's automatic prefetch injection is switched off too), so
+    a seeded run draws the same batches from the same memory contents."""
     import tensorflow as tf
 
-    state = tf.TensorSpec([batch_size, *envs.OBSERVATION_SHAPE], tf.uint8)
-    scalar = [batch_size]
-    return {
-        "s_tm1": state,
-        "a_tm1": tf.TensorSpec(scalar, tf.int32),
-        "r_t": tf.TensorSpec(scalar, tf.float32),
-        "discount_t": tf.TensorSpec(scalar, tf.float32),
-        "s_t": state,
-    }
+    if prefetch > 0:
+        return dataset.prefetch(prefetch)
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False
+    options.experimental_optimization.map_parallelization = False
+    return dataset.with_options(options)
 
 
 def split_window(batch):
@@ -251,8 +252,7 @@ def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_termin
         "discount_t": scalar,
     }
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    dataset = dataset.map(split_window)
-    return dataset.prefetch(prefetch) if prefetch > 0 else dataset
+    return _finish(dataset.map(split_window), prefetch)
 
 
 def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2):
@@ -275,4 +275,4 @@ def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2):
             tf.TensorSpec([total], tf.int32),
         ),
     )
-    return dataset.prefetch(prefetch) if prefetch > 0 else dataset
+    return _finish(dataset, prefetch)

@@ -44,6 +44,7 @@ def pong_expert(tmp_path_factory, float32_policy) -> TinyExpert:
 
     from amn_tf import envs, export, networks
 
+    keras.mixed_precision.set_global_policy("float32")  # whatever an earlier test left set
     keras.utils.set_random_seed(1)
     legal = envs.legal_actions("Pong")
     model = networks.nature_dqn(len(legal))

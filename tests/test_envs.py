@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
-from gymnasium import error as gym_error
 
 from amn_tf import envs
 
-HAVE_CV2 = importlib.util.find_spec("cv2") is not None
-# gymnasium's AtariPreprocessing needs OpenCV, which setup.py does not install.
-NEEDS_CV2 = pytest.mark.xfail(
-    not HAVE_CV2,
-    raises=gym_error.DependencyNotInstalled,
-    strict=True,
-    reason="BUG setup.py: the 'gym' back end needs opencv-python(-headless) for "
-    "gymnasium's AtariPreprocessing, and install_requires does not list it",
-)
-GYM = pytest.param("gym", marks=NEEDS_CV2)
-BACKENDS = ["vector", GYM]
+BACKENDS = ["vector", "gym"]
 # Deterministic play: no sticky actions, no no-op starts.
 DETERMINISTIC = envs.Protocol("t", 0.0, 0, False)
 
@@ -138,7 +125,6 @@ def test_send_recv_equals_step(backend):
         second.close()
 
 
-@NEEDS_CV2
 def test_backends_agree_when_deterministic():
     vector = envs.make_env("Pong", 2, DETERMINISTIC, seed=3, backend="vector")
     gym = envs.make_env("Pong", 2, DETERMINISTIC, seed=3, backend="gym")

@@ -119,6 +119,7 @@ def test_export_failure_is_an_export_error(tmp_path, float32_policy):
 # ----------------------------------------------------------------- multitask
 @pytest.fixture(scope="module")
 def multitask(tmp_path_factory, float32_policy):
+    keras.mixed_precision.set_global_policy("float32")  # whatever another module left set
     keras.utils.set_random_seed(3)
     model = networks.nature_dqn(envs.NUM_ACTIONS, name="amn")
     path = str(tmp_path_factory.mktemp("amn") / "amn" / "test" / "1")
@@ -148,11 +149,21 @@ def test_multitask_logits_are_masked_per_game(multitask):
         assert action == int(np.flatnonzero(mask)[np.argmax(logits[row].numpy()[mask])])
 
 
-def test_multitask_rejects_game_id_out_of_range(multitask):
+@pytest.mark.parametrize("game_id", [2, -1])
+def test_multitask_rejects_game_id_out_of_range(multitask, game_id):
     _, path = multitask
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="game_id out of range"):
-        signature(frames=tf.constant(frames_batch(1)), game_id=tf.constant([2], tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        signature(frames=tf.constant(frames_batch(1)), game_id=tf.constant([game_id], tf.int32))
+
+
+def test_multitask_game_id_error_is_always_the_clear_one(multitask):
+    _, path = multitask
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    frames = tf.constant(frames_batch(1))
+    for _ in range(100):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="game_id out of range"):
+            signature(frames=frames, game_id=tf.constant([2], tf.int32))
 
 
 def test_loaded_policy_multitask(multitask):

@@ -10,7 +10,6 @@ frame against what an environment would have shown.
 from __future__ import annotations
 
 import time
-import zipfile
 
 import numpy as np
 import pytest
@@ -177,7 +176,8 @@ def test_wrap_around_keeps_only_whole_transitions():
     assert memory.stream_capacity == 12
     writer = Writer(memory, seed=3, max_length=5, ends=("terminated", "truncated"))
     # Shadow log of entries per stream: does the entry start a transition once complete?
-    written = [[False] * 3 + [True] for _ in range(3)]  # reset stacks: only the last frame starts one
+    # Reset stacks: of their four frames, only the last starts a transition.
+    written = [[False] * 3 + [True] for _ in range(3)]
     for _ in range(100):
         ended_before = writer.step + 1 >= writer.length
         writer.advance()
@@ -324,12 +324,6 @@ def test_restore_missing_file_raises_value_error(tmp_path):
         replay.ReplayMemory(capacity=3 * 40, num_streams=3).restore(str(tmp_path / "nope.npz"))
 
 
-@pytest.mark.xfail(
-    raises=zipfile.BadZipFile,
-    strict=True,
-    reason="BUG amn_tf/replay.py ReplayMemory.restore: zipfile.BadZipFile (a truncated or "
-    "corrupted .npz) is not in the except tuple, so it escapes instead of ValueError",
-)
 @pytest.mark.parametrize("damage", ["truncate", "corrupt"])
 def test_restore_truncated_or_corrupted_file_raises_value_error(tmp_path, damage):
     path = tmp_path / "replay.npz"
@@ -391,12 +385,6 @@ def wait_for_calls(counter, above, seconds=1.5):
     return counter[0]
 
 
-@pytest.mark.xfail(
-    strict=False,  # timing-dependent: a loaded machine may not run ahead within the wait
-    reason="BUG amn_tf/replay.py transition_dataset/multitask_state_dataset: with prefetch=0 "
-    "tf.data still samples ahead in background threads (default inject_prefetch and "
-    "map_parallelization optimizations), so --deterministic runs race the actor's writes",
-)
 def test_prefetch_zero_samples_only_when_asked():
     memory = filled_memory()
     calls = [0]

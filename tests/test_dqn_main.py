@@ -1,0 +1,291 @@
+"""End to end: ``python -m amn_tf.main`` on real Pong with tiny budgets, resuming after a
+kill, stopping on SIGTERM, every shipped flagfile, and clean errors for bad inputs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+from conftest import FLAGS_DIR, REPO_ROOT, main_command, run_main, subprocess_env
+
+from amn_tf import checkpoints, export
+
+SMOKE = os.path.join(FLAGS_DIR, "smoke.flags")
+
+
+def describe(result) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def read_jsonl(path):
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def complete_checkpoints(run_dir) -> list:
+    """(step, path) of complete checkpoints, oldest first."""
+    found = []
+    for path in glob.glob(os.path.join(run_dir, "checkpoints", checkpoints.PREFIX + "*")):
+        if os.path.exists(os.path.join(path, checkpoints.SENTINEL)):
+            with open(os.path.join(path, "state.json")) as handle:
+                found.append((json.load(handle)["step"], path))
+    return sorted(found)
+
+
+def newest_state(run_dir) -> dict:
+    _, path = complete_checkpoints(run_dir)[-1]
+    with open(os.path.join(path, "state.json")) as handle:
+        return json.load(handle)
+
+
+def event_tags(directory) -> set:
+    import tensorflow as tf
+
+    tags = set()
+    for path in glob.glob(os.path.join(directory, "events.out.tfevents*")):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+# ------------------------------------------------------------------ smoke run
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("smoke")
+    run_dir, export_dir = str(base / "run"), str(base / "exports")
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
+    result = run_main(*args)
+    return types.SimpleNamespace(args=args, run_dir=run_dir, export_dir=export_dir, result=result)
+
+
+def test_smoke_run_trains_evaluates_and_exports(smoke_run):
+    result, run_dir = smoke_run.result, smoke_run.run_dir
+    assert result.returncode == 0, describe(result)
+    assert "Traceback" not in result.stderr
+    # Evaluation history: one mid-run test play (frame 1,600) and the final one (2,400).
+    evaluations = read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+    assert [e["step"] for e in evaluations] == [400, 600]
+    assert all(e["frames"] == 4 * e["step"] and e["game"] == "Pong" for e in evaluations)
+    # TensorBoard scalars with the CleanRL-style names.
+    events = glob.glob(os.path.join(run_dir, "tensorboard", "events.out.tfevents*"))
+    assert events, os.listdir(run_dir)
+    tags = event_tags(os.path.join(run_dir, "tensorboard"))
+    assert {"eval/mean_return", "charts/SPS", "losses/td_loss", "charts/epsilon"} <= tags
+    # Resolved flags and the run's identity.
+    with open(os.path.join(run_dir, "flags.json")) as handle:
+        resolved = json.load(handle)
+    assert resolved["game"] == "Pong" and resolved["training_steps"] == 600
+    assert resolved["run_dir"] == run_dir
+    with open(os.path.join(run_dir, "run.json")) as handle:
+        assert json.load(handle) == {"mode": "dqn", "game": "Pong"}
+    # The final checkpoint marks the run finished.
+    state = newest_state(run_dir)
+    assert state["step"] == 600 and state["finished"] is True
+    # The exported expert loads, knows its game, and plays legal actions.
+    path = os.path.join(smoke_run.export_dir, "experts", "Pong", "1")
+    assert f"SavedModel: {path}" in result.stdout
+    assert state["summary"]["export"] == path
+    policy = export.LoadedPolicy(path)
+    assert policy.kind == "expert" and policy.games == ["Pong"]
+    assert policy.metadata["provenance"]["agent_steps"] == 600
+    assert policy.metadata["provenance"]["frames_trained"] == 2400
+    assert policy.metadata["provenance"]["flags"]["game"] == "Pong"
+    import numpy as np
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 84, 84, 4), dtype=np.uint8)
+    assert set(policy.act(frames, "Pong").tolist()) <= {0, 1, 3, 4, 11, 12}
+
+
+def test_rerun_of_a_finished_run_does_nothing(smoke_run):
+    assert smoke_run.result.returncode == 0, describe(smoke_run.result)
+    evaluations = read_jsonl(os.path.join(smoke_run.run_dir, "eval.jsonl"))
+    again = run_main(*smoke_run.args)
+    assert again.returncode == 0, describe(again)
+    assert "run already finished" in again.stdout
+    assert os.listdir(os.path.join(smoke_run.export_dir, "experts", "Pong")) == ["1"]
+    assert read_jsonl(os.path.join(smoke_run.run_dir, "eval.jsonl")) == evaluations
+
+
+def test_run_dir_of_another_game_is_refused(smoke_run):
+    assert smoke_run.result.returncode == 0, describe(smoke_run.result)
+    flags_path = os.path.join(smoke_run.run_dir, "flags.json")
+    with open(flags_path) as handle:
+        before = handle.read()
+    result = run_main(*smoke_run.args, "--game=Breakout")
+    line = assert_clean_error(result)
+    assert "game='Pong'" in line and "Breakout" in line
+    with open(flags_path) as handle:
+        assert handle.read() == before  # the other run's directory is left alone
+
+
+# ------------------------------------------------------------ kill and stop
+def start_main(args, log_path):
+    log = open(log_path, "w")
+    process = subprocess.Popen(main_command(*args), cwd=REPO_ROOT, env=subprocess_env(),
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    return process, log
+
+
+def wait_for_checkpoint(process, run_dir, log_path, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = complete_checkpoints(run_dir) if os.path.isdir(os.path.join(run_dir, "checkpoints")) else []
+        if found:
+            return found[-1][0]
+        if process.poll() is not None:
+            with open(log_path) as handle:
+                pytest.fail(f"run ended (exit {process.returncode}) before a checkpoint:\n{handle.read()}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("no checkpoint appeared in time")
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    run_dir = str(tmp_path / "run")
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}",
+            "--training_steps=800", "--checkpoint_period=200")
+    process, log = start_main(args, tmp_path / "first.log")
+    try:
+        wait_for_checkpoint(process, run_dir, tmp_path / "first.log")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        log.close()
+    assert process.returncode == -signal.SIGKILL
+    killed_step = complete_checkpoints(run_dir)[-1][0]
+    assert 200 <= killed_step < 800
+    assert not os.path.exists(tmp_path / "exports")
+
+    result = run_main(*args)
+    assert result.returncode == 0, describe(result)
+    assert "resumed from" in result.stdout
+    resumed = re.search(r"resumed from \S*ckpt-0*(\d+) at frame ([\d,]+)", result.stdout)
+    assert resumed, result.stdout
+    assert int(resumed.group(1)) == killed_step
+    assert int(resumed.group(2).replace(",", "")) == 4 * killed_step
+    state = newest_state(run_dir)
+    assert state["step"] >= killed_step and state["step"] == 800 and state["finished"] is True
+    # Evaluations made after the restored checkpoint were dropped and redone: no duplicates.
+    steps = [e["step"] for e in read_jsonl(os.path.join(run_dir, "eval.jsonl"))]
+    assert steps == sorted(set(steps)) and steps[-1] == 800
+    assert os.path.isdir(tmp_path / "exports" / "experts" / "Pong" / "1")
+
+
+def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
+    run_dir = str(tmp_path / "run")
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}",
+            "--training_steps=100000", "--checkpoint_period=200")
+    process, log = start_main(args, tmp_path / "run.log")
+    try:
+        seen = wait_for_checkpoint(process, run_dir, tmp_path / "run.log")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert process.returncode == 0, output
+    assert "SIGTERM received" in output and "Traceback" not in output
+    stopped = re.search(r"stopped at frame ([\d,]+)", output)
+    assert stopped, output
+    state = newest_state(run_dir)
+    assert state["step"] >= seen and state["finished"] is False
+    assert int(stopped.group(1).replace(",", "")) == 4 * state["step"]
+    assert not os.path.exists(tmp_path / "exports")  # a stopped run exports nothing
+
+
+# ------------------------------------------------------------------ flagfiles
+FLAGFILES = sorted(glob.glob(os.path.join(FLAGS_DIR, "*.flags")))
+
+PARSE = """
+import dataclasses, json, sys
+from amn_tf import config
+config.FLAGS(sys.argv)
+built = config.build()
+print(json.dumps({"type": type(built).__name__, **dataclasses.asdict(built)}, default=str))
+"""
+
+
+def test_flagfiles_exist():
+    assert {"smoke.flags", "expert.flags", "expert_cpu.flags"} <= {os.path.basename(f) for f in FLAGFILES}
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES, ids=os.path.basename)
+def test_every_flagfile_parses_and_builds(flagfile):
+    with open(flagfile) as handle:
+        lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    extra = [] if any(line.startswith("--game=") for line in lines) else ["--game=Pong"]
+    result = subprocess.run([sys.executable, "-c", PARSE, f"--flagfile={flagfile}", *extra],
+                            cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, describe(result)
+    built = json.loads(result.stdout.strip().splitlines()[-1])
+    mode = next(line.split("=", 1)[1] for line in lines if line.startswith("--mode="))
+    types_by_mode = {"dqn": "DqnConfig", "amn": "AmnConfig", "transfer": "TransferConfig",
+                     "eval": "EvalRunConfig", "report": "ReportConfig"}
+    assert built["type"] == types_by_mode[mode]
+    if mode in ("dqn", "transfer"):  # DqnConfig fields are named after their flags
+        dqn = built["dqn"] if mode == "transfer" else built
+        assert dqn["game"] == "Pong" if extra else dqn["game"]
+        for line in lines:  # integer settings reach the config unchanged
+            name, _, value = line[2:].partition("=")
+            if name in dqn and value.isdigit():
+                assert dqn[name] == int(value), name
+
+
+# ----------------------------------------------------------------- bad inputs
+def assert_clean_error(result) -> str:
+    """Non-zero exit, no traceback, one 'amn_tf: error:' line, last on stderr."""
+    assert result.returncode != 0, describe(result)
+    assert "Traceback" not in result.stderr + result.stdout, describe(result)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("amn_tf: error:")]
+    assert len(errors) == 1, describe(result)
+    assert result.stderr.strip().splitlines()[-1] == errors[0], describe(result)
+    return errors[0]
+
+
+BAD_INPUTS = {
+    # name: (arguments, text the error line must contain)
+    "unknown_game": (["--mode=dqn", "--game=Pongg"], "did you mean Pong"),
+    "missing_saved_model": (["--mode=eval", "--saved_model={tmp}/missing/1"], "does not exist"),
+    "saved_model_of_another_game": (["--mode=eval", "--saved_model={expert}", "--game=Breakout"],
+                                    "not Breakout"),
+    "epsilon_end_above_start": (["--mode=dqn", "--game=Pong", "--epsilon_start=0.1",
+                                 "--epsilon_end=0.5"], "--epsilon_end=0.5 is above"),
+    "learning_starts_not_below_training_steps": (
+        ["--mode=dqn", "--game=Pong", "--training_steps=500", "--learning_starts=500"],
+        "--learning_starts=500"),
+    "amn_tau_zero": (["--mode=amn", "--tau=0"], "--tau must be > 0"),
+    "no_mode": (["--game=Pong"], "--mode is required"),
+    "stray_argument": (["--mode=dqn", "--game=Pong", "oops"], "unexpected arguments"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_clean_error_line(name, tmp_path, pong_expert):
+    arguments, expected = BAD_INPUTS[name]
+    run_dir = tmp_path / "run"
+    arguments = [a.format(tmp=tmp_path, expert=pong_expert.path) for a in arguments]
+    result = run_main(*arguments, f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}")
+    line = assert_clean_error(result)
+    assert expected in line, line
+    assert not run_dir.exists()  # refused before anything was written
+    assert not (tmp_path / "exports").exists()
+
+
+def test_flagfile_with_unknown_flag(tmp_path):
+    flagfile = tmp_path / "bad.flags"
+    flagfile.write_text("--mode=dqn\n--game=Pong\n--no_such_flag=3\n")
+    result = run_main(f"--flagfile={flagfile}", f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode != 0, describe(result)
+    assert "Traceback" not in result.stderr + result.stdout, describe(result)
+    assert "no_such_flag" in result.stderr
+    assert not (tmp_path / "run").exists()
