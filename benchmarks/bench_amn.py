@@ -108,6 +108,9 @@ def measure(paths, network, per_game, seconds):
 
 def main(argv):
     del argv
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
     from amn_tf import runtime
 
     precision = runtime.set_precision(FLAGS.bench_precision)

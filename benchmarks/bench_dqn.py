@@ -122,6 +122,9 @@ def full_loop_fps(game, num_envs, seconds, precision, learner_rate):
 
 def main(argv):
     del argv
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
     from amn_tf import envs, runtime
 
     precision = runtime.set_precision(FLAGS.bench_precision)
