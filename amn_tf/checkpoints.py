@@ -16,12 +16,15 @@ import shutil
 
 from absl import logging
 
+from amn_tf import faults
+
 SENTINEL = "COMPLETE"
 PREFIX = "ckpt-"
 
 
 class CheckpointError(RuntimeError):
     pass
+
 
 
 def _fsync_tree(directory: str) -> None:
@@ -80,6 +83,7 @@ class CheckpointManager:
         os.makedirs(tmp)
         try:
             tf.train.Checkpoint(**trackables).write(os.path.join(tmp, "weights"))
+            faults.fault_point("checkpoint_write")
             write_json_atomically(os.path.join(tmp, "state.json"), state)
             for index, memory in enumerate(replays):
                 memory.save(os.path.join(tmp, f"replay-{index}.npz"))

@@ -199,7 +199,11 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
     trackables = {"online": online, "target": target, "optimizer": optimizer,
                   "updates": learner.updates, "skipped": learner.skipped}
-    state = manager.restore(trackables, [memory] if config.save_replay else ())
+    # A deterministic run keeps its replay in every checkpoint and restarts its episodes at
+    # every checkpoint (seeded by the step), so a resumed run replays exactly what an
+    # uninterrupted one does.
+    save_replay = config.save_replay or config.deterministic
+    state = manager.restore(trackables, [memory] if save_replay else ())
     eval_path = os.path.join(run_dir, "eval.jsonl")
     step = 0
     if state:
@@ -209,9 +213,10 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
         print(f"[dqn {game}] resumed from {state['path']} at frame {step * 4:,}"
               + ("" if state["replay_restored"] else " (replay refills before learning resumes)"),
               flush=True)
-    # Keep exactly the evaluations made up to the restored checkpoint.
+    # Keep exactly the evaluations and TensorBoard events made up to the restored checkpoint.
     history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]
     runtime.rewrite_jsonl(eval_path, history)
+    runtime.trim_tensorboard(os.path.join(run_dir, "tensorboard"), step * envs.FRAMES_PER_STEP)
     summary = {"game": game, "run_dir": run_dir}
     if state and state.get("finished"):
         summary.update(state["summary"])
@@ -225,10 +230,11 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     learning_starts = max(config.learning_starts, refill_until)
 
     def save(finished=False, extra=None):
+        writer.flush()  # every event up to this step is on disk before the checkpoint
         payload = {"step": step, "actor_rng": rng.bit_generator.state,
-                   "replay_rng": memory.rng.bit_generator.state, "replay_saved": config.save_replay,
-                   "finished": finished, "summary": extra or {}}
-        manager.save(step, trackables, payload, [memory] if config.save_replay else ())
+                   "replay_rng": memory.rng.bit_generator.state, "replay_saved": save_replay,
+                   "update_credit": update_credit, "finished": finished, "summary": extra or {}}
+        manager.save(step, trackables, payload, [memory] if save_replay else ())
 
     def run_evaluation():
         result = evaluation.play(actor.policy, game, config.env.protocol,
@@ -243,10 +249,11 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
             tf.summary.scalar("eval/max_return", result.max)
         return result
 
-    obs = env.reset()
-    memory.start_episodes(np.arange(env.num_envs), obs)
+    obs = env.reset(seed=config.seed + step)
     streams = np.arange(env.num_envs)
-    update_credit = 0.0
+    if not (state and state["replay_restored"] and config.deterministic):
+        memory.start_episodes(streams, obs)  # (a deterministic checkpoint holds these already)
+    update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
     last_return, last_loss = None, float("nan")
     with runtime.StopSignal() as stop:
         while step < config.training_steps and not stop.requested:
@@ -287,6 +294,9 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
                 result_eval = run_evaluation()
                 print(f"[dqn {game}] eval at frame {step * 4:,}: {result_eval.line()}", flush=True)
             if _crossed(before, step, config.checkpoint_period):
+                if config.deterministic:  # new episodes from a seed both runs share
+                    obs = env.reset(seed=config.seed + step)
+                    memory.start_episodes(streams, obs)
                 save()
     env.close()
     if stop.requested:
@@ -295,16 +305,24 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
         print(f"[dqn {game}] stopped at frame {step * 4:,}; run the same command to resume")
         summary["stopped"] = True
         return summary
-    final = run_evaluation()
+    if history and history[-1]["step"] == step:  # a restart after the final evaluation
+        final = evaluation.EvalResult(**{k: history[-1][k] for k in evaluation.EvalResult.__dataclass_fields__})
+    else:
+        final = run_evaluation()
     print(f"[dqn {game}] final eval: {final.line()}", flush=True)
-    save()  # weights are safe before exporting
     provenance = {"frames_trained": step * envs.FRAMES_PER_STEP, "agent_steps": step,
                   "final_eval": final.as_dict(), "run_dir": os.path.abspath(run_dir),
                   "flags": _read_flags(run_dir)}
-    base = os.path.join(config.export_dir, export_kind, export_name or game)
-    path = os.path.join(base, str(export.next_version(base)))
-    export.export_expert(online, game, path, provenance, config.env.protocol,
-                         kind="expert" if export_kind == "experts" else export_kind)
+    # The export path is fixed in a checkpoint before exporting, so a restart after a crash
+    # during or after the export finishes that same version instead of adding another.
+    path = (state or {}).get("summary", {}).get("pending_export")
+    if path is None:
+        base = os.path.join(config.export_dir, export_kind, export_name or game)
+        path = os.path.join(base, str(export.next_version(base)))
+    save(extra={"pending_export": path})
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        export.export_expert(online, game, path, provenance, config.env.protocol,
+                             kind="expert" if export_kind == "experts" else export_kind)
     summary.update({"export": path, "final_eval": final.as_dict(), "frames": step * 4})
     save(finished=True, extra=summary)
     writer.flush()

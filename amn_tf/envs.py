@@ -192,7 +192,10 @@ class VectorAtari:
         self._tracker = _EpisodeTracker(num_envs)
         self._lives = np.zeros(num_envs, np.int64)
 
-    def reset(self) -> np.ndarray:
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Starts new episodes in every env (seeded ``seed``, ``seed + 1``, ...)."""
+        if seed is not None:
+            self._seed = seed
         obs, info = self._env.reset(seed=int(self._seed))
         self._lives = np.asarray(info["lives"], np.int64)
         self._tracker = _EpisodeTracker(self.num_envs)
@@ -265,7 +268,10 @@ class GymAtari:
         self._lives = np.zeros(num_envs, np.int64)
         self._pending = None
 
-    def reset(self) -> np.ndarray:
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Starts new episodes in every env (seeded ``seed``, ``seed + 1``, ...)."""
+        if seed is not None:
+            self._seed = seed
         observations = []
         for index, env in enumerate(self._envs):
             obs, info = env.reset(seed=int(self._seed) + index)

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from amn_tf import envs
+from amn_tf import envs, faults
 
 
 @dataclasses.dataclass
@@ -61,6 +61,8 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
                 actions = np.where(explore, random_actions, greedy).astype(np.int32)
             result = env.step(actions)
             steps += num_envs
+            if steps == 2 * num_envs:
+                faults.fault_point("evaluation")
             partial += result.reward
             for index, episode_return, _ in result.episode_returns:
                 returns.append(episode_return)

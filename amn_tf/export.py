@@ -23,7 +23,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import envs, networks
+from amn_tf import envs, faults, networks
 
 METADATA_FILE = "amn_tf.json"
 FORMAT = "amn_tf/1"
@@ -95,10 +95,13 @@ def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, exist_ok=True)
+        for stale in os.listdir(parent):  # left by an export that was killed
+            if stale.startswith(f".tmp-{os.path.basename(path)}-"):
+                shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
         tmp = os.path.join(parent, f".tmp-{os.path.basename(path)}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         try:
             tf.saved_model.save(module, tmp, signatures=signatures)
+            faults.fault_point("export_write")
             os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
             with open(os.path.join(tmp, "assets", METADATA_FILE), "w") as handle:
                 json.dump(metadata, handle, indent=2, sort_keys=True)

@@ -109,6 +109,45 @@ def rewrite_jsonl(path: str, records: list) -> None:
     os.replace(tmp, path)
 
 
+def trim_tensorboard(directory: str, max_step: int) -> int:
+    """Drops events logged after ``max_step`` from the event files in ``directory`` (after a
+    resume from a checkpoint at ``max_step``, those steps are logged again). A torn last
+    record of a killed writer is dropped too. Returns the number of events removed."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    if not os.path.isdir(directory):
+        return 0
+    removed = 0
+    for name in sorted(os.listdir(directory)):
+        if not name.startswith("events.out.tfevents"):
+            continue
+        path = os.path.join(directory, name)
+        kept, dropped = [], 0
+        iterator = iter(tf.data.TFRecordDataset(path))
+        while True:
+            try:
+                record = next(iterator).numpy()
+            except StopIteration:
+                break
+            except tf.errors.DataLossError:
+                dropped += 1
+                break
+            event = event_pb2.Event.FromString(record)
+            if event.step <= max_step or event.HasField("file_version"):
+                kept.append(record)
+            else:
+                dropped += 1
+        if dropped:
+            tmp = path + ".trim"
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for record in kept:
+                    writer.write(record)
+            os.replace(tmp, path)
+            removed += dropped
+    return removed
+
+
 def _duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     hours, rest = divmod(seconds, 3600)

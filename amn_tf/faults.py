@@ -1,0 +1,23 @@
+"""Fault injection for the kill-anywhere tests (no effect unless the variable is set)."""
+
+from __future__ import annotations
+
+import os
+
+FAULT_ENV = "AMN_TF_CRASH_AT"
+_fault_counts: dict = {}
+
+
+def fault_point(name: str) -> None:
+    """Test hook: with ``AMN_TF_CRASH_AT=<name>[:<n>]`` in the environment the process dies
+    (as by SIGKILL, no cleanup) the n-th time (default first) it reaches ``name``. Sites:
+    checkpoint_write, export_write, evaluation."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    site, _, count = spec.partition(":")
+    if site != name:
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _fault_counts[name] == int(count or 1):
+        os._exit(137)

@@ -1,0 +1,125 @@
+"""Kill anywhere: SIGKILL at random moments and crashes inside checkpoint writes, exports
+and evaluations; the run resumes from its last complete checkpoint and ends with the
+same weights, evaluation history and TensorBoard scalars as an uninterrupted run."""
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.util import event_pb2
+
+from amn_tf import checkpoints, export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = ["--flagfile=flags/smoke.flags", "--deterministic", "--training_steps=1000",
+         "--checkpoint_period=200", "--eval_period=400"]
+
+
+def command(run_dir, export_dir):
+    return [sys.executable, "-m", "amn_tf.main", *FLAGS, f"--run_dir={run_dir}",
+            f"--export_dir={export_dir}"]
+
+
+def environment(**extra):
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+
+
+def final_weights(run_dir):
+    newest = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints")).complete()[0]
+    reader = tf.train.load_checkpoint(os.path.join(newest, "weights"))
+    names = [n for n, _ in tf.train.list_variables(os.path.join(newest, "weights")) if "VARIABLE_VALUE" in n]
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def scalar_events(run_dir):
+    directory = os.path.join(run_dir, "tensorboard")
+    events = []
+    for name in sorted(os.listdir(directory)):
+        for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                events.append((value.tag, event.step))
+    return events
+
+
+def eval_steps(run_dir):
+    with open(os.path.join(run_dir, "eval.jsonl")) as handle:
+        return [json.loads(line)["step"] for line in handle]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    result = subprocess.run(command(root / "run", root / "export"), cwd=ROOT, env=environment(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root / "run"
+
+
+def check_same_as_uninterrupted(run_dir, export_dir, reference):
+    mine, theirs = final_weights(run_dir), final_weights(reference)
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+    assert eval_steps(run_dir) == eval_steps(reference) == [400, 800, 1000]
+    events = scalar_events(run_dir)
+    assert len(events) == len(set(events)), "duplicated TensorBoard scalars"
+    assert sorted(events) == sorted(scalar_events(reference)), "lost TensorBoard scalars"
+    versions = os.listdir(export_dir / "experts" / "Pong")
+    assert versions == ["1"], versions  # one complete SavedModel, no temporary leftovers
+    export.LoadedPolicy(str(export_dir / "experts" / "Pong" / "1"))
+
+
+@pytest.mark.parametrize("site", ["checkpoint_write:2", "evaluation:1", "export_write:1"])
+def test_crash_inside_a_write_or_evaluation_resumes_cleanly(uninterrupted, tmp_path, site):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    crashed = subprocess.run(command(run_dir, export_dir), cwd=ROOT,
+                             env=environment(AMN_TF_CRASH_AT=site), capture_output=True, text=True,
+                             timeout=300)
+    assert crashed.returncode == 137
+    leftovers = [n for n in os.listdir(run_dir / "checkpoints") if n.startswith(".tmp-")]
+    if site.startswith("checkpoint_write"):
+        assert leftovers  # the half-written checkpoint is there, under its temporary name
+    for name in os.listdir(run_dir / "checkpoints"):  # every non-temporary one is complete
+        if name.startswith(checkpoints.PREFIX):
+            assert (run_dir / "checkpoints" / name / checkpoints.SENTINEL).exists()
+    resumed = subprocess.run(command(run_dir, export_dir), cwd=ROOT, env=environment(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+    assert not [n for n in os.listdir(run_dir / "checkpoints") if n.startswith(".tmp-")]
+    check_same_as_uninterrupted(run_dir, export_dir, uninterrupted)
+
+
+def test_sigkill_at_random_moments(uninterrupted, tmp_path):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    rng = random.Random(2026)
+    kills, resumed_steps = 0, []
+    for _ in range(6):
+        process = subprocess.Popen(command(run_dir, export_dir), cwd=ROOT, env=environment(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(rng.uniform(3.0, 9.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        output = process.communicate(timeout=120)[0]
+        match = re.search(r"resumed from .*ckpt-(\d+)", output)
+        if match:
+            resumed_steps.append(int(match.group(1)))
+        if "SavedModel:" in output or "already finished" in output:
+            break
+    final = subprocess.run(command(run_dir, export_dir), cwd=ROOT, env=environment(),
+                           capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert resumed_steps == sorted(resumed_steps)  # never back past a checkpoint it had
+    print(f"kill-anywhere: {kills} SIGKILLs, {len(resumed_steps)} resumes at steps {resumed_steps}")
+    assert kills >= 2
+    check_same_as_uninterrupted(run_dir, export_dir, uninterrupted)
