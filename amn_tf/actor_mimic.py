@@ -299,7 +299,8 @@ def train(config) -> dict:
     trackables = {"amn": amn, "optimizer": optimizer, "updates": learner.updates,
                   "skipped": learner.skipped}
     trackables.update({f"regressor_{i}": r for i, r in enumerate(regressors)})
-    state = manager.restore(trackables, memories if config.save_replay else ())
+    save_replay = config.save_replay or config.deterministic  # see dqn.train
+    state = manager.restore(trackables, memories if save_replay else ())
     rng = np.random.default_rng(config.seed)
     step = 0
     if state:
@@ -340,6 +341,7 @@ def train(config) -> dict:
     eval_path = os.path.join(run_dir, "eval.jsonl")
     history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]
     runtime.rewrite_jsonl(eval_path, history)
+    runtime.trim_tensorboard(os.path.join(run_dir, "tensorboard"), step * envs.FRAMES_PER_STEP)
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
 
     def rows_of(record):
@@ -371,25 +373,34 @@ def train(config) -> dict:
         return record
 
     def save(finished=False, summary=None):
+        writer.flush()
         payload = {"step": step, "actor_rng": rng.bit_generator.state,
                    "replay_rngs": [m.rng.bit_generator.state for m in memories],
-                   "replay_saved": config.save_replay, "finished": finished,
-                   "summary": summary or {}, "games": games}
-        manager.save(step, trackables, payload, memories if config.save_replay else ())
+                   "replay_saved": save_replay, "update_credit": update_credit,
+                   "finished": finished, "summary": summary or {}, "games": games}
+        manager.save(step, trackables, payload, memories if save_replay else ())
 
     game_envs = [envs.make_env(g, num_envs, protocol, config.seed + 1000 * i, config.env.backend)
                  for i, g in enumerate(games)]
-    observations = []
     streams = np.arange(num_envs)
-    for memory, env in zip(memories, game_envs):
-        obs = env.reset()
-        memory.start_episodes(streams, obs)
-        observations.append(obs)
+
+    def new_episodes(restored=False):
+        """Every env starts an episode seeded by the step (deterministic runs do this at
+        every checkpoint, so a resumed run sees what an uninterrupted one saw)."""
+        observations = []
+        for index, (memory, env) in enumerate(zip(memories, game_envs)):
+            obs = env.reset(seed=config.seed + 1000 * index + step)
+            if not restored:
+                memory.start_episodes(streams, obs)
+            observations.append(obs)
+        return observations
+
+    observations = new_episodes(restored=bool(state and state["replay_restored"] and config.deterministic))
     learning_starts = step + config.learning_starts if (state and not state["replay_restored"]) \
         else config.learning_starts
     progress = runtime.Progress(label, config.steps_per_game, step)
     game_of_env = np.repeat(np.arange(len(games), dtype=np.int32), num_envs)
-    update_credit = 0.0
+    update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
     last = {}
     last_returns = {}
     with runtime.StopSignal() as stop:
@@ -440,6 +451,8 @@ def train(config) -> dict:
                 print(f"[{label}] eval at frame {step * 4:,} per game:\n{table(rows_of(record))}",
                       flush=True)
             if dqn._crossed(before, step, config.checkpoint_period):
+                if config.deterministic:
+                    observations = new_episodes()
                 save()
     for env in game_envs:
         env.close()
@@ -447,17 +460,22 @@ def train(config) -> dict:
         save()
         print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")
         return {"stopped": True}
-    record = run_evaluation()
+    # A restart after the final evaluation reuses it; the export path is fixed in a
+    # checkpoint before exporting (see dqn.train).
+    record = history[-1] if history and history[-1]["step"] == step else run_evaluation()
     rows = rows_of(record)
-    save()
-    name = config.name or os.path.basename(os.path.normpath(run_dir))
-    base = os.path.join(config.export_dir, "amn", name)
-    path = os.path.join(base, str(export.next_version(base)))
+    path = (state or {}).get("summary", {}).get("pending_export")
+    if path is None:
+        name = config.name or os.path.basename(os.path.normpath(run_dir))
+        base = os.path.join(config.export_dir, "amn", name)
+        path = os.path.join(base, str(export.next_version(base)))
+    save(summary={"pending_export": path})
     provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP, "agent_steps_per_game": step,
                   "experts": {g: reference[g]["path"] for g in games}, "table": rows,
                   "network": config.network, "tau": config.tau, "beta": config.beta,
                   "run_dir": os.path.abspath(run_dir)}
-    export.export_multitask(amn, games, path, provenance, protocol, kind="amn")
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        export.export_multitask(amn, games, path, provenance, protocol, kind="amn")
     summary = {"export": path, "table": rows, "run_dir": run_dir}
     save(finished=True, summary=summary)
     writer.flush()

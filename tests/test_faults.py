@@ -123,3 +123,36 @@ def test_sigkill_at_random_moments(uninterrupted, tmp_path):
     print(f"kill-anywhere: {kills} SIGKILLs, {len(resumed_steps)} resumes at steps {resumed_steps}")
     assert kills >= 2
     check_same_as_uninterrupted(run_dir, export_dir, uninterrupted)
+
+
+def test_amn_crash_and_resume_matches_uninterrupted(tmp_path):
+    import keras
+
+    from amn_tf import envs, networks
+
+    keras.mixed_precision.set_global_policy("float32")
+    for seed, game in enumerate(["Pong", "Breakout"]):
+        keras.utils.set_random_seed(seed)
+        export.export_expert(networks.nature_dqn(len(envs.legal_actions(game))), game,
+                             str(tmp_path / "experts" / game / "1"), {}, "paper")
+
+    def amn_command(run_dir):
+        return [sys.executable, "-m", "amn_tf.main", "--flagfile=flags/amn_smoke.flags",
+                "--deterministic", f"--experts={tmp_path / 'experts'}", f"--run_dir={run_dir}",
+                f"--export_dir={tmp_path / 'export'}", "--amn_name=x"]
+
+    reference = subprocess.run(amn_command(tmp_path / "a"), cwd=ROOT, env=environment(),
+                               capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    crashed = subprocess.run(amn_command(tmp_path / "b"), cwd=ROOT,
+                             env=environment(AMN_TF_CRASH_AT="checkpoint_write:2"),
+                             capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == 137
+    resumed = subprocess.run(amn_command(tmp_path / "b"), cwd=ROOT, env=environment(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
+    mine, theirs = final_weights(tmp_path / "b"), final_weights(tmp_path / "a")
+    for name in theirs:
+        np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+    events = scalar_events(tmp_path / "b")
+    assert len(events) == len(set(events)) and sorted(events) == sorted(scalar_events(tmp_path / "a"))
