@@ -84,6 +84,7 @@ class CheckpointManager:
         try:
             tf.train.Checkpoint(**trackables).write(os.path.join(tmp, "weights"))
             faults.fault_point("checkpoint_write")
+            faults.io_fault_point("checkpoint_write", tmp)
             write_json_atomically(os.path.join(tmp, "state.json"), state)
             for index, memory in enumerate(replays):
                 memory.save(os.path.join(tmp, f"replay-{index}.npz"))

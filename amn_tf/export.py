@@ -102,6 +102,7 @@ def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
         try:
             tf.saved_model.save(module, tmp, signatures=signatures)
             faults.fault_point("export_write")
+            faults.io_fault_point("export_write", tmp)
             os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
             with open(os.path.join(tmp, "assets", METADATA_FILE), "w") as handle:
                 json.dump(metadata, handle, indent=2, sort_keys=True)

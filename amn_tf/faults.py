@@ -21,3 +21,21 @@ def fault_point(name: str) -> None:
     _fault_counts[name] = _fault_counts.get(name, 0) + 1
     if _fault_counts[name] == int(count or 1):
         os._exit(137)
+
+
+RAISE_ENV = "AMN_TF_OSERROR_AT"
+
+
+def io_fault_point(name: str, path: str = "") -> None:
+    """Test hook: with ``AMN_TF_OSERROR_AT=<name>:<errno name>`` (e.g.
+    ``checkpoint_write:ENOSPC``, ``export_write:EROFS``) the write at ``name`` fails as a
+    full disk or read-only file system would."""
+    import errno
+
+    spec = os.environ.get(RAISE_ENV)
+    if not spec:
+        return
+    site, _, code = spec.partition(":")
+    if site == name:
+        number = getattr(errno, code or "ENOSPC")
+        raise OSError(number, os.strerror(number), path)

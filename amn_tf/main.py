@@ -76,9 +76,18 @@ def _main_with_clean_errors(argv):
         print(f"amn_tf: error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:
-        if error.errno == 28:  # ENOSPC
-            print(f"amn_tf: error: disk full while writing {error.filename or ''}: free space "
-                  "and rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        import errno
+
+        where = f" ({error.filename})" if error.filename else ""
+        if error.errno == errno.ENOSPC:
+            print(f"amn_tf: error: disk full while writing{where}: nothing partial was kept; free "
+                  "space and rerun the same command to resume from the last checkpoint",
+                  file=sys.stderr)
+            sys.exit(3)
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            print(f"amn_tf: error: cannot write{where}: {error.strerror}; nothing partial was "
+                  "kept; point --run_dir/--export_dir at a writable place and rerun",
+                  file=sys.stderr)
             sys.exit(3)
         raise
 

@@ -156,3 +156,62 @@ def test_amn_crash_and_resume_matches_uninterrupted(tmp_path):
         np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
     events = scalar_events(tmp_path / "b")
     assert len(events) == len(set(events)) and sorted(events) == sorted(scalar_events(tmp_path / "a"))
+
+
+@pytest.mark.parametrize("site, code, message", [
+    ("checkpoint_write", "ENOSPC", "disk full while writing"),
+    ("checkpoint_write", "EROFS", "cannot write"),
+    ("export_write", "ENOSPC", "could not write SavedModel"),
+])
+def test_full_disk_or_read_only_keeps_last_good_state(tmp_path, site, code, message):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    # A first run leaves good checkpoints (it is stopped by a crash in its second evaluation).
+    first = subprocess.run(command(run_dir, export_dir), cwd=ROOT,
+                           env=environment(AMN_TF_CRASH_AT="evaluation:2"), capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 137
+    good = sorted(os.listdir(run_dir / "checkpoints"))
+    failed = subprocess.run(command(run_dir, export_dir), cwd=ROOT,
+                            env=environment(AMN_TF_OSERROR_AT=f"{site}:{code}"),
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("amn_tf: error:")]
+    assert len(lines) == 1 and message in lines[0], failed.stderr[-1500:]
+    assert "Traceback" not in failed.stderr
+    # The good checkpoints are still there and nothing partial is left anywhere.
+    now = [n for n in sorted(os.listdir(run_dir / "checkpoints")) if not n.startswith(".")]
+    before = [n for n in good if not n.startswith(".")]
+    if site == "checkpoint_write":  # the failed write changed nothing
+        assert now == before
+    else:  # training went on to the end; nothing older than before was lost
+        assert now[-1] >= before[-1]
+    assert not [n for n in os.listdir(run_dir / "checkpoints") if n.startswith(".tmp-")]
+    pong = export_dir / "experts" / "Pong"
+    assert not pong.exists() or not os.listdir(pong)
+    # Once the disk is writable again the same command finishes the run.
+    fixed = subprocess.run(command(run_dir, export_dir), cwd=ROOT, env=environment(),
+                           capture_output=True, text=True, timeout=300)
+    assert fixed.returncode == 0, fixed.stderr[-1500:]
+    assert os.listdir(pong) == ["1"]
+
+
+def test_nonfinite_loss_stops_with_the_update_named_and_keeps_the_checkpoint(tmp_path):
+    # Adam at lr 1e38 sends the weights to +-1e38 in one update: the next loss overflows.
+    base = ["--flagfile=flags/smoke.flags", "--learning_rate=1e38", "--checkpoint_period=200",
+            f"--export_dir={tmp_path / 'export'}"]
+    stopped = subprocess.run([sys.executable, "-m", "amn_tf.main", *base, f"--run_dir={tmp_path / 'a'}"],
+                             cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=300)
+    assert stopped.returncode != 0
+    assert re.search(r"amn_tf: error: non-finite loss or gradient at update \d+ \(td_loss=", stopped.stderr)
+    assert "Traceback" not in stopped.stderr
+    kept = checkpoints.CheckpointManager(str(tmp_path / "a" / "checkpoints")).complete()
+    assert kept and kept[-1].endswith("ckpt-000000000200")
+    weights = final_weights(tmp_path / "a")
+    assert all(np.isfinite(v).all() for v in weights.values() if v.dtype.kind == "f")
+    skipped = subprocess.run([sys.executable, "-m", "amn_tf.main", *base, "--skip_nonfinite",
+                              f"--run_dir={tmp_path / 'b'}"], cwd=ROOT, env=environment(),
+                             capture_output=True, text=True, timeout=300)
+    assert skipped.returncode == 0, skipped.stderr[-1500:]
+    reader = tf.train.load_checkpoint(os.path.join(
+        checkpoints.CheckpointManager(str(tmp_path / "b" / "checkpoints")).complete()[0], "weights"))
+    assert reader.get_tensor("skipped/.ATTRIBUTES/VARIABLE_VALUE") > 0
