@@ -55,6 +55,11 @@ def eval_steps(run_dir):
         return [json.loads(line)["step"] for line in handle]
 
 
+def eval_returns(run_dir):
+    with open(os.path.join(run_dir, "eval.jsonl")) as handle:
+        return [json.loads(line)["returns"] for line in handle]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("uninterrupted")
@@ -70,6 +75,7 @@ def check_same_as_uninterrupted(run_dir, export_dir, reference):
     for name in mine:
         np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
     assert eval_steps(run_dir) == eval_steps(reference) == [400, 800, 1000]
+    assert eval_returns(run_dir) == eval_returns(reference)  # --deterministic: same scores too
     events = scalar_events(run_dir)
     assert len(events) == len(set(events)), "duplicated TensorBoard scalars"
     assert sorted(events) == sorted(scalar_events(reference)), "lost TensorBoard scalars"
