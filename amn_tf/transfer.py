@@ -30,7 +30,7 @@ def _amn_from_saved_model(path: str, network: str | None):
     except export.SavedModelError as error:
         raise InitError(f"--init: {error}") from None
     if loaded.kind != "amn":
-        raise InitError(f"--init: {path} is the SavedModel of a {loaded.kind} DQN, not an AMN")
+        raise InitError(f"--init: {path} is not an AMN but a SavedModel of kind '{loaded.kind}'")
     kind = loaded.metadata.get("provenance", {}).get("network", network or "small")
     model = networks.build_network(kind, envs.NUM_ACTIONS, name="online")
     status = tf.train.Checkpoint(model=model).read(os.path.join(path, "variables", "variables"))
