@@ -266,6 +266,35 @@ def percent_of_expert(amn_score, expert_score, random_score=None) -> float:
     return 100.0 * amn_score / expert_score
 
 
+def measure_experts(run_dir, games, loaded_by_game, protocol, config, label) -> tuple:
+    """Expert scores under the run's protocol and held-out expert states, measured once per
+    run directory (``experts.json``, ``held_out.npz``) and read back on resume."""
+    reference_path = os.path.join(run_dir, "experts.json")
+    held_out_path = os.path.join(run_dir, "held_out.npz")
+    if os.path.exists(reference_path) and os.path.exists(held_out_path):
+        with open(reference_path) as handle:
+            reference = json.load(handle)
+        with np.load(held_out_path, allow_pickle=False) as data:
+            held_out = {g: data[g] for g in games}
+    else:
+        reference, held_out = {}, {}
+        for index, game in enumerate(games):
+            loaded = loaded_by_game[game]
+            result = evaluation.play(evaluation.saved_model_policy(loaded, game), game, protocol,
+                                     config.evaluation.episodes, config.evaluation.epsilon,
+                                     config.evaluation.num_envs, config.evaluation.max_steps,
+                                     config.seed + 101 + index, config.env.backend)
+            reference[game] = {"path": loaded.path, **result.as_dict()}
+            held_out[game] = collect_held_out(loaded, game, protocol, HELD_OUT_STATES,
+                                              config.seed + 202 + index, config.env.backend)
+            print(f"[{label}] expert {result.line()}", flush=True)
+        np.savez(held_out_path + ".tmp.npz", **held_out)
+        os.replace(held_out_path + ".tmp.npz", held_out_path)
+        checkpoints.write_json_atomically(reference_path, reference)
+
+    return reference, held_out
+
+
 def train(config) -> dict:
     """``--mode=amn``: distills the experts into an AMN; resumable from ``run_dir``."""
     experts = find_experts(config.experts, config.games)
@@ -314,29 +343,7 @@ def train(config) -> dict:
         print(table(state["summary"]["table"]))
         return state["summary"]
 
-    # Expert scores under the same protocol, and held-out states: measured once per run.
-    reference_path = os.path.join(run_dir, "experts.json")
-    held_out_path = os.path.join(run_dir, "held_out.npz")
-    if os.path.exists(reference_path) and os.path.exists(held_out_path):
-        with open(reference_path) as handle:
-            reference = json.load(handle)
-        with np.load(held_out_path, allow_pickle=False) as data:
-            held_out = {g: data[g] for g in games}
-    else:
-        reference, held_out = {}, {}
-        for index, game in enumerate(games):
-            loaded = loaded_by_game[game]
-            result = evaluation.play(evaluation.saved_model_policy(loaded, game), game, protocol,
-                                     config.evaluation.episodes, config.evaluation.epsilon,
-                                     config.evaluation.num_envs, config.evaluation.max_steps,
-                                     config.seed + 101 + index, config.env.backend)
-            reference[game] = {"path": loaded.path, **result.as_dict()}
-            held_out[game] = collect_held_out(loaded, game, protocol, HELD_OUT_STATES,
-                                              config.seed + 202 + index, config.env.backend)
-            print(f"[{label}] expert {result.line()}", flush=True)
-        np.savez(held_out_path + ".tmp.npz", **held_out)
-        os.replace(held_out_path + ".tmp.npz", held_out_path)
-        checkpoints.write_json_atomically(reference_path, reference)
+    reference, held_out = measure_experts(run_dir, games, loaded_by_game, protocol, config, label)
 
     eval_path = os.path.join(run_dir, "eval.jsonl")
     history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]

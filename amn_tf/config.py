@@ -13,14 +13,15 @@ from absl import flags
 
 from amn_tf import envs
 
-MODES = ("dqn", "amn", "transfer", "rank_sources", "eval", "report")
+MODES = ("dqn", "amn", "transfer", "rank_sources", "multitask_dqn", "eval", "report")
 
 FLAGS = flags.FLAGS
 
 # ------------------------------------------------------------------------ general
 flags.DEFINE_enum("mode", None, MODES, "What to run: dqn (train an expert), amn (distill experts "
                   "into an Actor-Mimic Network), transfer (DQN on a new game from an AMN or random "
-                  "init), rank_sources (which AMN sources relate to a target game), eval (play a SavedModel), report (tables and plots).")
+                  "init), rank_sources (which AMN sources relate to a target game), multitask_dqn (the "
+                  "MDQN/MCDQN baselines), eval (play a SavedModel), report (tables and plots).")
 flags.DEFINE_string("run_dir", None, "Directory of this run: checkpoints, TensorBoard logs, "
                     "resolved flags, evaluation history. Re-running the same command resumes it. "
                     "Default: runs/<mode>-<game(s)>.")
@@ -108,6 +109,11 @@ flags.DEFINE_string("amn_name", None, "Name of the exported AMN (default: the ru
 # ------------------------------------------------------------------------ transfer
 flags.DEFINE_string("init", "random", "transfer: 'random', or 'amn:PATH' with PATH an AMN SavedModel "
                     "(saved_models/amn/<name>/<version>) or an AMN run directory.")
+
+# ------------------------------------------------------------------- multitask DQN
+flags.DEFINE_enum("multitask_network", "mdqn", ["mdqn", "mcdqn"], "multitask_dqn: 'mdqn' (one "
+                  "shared Nature DQN, an output layer per game) or 'mcdqn' (shared convolutions, "
+                  "an FC layer and output layer per game).")
 
 # ---------------------------------------------------------------------------- eval
 flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version directory.")
@@ -234,6 +240,41 @@ class TransferConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MultitaskDqnConfig:
+    games: tuple
+    network: str
+    experts: tuple  # for % of expert; empty: no comparison
+    run_dir: str
+    env: EnvConfig
+    evaluation: EvalConfig
+    steps_per_game: int
+    replay_capacity: int
+    learning_starts: int
+    update_period: int
+    batch_per_game: int
+    target_update_period: int
+    gamma: float
+    epsilon_start: float
+    epsilon_end: float
+    epsilon_decay_steps: int
+    optimizer: str
+    learning_rate: float
+    adam_epsilon: float
+    double_dqn: bool
+    reward_clip: float
+    eval_period: int
+    checkpoint_period: int
+    save_replay: bool
+    export_dir: str
+    name: str | None
+    log_period: int
+    precision: str
+    deterministic: bool
+    skip_nonfinite: bool
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RankConfig:
     game: str
     init: str
@@ -337,6 +378,39 @@ def build(values=None):
             export_dir=values.export_dir, name=values.amn_name, log_period=values.log_period,
             jit_compile=values.jit_compile, precision=values.precision, deterministic=values.deterministic,
             skip_nonfinite=values.skip_nonfinite, seed=values.seed,
+        )  # fmt: skip
+    if values.mode == "multitask_dqn":
+        _require(bool(values.games) and len(values.games) >= 2,
+                 "--mode=multitask_dqn needs --games with at least two games (e.g. --games=Pong,Boxing)")
+        games = tuple(envs.canonical_game(g) for g in values.games)
+        duplicates = sorted({g for g in games if games.count(g) > 1})
+        _require(not duplicates, f"--games lists {', '.join(duplicates)} twice")
+        _require(values.epsilon_end <= values.epsilon_start,
+                 f"--epsilon_end={values.epsilon_end} is above --epsilon_start={values.epsilon_start}")
+        _require(values.learning_starts < values.training_steps,
+                 f"--learning_starts={values.learning_starts} is not below --training_steps="
+                 f"{values.training_steps}: the run would never learn")
+        # Experts only give the % of expert column: the default directory is optional.
+        experts = tuple(values.experts or ())
+        if not values["experts"].present:
+            experts = tuple(p for p in experts if os.path.isdir(p) and os.listdir(p))
+        run_dir = values.run_dir or os.path.join(
+            "runs", f"{values.multitask_network}-{'-'.join(games)}")
+        return MultitaskDqnConfig(
+            games=games, network=values.multitask_network, experts=experts, run_dir=run_dir,
+            env=_env(values), evaluation=_eval(values), steps_per_game=values.training_steps,
+            replay_capacity=values.replay_capacity, learning_starts=values.learning_starts,
+            update_period=values.update_period, batch_per_game=values.batch_per_game,
+            target_update_period=values.target_update_period, gamma=values.gamma,
+            epsilon_start=values.epsilon_start, epsilon_end=values.epsilon_end,
+            epsilon_decay_steps=values.epsilon_decay_steps, optimizer=values.optimizer,
+            learning_rate=values.learning_rate, adam_epsilon=values.adam_epsilon,
+            double_dqn=values.double_dqn, reward_clip=values.reward_clip,
+            eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
+            save_replay=values.save_replay, export_dir=values.export_dir, name=values.amn_name,
+            log_period=values.log_period, precision=values.precision,
+            deterministic=values.deterministic, skip_nonfinite=values.skip_nonfinite,
+            seed=values.seed,
         )  # fmt: skip
     if values.mode == "rank_sources":
         _require(values.game is not None, "--mode=rank_sources needs --game (the target)")

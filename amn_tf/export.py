@@ -89,6 +89,46 @@ class _MultitaskModule(tf.Module):
         return {"logits": logits, "action": action, "features": features}
 
 
+class _PerGameHeadsModule(tf.Module):
+    """A multitask DQN (shared torso, one head per game over its legal actions) behind the
+    AMN signature: each head's Q-values are placed at its game's ALE ids."""
+
+    def __init__(self, torso, heads, games, metadata):
+        super().__init__()
+        self.torso = torso
+        self.heads = heads
+        eye = np.eye(envs.NUM_ACTIONS, dtype=np.float32)
+        self.placements = [tf.constant(eye[envs.legal_actions(g)]) for g in games]
+        self.masks = tf.constant(np.stack([envs.legal_mask(g) for g in games]), tf.bool)
+        self.metadata = tf.Variable(json.dumps(metadata), trainable=False, dtype=tf.string)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8, name="frames"),
+            tf.TensorSpec([None], tf.int32, name="game_id"),
+        ]
+    )
+    def serve(self, frames, game_id):
+        checks = [
+            tf.debugging.assert_less(game_id, tf.shape(self.masks)[0], message="game_id out of range"),
+            tf.debugging.assert_non_negative(game_id, message="game_id out of range"),
+        ]
+        with tf.control_dependencies(checks):
+            game_id = tf.identity(game_id)
+        shared = self.torso(frames, training=False)
+        placed, features = [], []
+        for head, placement in zip(self.heads, self.placements):
+            q_values, head_features = head(shared, training=False)
+            placed.append(tf.matmul(q_values, placement))
+            features.append(head_features)
+        choose = tf.one_hot(game_id, len(self.heads), dtype=tf.float32)  # [B, G]
+        logits = tf.einsum("bg,gbk->bk", choose, tf.stack(placed))
+        mask = tf.gather(self.masks, game_id)
+        logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
+        return {"logits": logits, "action": tf.argmax(logits, axis=-1, output_type=tf.int32),
+                "features": tf.einsum("bg,gbh->bh", choose, tf.stack(features))}
+
+
 def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
     if os.path.exists(path):
         raise ExportError(f"{path} already exists; pick another version or remove it first")
@@ -152,6 +192,24 @@ def export_multitask(model, games: list, path: str, provenance: dict, protocol: 
         "provenance": provenance,
     }
     module = _MultitaskModule(networks.float32_copy(model), masks, metadata)
+    return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
+
+
+def export_multitask_dqn(torso, heads, games: list, path: str, provenance: dict, protocol: str):
+    """Exports an MDQN/MCDQN with the AMN signature (``kind`` 'multitask_dqn')."""
+    games = [envs.canonical_game(g) for g in games]
+    metadata = {
+        "format": FORMAT,
+        "kind": "multitask_dqn",
+        "games": games,
+        "game_ids": {g: i for i, g in enumerate(games)},
+        "legal_actions": {g: envs.legal_actions(g).tolist() for g in games},
+        "protocol": protocol,
+        "feature_size": int(heads[0].outputs[1].shape[-1]),
+        "provenance": provenance,
+    }
+    module = _PerGameHeadsModule(networks.float32_copy(torso),
+                                 [networks.float32_copy(h) for h in heads], games, metadata)
     return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
 
 

@@ -34,6 +34,10 @@ def dispatch(config):
         from amn_tf import transfer
 
         return transfer.train(config)
+    if isinstance(config, config_lib.MultitaskDqnConfig):
+        from amn_tf import multitask_dqn
+
+        return multitask_dqn.train(config)
     if isinstance(config, config_lib.RankConfig):
         from amn_tf import transfer
 

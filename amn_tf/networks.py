@@ -92,3 +92,32 @@ def float32_copy(model: keras.Model) -> keras.Model:
     copy = keras.Model.from_config(config)
     copy.set_weights(model.get_weights())
     return copy
+
+
+MULTITASK_NETWORKS = ("mdqn", "mcdqn")
+
+
+def multitask_dqn(kind: str, num_actions: list, name: str = "multitask") -> tuple:
+    """The paper's Appendix C baselines as (torso, heads).
+
+    * 'mdqn': one Nature DQN shared by all games (convolutions and FC 512), a separate
+      output layer per game over that game's legal actions;
+    * 'mcdqn': shared convolutions, a separate FC 512 and output layer per game.
+    Each head maps the torso's output to (q_values [B, n_i], features [B, 512]).
+    """
+    if kind not in MULTITASK_NETWORKS:
+        raise ValueError(f"unknown multitask network {kind!r}: choose one of {MULTITASK_NETWORKS}")
+    convolutions, hidden = ARCHITECTURES["small"]
+    frames = keras.Input(envs.OBSERVATION_SHAPE, dtype="uint8", name="frames")
+    shared = _torso(frames, convolutions, hidden if kind == "mdqn" else [])
+    torso = keras.Model(frames, shared, name=f"{name}_torso")
+    heads = []
+    for index, count in enumerate(num_actions):
+        inputs = keras.Input(shared.shape[1:], name=f"shared_{index}")
+        features = inputs
+        if kind == "mcdqn":
+            features = layers.Dense(hidden[-1], activation="relu", name=f"features_{index}")(inputs)
+        outputs = layers.Dense(count, name=f"outputs_{index}", dtype="float32")(features)
+        features = layers.Identity(dtype="float32", name=f"features_out_{index}")(features)
+        heads.append(keras.Model(inputs, [outputs, features], name=f"{name}_head_{index}"))
+    return torso, heads

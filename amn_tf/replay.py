@@ -276,3 +276,26 @@ def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2):
         ),
     )
     return _finish(dataset, prefetch)
+
+
+def multitask_transition_dataset(memories: list, batch_per_game: int, gamma, life_loss_terminal,
+                                 prefetch=2):
+    """Endless stream of transition batches with ``batch_per_game`` transitions from each
+    game's own memory, concatenated in game order (keys as ``transition_dataset``)."""
+    import tensorflow as tf
+
+    def generate():
+        while True:
+            parts = [m.gather_window(*m.sample_indices(batch_per_game), gamma, life_loss_terminal)
+                     for m in memories]
+            yield {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    total = len(memories) * batch_per_game
+    signature = {
+        "frames": tf.TensorSpec([total, envs.STACK + 1, *envs.FRAME_SHAPE], tf.uint8),
+        "a_tm1": tf.TensorSpec([total], tf.int32),
+        "r_t": tf.TensorSpec([total], tf.float32),
+        "discount_t": tf.TensorSpec([total], tf.float32),
+    }
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return _finish(dataset.map(split_window), prefetch)

@@ -39,8 +39,11 @@ def load_run(run_dir: str) -> dict:
             f"{run_dir} is not an AMN run with evaluations (needs experts.json and eval.jsonl)")
     with open(experts_path) as handle:
         experts = json.load(handle)
+    with open(os.path.join(run_dir, "run.json")) as handle:
+        info = json.load(handle)
+    kind = "AMN" if info.get("mode") == "amn" else info.get("network", "?").upper()
     return {"name": os.path.basename(os.path.normpath(run_dir)), "experts": experts,
-            "history": history}
+            "history": history, "kind": kind}
 
 
 def rows(run: dict) -> list:
@@ -53,6 +56,25 @@ def rows(run: dict) -> list:
                        "percent": actor_mimic.percent_of_expert(mine["mean"], expert["mean"]),
                        "agreement": mine["agreement"]})
     return result
+
+
+def comparison(runs: list) -> str:
+    """Per game: the expert, then each run's final mean and % of expert, side by side."""
+    games = sorted({g for run in runs for g in run["experts"]})
+    header = " | ".join(f"{r['kind']} {r['name']}" for r in runs)
+    lines = ["## Side by side (final mean test score, % of expert)\n",
+             f"| game | expert | {header} |", "| --- | ---: | " + " | ".join("---:" for _ in runs) + " |"]
+    for game in games:
+        expert = next(r["experts"][game]["mean"] for r in runs if game in r["experts"])
+        cells = []
+        for run in runs:
+            if game not in run["experts"]:
+                cells.append("-")
+                continue
+            mean = run["history"][-1]["games"][game]["mean"]
+            cells.append(f"{mean:.1f} ({actor_mimic.percent_of_expert(mean, expert):.0f}%)")
+        lines.append(f"| {game} | {expert:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(runs: list, path: str) -> None:
@@ -74,7 +96,7 @@ def plot(runs: list, path: str) -> None:
             points = [(r["frames"], r["games"][game]["mean"]) for r in run["history"] if game in r["games"]]
             color = f"C{run_index}"
             axis.plot([p[0] / 1e6 for p in points], [p[1] for p in points], marker="o", color=color,
-                      label=f"AMN {run['name']}")
+                      label=f"{run['kind']} {run['name']}")
             axis.axhline(run["experts"][game]["mean"], linestyle="--", color=color, alpha=0.6,
                          label="expert" if run_index == 0 else None)
         axis.set_title(game)
@@ -193,11 +215,12 @@ def run(config) -> dict:
         if not os.path.isdir(run_dir):
             raise config_lib.ConfigError(f"run directory {run_dir} does not exist")
     modes = {d: run_mode(d) for d in run_dirs}
-    amn_dirs = [d for d in run_dirs if modes[d] == "amn"]
+    amn_dirs = [d for d in run_dirs if modes[d] in ("amn", "multitask_dqn")]
     transfer_dirs = [d for d in run_dirs if modes[d] == "transfer"]
     others = [d for d in run_dirs if d not in amn_dirs + transfer_dirs]
     if others:
-        raise config_lib.ConfigError(f"cannot report on {', '.join(others)}: only amn and transfer runs")
+        raise config_lib.ConfigError(f"cannot report on {', '.join(others)}: only amn, multitask_dqn "
+                                     "and transfer runs")
     os.makedirs(config.output_dir, exist_ok=True)
     written = {}
     if amn_dirs:
@@ -218,12 +241,15 @@ def run(config) -> dict:
 
 def report_amn(runs, output_dir) -> dict:
     sections = ["# Table 1 at CPU scale\n",
-                "Expert and AMN test scores at epsilon 0.05 under each run's protocol (mean "
-                "unclipped return over completed episodes). AMN: its final test play; "
-                "agreement: AMN greedy action = expert greedy action on held-out expert states.\n"]
+                "Expert, AMN and multitask-DQN (MDQN, MCDQN) test scores at epsilon 0.05 under "
+                "each run's protocol (mean unclipped return over completed episodes). Each "
+                "run: its final test play; agreement: the run's greedy action = the expert's on "
+                "held-out expert states (AMN runs).\n"]
+    if len(runs) > 1:
+        sections.append(comparison(runs) + "\n")
     for run in runs:
         frames = run["history"][-1]["frames"]
-        sections.append(f"## {run['name']} ({frames:,} frames per game)\n")
+        sections.append(f"## {run['kind']}: {run['name']} ({frames:,} frames per game)\n")
         sections.append(actor_mimic.table(rows(run)) + "\n")
     table_path = os.path.join(output_dir, "table1.md")
     with open(table_path, "w") as handle:

@@ -1,0 +1,320 @@
+"""Multitask DQN baselines of the paper's Appendix C, trained by Q-learning on all games.
+
+MDQN shares a whole Nature DQN and gives each game its own output layer; MCDQN shares the
+convolutions and gives each game its own FC 512 and output layer (``networks.multitask_dqn``).
+Each update takes ``batch_per_game`` transitions from every game's own replay memory; every
+sample's Q-values, TD target and max come from its own game's head, over that game's legal
+actions:
+
+  target_i = r_t + discount_t * Q_target_i(s_t, argmax_a Q_i(s_t, a))   (double DQN)
+  loss     = mean over all samples of Huber(target_i - Q_i(s_tm1, a_tm1))
+
+so a head only ever receives gradient from its own game's samples.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from amn_tf import (
+    actor_mimic,
+    checkpoints,
+    dqn,
+    envs,
+    evaluation,
+    export,
+    losses,
+    networks,
+    replay,
+    runtime,
+)
+from amn_tf import (
+    config as config_lib,
+)
+
+
+class MultitaskDqnLearner:
+    def __init__(self, torso, heads, target_torso, target_heads, optimizer, dataset, legal_by_game,
+                 batch_per_game, double_dqn=True, reward_clip=1.0, skip_nonfinite=False):
+        self.torso, self.heads = torso, heads
+        self.target_torso, self.target_heads = target_torso, target_heads
+        self.optimizer = optimizer
+        self._iterator = iter(dataset)
+        tables = [dqn.action_tables(legal, len(legal))[2] for legal in legal_by_game]
+        self._action_to_output = [tf.constant(t, tf.int32) for t in tables]
+        self._b = batch_per_game
+        self._double = double_dqn
+        self._reward_clip = float(reward_clip)
+        self.skip_nonfinite = skip_nonfinite
+        self.variables = list(torso.trainable_variables)
+        for head in heads:
+            self.variables += list(head.trainable_variables)
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+        optimizer.build(self.variables)
+
+    def _slice(self, tensor, index):
+        return tensor[index * self._b : (index + 1) * self._b]
+
+    def td_errors(self, batch):
+        """Per-sample TD errors, each through its own game's head (online and target)."""
+        r_t = batch["r_t"]
+        if self._reward_clip > 0:
+            r_t = tf.clip_by_value(r_t, -self._reward_clip, self._reward_clip)
+        shared_t_target = self.target_torso(batch["s_t"], training=False)
+        shared_t_online = self.torso(batch["s_t"], training=False) if self._double else None
+        shared_tm1 = self.torso(batch["s_tm1"], training=True)
+        errors = []
+        for index, head in enumerate(self.heads):
+            q_tm1, _ = head(self._slice(shared_tm1, index), training=True)
+            q_t_target, _ = self.target_heads[index](self._slice(shared_t_target, index))
+            q_t_online = head(self._slice(shared_t_online, index))[0] if self._double else None
+            a_tm1 = tf.gather(self._action_to_output[index], self._slice(batch["a_tm1"], index))
+            errors.append(losses.td_error(q_tm1, a_tm1, self._slice(r_t, index),
+                                          self._slice(batch["discount_t"], index), q_t_target,
+                                          q_t_online))
+        return tf.concat(errors, 0)
+
+    @tf.function
+    def _update(self, batch):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(losses.huber(self.td_errors(batch)))
+        gradients = tape.gradient(loss, self.variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        finite = tf.logical_and(finite, tf.math.is_finite(loss))
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, self.variables))
+            self.updates.assign_add(1)
+            return tf.constant(True)
+
+        def skip():
+            self.skipped.assign_add(1)
+            return tf.constant(False)
+
+        return {"td_loss": loss, "applied": tf.cond(finite, apply, skip)}
+
+    @tf.function
+    def _step(self):
+        return self._update(next(self._iterator))
+
+    def step(self) -> dict:
+        metrics = self._step()
+        if not bool(metrics["applied"]) and not self.skip_nonfinite:
+            raise runtime.NonFiniteError(
+                f"non-finite loss or gradient at update {int(self.updates.numpy()) + 1} "
+                f"(td_loss={float(metrics['td_loss'])}); the update was not applied and the last "
+                "checkpoint is intact. Lower --learning_rate, or pass --skip_nonfinite")
+        return metrics
+
+    def update_target(self) -> None:
+        online = self.torso.variables + [v for h in self.heads for v in h.variables]
+        target = self.target_torso.variables + [v for h in self.target_heads for v in h.variables]
+        for target_variable, variable in zip(target, online):
+            target_variable.assign(variable)
+
+
+class HeadPolicy:
+    """Greedy ALE ids for one game through the torso and that game's head."""
+
+    def __init__(self, torso, head, legal):
+        self._torso, self._head = torso, head
+        self._legal = tf.constant(legal, tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8)])
+    def _greedy(self, frames):
+        q_values, _ = self._head(self._torso(frames, training=False), training=False)
+        return tf.gather(self._legal, tf.argmax(q_values, axis=-1, output_type=tf.int32))
+
+    def __call__(self, frames) -> np.ndarray:
+        return self._greedy(tf.convert_to_tensor(frames)).numpy()
+
+
+def _clone(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def train(config) -> dict:
+    """``--mode=multitask_dqn``: MDQN or MCDQN on ``config.games``; resumable."""
+    games = list(config.games)
+    legal_by_game = [envs.legal_actions(g) for g in games]
+    run_dir = config.run_dir
+    label = f"{config.network} {'+'.join(games)}"
+    runtime.prepare_run_dir(run_dir, {"mode": "multitask_dqn", "games": games,
+                                      "network": config.network}, config_lib.resolved_flags())
+    runtime.set_seeds(config.seed, config.deterministic)
+    runtime.set_precision(config.precision)
+    protocol = config.env.protocol
+    life_loss_terminal = envs.get_protocol(protocol).life_loss_terminal
+
+    torso, heads = networks.multitask_dqn(config.network, [len(a) for a in legal_by_game])
+    target_torso, target_heads = _clone(torso), [_clone(h) for h in heads]
+    optimizer = dqn.make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon)
+    num_envs = config.env.num_envs
+    memories = [replay.ReplayMemory(config.replay_capacity, num_envs, seed=config.seed + i)
+                for i, _ in enumerate(games)]
+    dataset = replay.multitask_transition_dataset(memories, config.batch_per_game, config.gamma,
+                                                  life_loss_terminal,
+                                                  prefetch=0 if config.deterministic else 2)
+    learner = MultitaskDqnLearner(torso, heads, target_torso, target_heads, optimizer, dataset,
+                                  legal_by_game, config.batch_per_game, config.double_dqn,
+                                  config.reward_clip, config.skip_nonfinite)
+    policies = [HeadPolicy(torso, head, legal) for head, legal in zip(heads, legal_by_game)]
+
+    manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
+    trackables = {"torso": torso, "target_torso": target_torso, "optimizer": optimizer,
+                  "updates": learner.updates, "skipped": learner.skipped}
+    trackables.update({f"head_{i}": h for i, h in enumerate(heads)})
+    trackables.update({f"target_head_{i}": h for i, h in enumerate(target_heads)})
+    save_replay = config.save_replay or config.deterministic
+    state = manager.restore(trackables, memories if save_replay else ())
+    rng = np.random.default_rng(config.seed)
+    step = 0
+    if state:
+        step = int(state["step"])
+        rng.bit_generator.state = state["actor_rng"]
+        for memory, memory_state in zip(memories, state["replay_rngs"]):
+            memory.rng.bit_generator.state = memory_state
+        print(f"[{label}] resumed from {state['path']} at frame {step * 4:,} per game", flush=True)
+    if state and state.get("finished"):
+        print(f"[{label}] run already finished: {state['summary'].get('export')}")
+        return state["summary"]
+
+    reference = None
+    if config.experts:  # expert scores under the same protocol, for % of expert
+        experts = dict(actor_mimic.find_experts(config.experts, games))
+        reference, _ = actor_mimic.measure_experts(run_dir, games, experts, protocol, config, label)
+
+    eval_path = os.path.join(run_dir, "eval.jsonl")
+    history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]
+    runtime.rewrite_jsonl(eval_path, history)
+    runtime.trim_tensorboard(os.path.join(run_dir, "tensorboard"), step * envs.FRAMES_PER_STEP)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+
+    def run_evaluation():
+        record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
+        for index, game in enumerate(games):
+            result = evaluation.play(policies[index], game, protocol, config.evaluation.episodes,
+                                     config.evaluation.epsilon, config.evaluation.num_envs,
+                                     config.evaluation.max_steps,
+                                     config.seed + 1 + len(history) * 31 + index, config.env.backend)
+            record["games"][game] = {**result.as_dict(), "agreement": float("nan")}
+            with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+                tf.summary.scalar(f"eval/{game}/mean_return", result.mean)
+        history.append(record)
+        runtime.append_jsonl(eval_path, record)
+        return record
+
+    def summary_line(record):
+        parts = []
+        for game in games:
+            mean = record["games"][game]["mean"]
+            if reference:
+                percent = actor_mimic.percent_of_expert(mean, reference[game]["mean"])
+                parts.append(f"{game} {mean:.1f} ({percent:.0f}% of expert)")
+            else:
+                parts.append(f"{game} {mean:.1f}")
+        return ", ".join(parts)
+
+    def save(finished=False, summary=None):
+        writer.flush()
+        payload = {"step": step, "actor_rng": rng.bit_generator.state,
+                   "replay_rngs": [m.rng.bit_generator.state for m in memories],
+                   "replay_saved": save_replay, "update_credit": update_credit,
+                   "finished": finished, "summary": summary or {}, "games": games}
+        manager.save(step, trackables, payload, memories if save_replay else ())
+
+    game_envs = [envs.make_env(g, num_envs, protocol, config.seed + 1000 * i, config.env.backend)
+                 for i, g in enumerate(games)]
+    streams = np.arange(num_envs)
+
+    def new_episodes(restored=False):
+        observations = []
+        for index, (memory, env) in enumerate(zip(memories, game_envs)):
+            obs = env.reset(seed=config.seed + 1000 * index + step)
+            if not restored:
+                memory.start_episodes(streams, obs)
+            observations.append(obs)
+        return observations
+
+    restored = bool(state and state["replay_restored"])
+    observations = new_episodes(restored=restored and config.deterministic)
+    learning_starts = config.learning_starts if (restored or not state) else step + config.learning_starts
+    update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
+    progress = runtime.Progress(label, config.steps_per_game, step)
+    last_loss, last_returns = float("nan"), {}
+    with runtime.StopSignal() as stop:
+        while step < config.steps_per_game and not stop.requested:
+            # One epsilon schedule per game; the games advance in lockstep, so one value.
+            epsilon = dqn.linear_epsilon(step, config.epsilon_start, config.epsilon_end,
+                                         config.epsilon_decay_steps)
+            all_actions = []
+            for index, (env, obs) in enumerate(zip(game_envs, observations)):
+                explore = rng.random(num_envs) < epsilon
+                random_actions = envs.random_legal_actions(rng, env.legal_actions, num_envs)
+                greedy = random_actions if explore.all() else policies[index](obs)
+                actions = np.where(explore, random_actions, greedy).astype(np.int32)
+                env.send(actions)
+                all_actions.append(actions)
+            if step >= learning_starts:
+                update_credit += num_envs / config.update_period
+                while update_credit >= 1.0:
+                    last_loss = float(learner.step()["td_loss"])
+                    update_credit -= 1.0
+            for index, (env, memory) in enumerate(zip(game_envs, memories)):
+                result = env.recv()
+                memory.append(streams, all_actions[index], result.reward, result.terminated,
+                              result.truncated, result.life_lost, result.final_obs)
+                ended = result.terminated | result.truncated
+                if ended.any():
+                    memory.start_episodes(streams[ended], result.obs[ended])
+                observations[index] = result.obs
+                for _, episode_return, _ in result.episode_returns:
+                    last_returns[games[index]] = episode_return
+            before, step = step, step + num_envs
+            if dqn._crossed(before, step, config.target_update_period):
+                learner.update_target()
+            if dqn._crossed(before, step, config.log_period):
+                scores = " ".join(f"{g} {last_returns.get(g, '-')}" for g in games)
+                fps = progress.print(step, f"loss {last_loss:.4f} | eps {epsilon:.3f} | last episodes: {scores}")
+                with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+                    tf.summary.scalar("charts/frames_per_second_per_game", fps)
+                    tf.summary.scalar("losses/td_loss", last_loss)
+                    tf.summary.scalar("charts/epsilon", epsilon)
+            if dqn._crossed(before, step, config.eval_period) and step < config.steps_per_game:
+                print(f"[{label}] eval at frame {step * 4:,} per game: {summary_line(run_evaluation())}",
+                      flush=True)
+            if dqn._crossed(before, step, config.checkpoint_period):
+                if config.deterministic:
+                    observations = new_episodes()
+                save()
+    for env in game_envs:
+        env.close()
+    if stop.requested:
+        save()
+        print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")
+        return {"stopped": True}
+    record = history[-1] if history and history[-1]["step"] == step else run_evaluation()
+    path = (state or {}).get("summary", {}).get("pending_export")
+    if path is None:
+        name = config.name or os.path.basename(os.path.normpath(run_dir))
+        base = os.path.join(config.export_dir, "multitask_dqn", name)
+        path = os.path.join(base, str(export.next_version(base)))
+    save(summary={"pending_export": path})
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
+                      "network": config.network, "final_eval": record,
+                      "run_dir": os.path.abspath(run_dir)}
+        export.export_multitask_dqn(torso, heads, games, path, provenance, protocol)
+    summary = {"export": path, "run_dir": run_dir, "final": record}
+    save(finished=True, summary=summary)
+    print(f"[{label}] final eval at frame {step * 4:,} per game: {summary_line(record)}")
+    print(f"[{label}] SavedModel: {path}\n[{label}] TensorBoard: tensorboard --logdir "
+          f"{os.path.join(run_dir, 'tensorboard')}", flush=True)
+    return summary
