@@ -406,6 +406,8 @@ def train(config) -> dict:
     learning_starts = step + config.learning_starts if (state and not state["replay_restored"]) \
         else config.learning_starts
     progress = runtime.Progress(label, config.steps_per_game, step)
+    profiler = runtime.StepProfiler(config.profile_steps, os.path.join(run_dir, "tensorboard"),
+                                    int(learner.updates.numpy()))
     game_of_env = np.repeat(np.arange(len(games), dtype=np.int32), num_envs)
     update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
     last = {}
@@ -429,7 +431,7 @@ def train(config) -> dict:
             if step >= learning_starts:
                 update_credit += num_envs / config.update_period
                 while update_credit >= 1.0:
-                    last = learner.step()
+                    last = profiler.step(learner.step)
                     update_credit -= 1.0
             for index, (env, memory) in enumerate(zip(game_envs, memories)):
                 result = env.recv()
@@ -461,6 +463,7 @@ def train(config) -> dict:
                 if config.deterministic:
                     observations = new_episodes()
                 save()
+    profiler.finish()
     for env in game_envs:
         env.close()
     if stop.requested:

@@ -226,6 +226,8 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
 
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
     progress = runtime.Progress(f"dqn {game}", config.training_steps, step)
+    profiler = runtime.StepProfiler(config.profile_steps, os.path.join(run_dir, "tensorboard"),
+                                    int(learner.updates.numpy()))
     refill_until = step + (0 if (state and state["replay_restored"]) or not state else config.learning_starts)
     learning_starts = max(config.learning_starts, refill_until)
 
@@ -264,7 +266,7 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
             if step >= learning_starts:
                 update_credit += env.num_envs / config.update_period
                 while update_credit >= 1.0:
-                    metrics = learner.step()
+                    metrics = profiler.step(learner.step)
                     update_credit -= 1.0
                     last_loss = float(metrics["td_loss"])
             result = env.recv()
@@ -298,6 +300,7 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
                     obs = env.reset(seed=config.seed + step)
                     memory.start_episodes(streams, obs)
                 save()
+    profiler.finish()
     env.close()
     if stop.requested:
         save()

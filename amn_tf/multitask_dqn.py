@@ -248,6 +248,8 @@ def train(config) -> dict:
     learning_starts = config.learning_starts if (restored or not state) else step + config.learning_starts
     update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
     progress = runtime.Progress(label, config.steps_per_game, step)
+    profiler = runtime.StepProfiler(config.profile_steps, os.path.join(run_dir, "tensorboard"),
+                                    int(learner.updates.numpy()))
     last_loss, last_returns = float("nan"), {}
     with runtime.StopSignal() as stop:
         while step < config.steps_per_game and not stop.requested:
@@ -265,7 +267,7 @@ def train(config) -> dict:
             if step >= learning_starts:
                 update_credit += num_envs / config.update_period
                 while update_credit >= 1.0:
-                    last_loss = float(learner.step()["td_loss"])
+                    last_loss = float(profiler.step(learner.step)["td_loss"])
                     update_credit -= 1.0
             for index, (env, memory) in enumerate(zip(game_envs, memories)):
                 result = env.recv()
@@ -294,6 +296,7 @@ def train(config) -> dict:
                 if config.deterministic:
                     observations = new_episodes()
                 save()
+    profiler.finish()
     for env in game_envs:
         env.close()
     if stop.requested:

@@ -189,6 +189,41 @@ class Progress:
         return fps
 
 
+class StepProfiler:
+    """TensorFlow profiler trace of learner updates ``start`` (inclusive) to ``stop``
+    (exclusive), counted over the whole run, written under ``logdir`` (the run's TensorBoard
+    directory: open it with the profile plugin, ``pip install -e .[profiling]``)."""
+
+    def __init__(self, steps, logdir: str, first_update: int):
+        self.start, self.stop = steps if steps else (None, None)
+        self.logdir = logdir
+        self.update = first_update
+        self.active = False
+
+    def step(self, learner_step):
+        """Runs one learner update, tracing it when inside the window."""
+        if self.start is not None and self.update == self.start and not self.active:
+            import tensorflow as tf
+
+            tf.profiler.experimental.start(self.logdir)
+            self.active = True
+        metrics = learner_step()
+        self.update += 1
+        if self.active and self.update >= self.stop:
+            self.finish()
+        return metrics
+
+    def finish(self):
+        if self.active:
+            import tensorflow as tf
+
+            tf.profiler.experimental.stop()
+            self.active = False
+            print(f"[profile] trace of updates {self.start}..{self.stop - 1} written to "
+                  f"{os.path.join(self.logdir, 'plugins', 'profile')}; view it with "
+                  f"tensorboard --logdir {self.logdir} (Profile tab)", flush=True)
+
+
 class StopSignal:
     """Turns SIGINT/SIGTERM into a flag the loop polls, so it can checkpoint and exit."""
 

@@ -289,3 +289,23 @@ def test_flagfile_with_unknown_flag(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout, describe(result)
     assert "no_such_flag" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_profile_steps_write_a_trace_on_cpu(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_main("--flagfile=flags/smoke.flags", f"--run_dir={run_dir}",
+                      f"--export_dir={tmp_path / 'exports'}", "--profile_steps=20,25")
+    assert result.returncode == 0, describe(result)
+    assert "[profile] trace of updates 20..24" in result.stdout
+    traces = list((run_dir / "tensorboard" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert traces and traces[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("steps, message", [("20,10", "need 0 <= START < STOP"),
+                                            ("10,5000", "is outside the run"),
+                                            ("a,b", "give two integers")])
+def test_bad_profile_steps(tmp_path, steps, message):
+    result = run_main("--flagfile=flags/smoke.flags", f"--run_dir={tmp_path / 'run'}",
+                      f"--profile_steps={steps}")
+    line = assert_clean_error(result)
+    assert message in line
