@@ -15,6 +15,7 @@ Loss of one update over G games with b states each (DESIGN.md section 2):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -28,6 +29,7 @@ from amn_tf import (
     envs,
     evaluation,
     export,
+    learning,
     losses,
     networks,
     replay,
@@ -98,25 +100,25 @@ class AmnLearner:
     """Policy (and feature) regression of the AMN on G experts, one step per batch."""
 
     def __init__(self, amn, regressors, experts, masks, optimizer, dataset, batch_per_game,
-                 tau=1.0, beta=0.01, jit_compile=False, skip_nonfinite=False):
+                 tau=1.0, beta=0.01, jit_compile=False, skip_nonfinite=False, strategy=None):
         """
         Args:
           amn: Keras model, uint8 frames -> (logits [B, 18], features [B, H]).
           regressors: one Keras Dense f_i per game (H -> expert feature size).
           experts: per game, a callable frames -> (q_values over the legal set, features).
           masks: [G, 18] bool legal actions.
-          dataset: yields (states [G*b, 84, 84, 4], game_index [G*b]) grouped by game.
+          dataset: yields (states [G*b, 84, 84, 4], game_index [G*b]) grouped by game (with a
+            strategy of R replicas: R such groups of b/R per game, one per replica).
+          strategy: optional tf.distribute strategy (build everything in its scope).
         """
         self.amn = amn
         self.regressors = regressors
         self.experts = experts
         self.optimizer = optimizer
-        self._iterator = iter(dataset)
         self._masks = tf.constant(masks, tf.bool)
         # placement[i]: [n_legal_i, 18] one-hot, so q_legal @ placement puts Q at ALE ids.
         self._placements = [tf.constant(np.eye(envs.NUM_ACTIONS, dtype=np.float32)[np.flatnonzero(m)])
                             for m in masks]
-        self._batch_per_game = batch_per_game
         self._tau = float(tau)
         self._beta = float(beta)
         self.skip_nonfinite = skip_nonfinite
@@ -124,15 +126,19 @@ class AmnLearner:
         if self._beta > 0:
             for regressor in regressors:
                 self.variables += list(regressor.trainable_variables)
-        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
-        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+        self.updates = learning.counter("updates")
+        self.skipped = learning.counter("skipped_updates")
         optimizer.build(self.variables)
-        self._update = tf.function(self._update_impl, jit_compile=jit_compile)
+        self._step = learning.Stepper(self.compute, self.variables, optimizer, self.updates,
+                                      self.skipped, dataset, strategy, jit_compile)
+
+    def _per_game(self, states):
+        return tf.shape(states)[0] // len(self.experts)
 
     def expert_targets(self, states):
         """Expert Q-values at ALE ids [B, 18] and features, game by game on its slice."""
         q_values, features = [], []
-        b = self._batch_per_game
+        b = self._per_game(states)
         for index, expert in enumerate(self.experts):
             q_legal, expert_features = expert(states[index * b : (index + 1) * b])
             q_values.append(tf.matmul(tf.cast(q_legal, tf.float32), self._placements[index]))
@@ -143,7 +149,7 @@ class AmnLearner:
         mask = tf.gather(self._masks, game_index)
         logits, features = self.amn(states, training=True)
         policy_loss = losses.policy_regression_loss(logits, expert_q, mask, self._tau)
-        b = self._batch_per_game
+        b = self._per_game(states)
         if self._beta > 0:
             predicted = tf.concat([regressor(tf.cast(features[i * b : (i + 1) * b], tf.float32))
                                    for i, regressor in enumerate(self.regressors)], 0)
@@ -154,41 +160,21 @@ class AmnLearner:
             losses.masked_argmax(logits, mask), losses.masked_argmax(expert_q, mask)), tf.float32))
         return policy_loss, feature_loss, agreement
 
-    def _update_impl(self, states, game_index):
+    def compute(self, batch):
+        """Loss (replica-scaled), gradients and metrics of one (states, game_index) batch."""
+        states, game_index = batch
         expert_q, expert_features = self.expert_targets(states)
+        scale = learning.replica_scale(tf.shape(states)[0])
         with tf.GradientTape() as tape:
             policy_loss, feature_loss, agreement = self.losses(states, game_index, expert_q, expert_features)
-            loss = policy_loss + self._beta * feature_loss
-        gradients = tape.gradient(loss, self.variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-        finite = tf.logical_and(finite, tf.math.is_finite(loss))
-
-        def apply():
-            self.optimizer.apply_gradients(zip(gradients, self.variables))
-            self.updates.assign_add(1)
-            return tf.constant(True)
-
-        def skip():
-            self.skipped.assign_add(1)
-            return tf.constant(False)
-
-        applied = tf.cond(finite, apply, skip)
-        return {"loss": loss, "policy_loss": policy_loss, "feature_loss": feature_loss,
-                "agreement": agreement, "applied": applied}
-
-    @tf.function
-    def _step(self):
-        states, game_index = next(self._iterator)
-        return self._update(states, game_index)
+            loss = (policy_loss + self._beta * feature_loss) * scale
+        metrics = {"loss": loss, "policy_loss": policy_loss * scale,
+                   "feature_loss": feature_loss * scale, "agreement": agreement * scale}
+        return loss, tape.gradient(loss, self.variables), metrics
 
     def step(self) -> dict:
-        metrics = self._step()
-        if not bool(metrics["applied"]) and not self.skip_nonfinite:
-            raise runtime.NonFiniteError(
-                f"non-finite AMN loss or gradient at update {int(self.updates.numpy()) + 1} "
-                f"(loss={float(metrics['loss'])}); the update was not applied and the last "
-                "checkpoint is intact. Lower --amn_learning_rate, or pass --skip_nonfinite")
-        return metrics
+        return learning.check_applied(self._step(), self.updates, self.skip_nonfinite, "loss",
+                                      "amn_learning_rate")
 
 
 class MultitaskPolicy:
@@ -309,18 +295,21 @@ def train(config) -> dict:
     label = f"amn {'+'.join(games)}"
 
     masks = np.stack([envs.legal_mask(g) for g in games])
-    amn = networks.build_network(config.network, envs.NUM_ACTIONS, name="amn")
-    regressors = networks.feature_regressors(networks.feature_size(amn),
-                                             [loaded_by_game[g].feature_size for g in games])
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    strategy = learning.make_strategy(config.distribution, config.devices)
     num_envs = config.env.num_envs
     memories = [replay.ReplayMemory(config.replay_capacity, num_envs, seed=config.seed + i)
                 for i, _ in enumerate(games)]
     dataset = replay.multitask_state_dataset(memories, config.batch_per_game,
-                                             prefetch=0 if config.deterministic else 2)
-    learner = AmnLearner(amn, regressors, [expert_callable(loaded_by_game[g]) for g in games], masks,
-                         optimizer, dataset, config.batch_per_game, config.tau, config.beta,
-                         config.jit_compile, config.skip_nonfinite)
+                                             prefetch=0 if config.deterministic else 2,
+                                             replicas=config.devices)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        amn = networks.build_network(config.network, envs.NUM_ACTIONS, name="amn")
+        regressors = networks.feature_regressors(networks.feature_size(amn),
+                                                 [loaded_by_game[g].feature_size for g in games])
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        learner = AmnLearner(amn, regressors, [expert_callable(loaded_by_game[g]) for g in games],
+                             masks, optimizer, dataset, config.batch_per_game, config.tau, config.beta,
+                             config.jit_compile, config.skip_nonfinite, strategy)
     students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
     acting_policy = MultitaskPolicy(amn, masks)  # all games' envs in one forward pass
 

@@ -80,6 +80,12 @@ flags.DEFINE_boolean("jit_compile", False, "XLA-compile the learner step (measur
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"], "Compute precision of "
                   "the networks (variables stay float32). 'auto': mixed_bfloat16 where the CPU has "
                   "AVX512-BF16/AMX or a GPU is visible (measured 1.4x faster updates), else float32.")
+flags.DEFINE_enum("distribution", "none", ["none", "mirrored"], "Learner strategy: 'none' (one "
+                  "device) or 'mirrored' (tf.distribute.MirroredStrategy over --devices GPUs; each "
+                  "takes a slice of every batch). DQN and AMN learners.")
+flags.DEFINE_integer("devices", 2, "Devices for --distribution=mirrored.", lower_bound=1)
+flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to try "
+                     "--distribution=mirrored without GPUs, as the tests do).", lower_bound=1)
 flags.DEFINE_list("profile_steps", None, "START,STOP: capture a TensorFlow profiler trace of "
                   "learner updates START..STOP-1 (counted over the run, after warm-up) into the "
                   "run's TensorBoard directory.")
@@ -127,6 +133,14 @@ flags.DEFINE_string("output_json", None, "eval: also write the results to this J
 
 class ConfigError(ValueError):
     """A bad flag value or combination; the message says how to fix it."""
+
+
+def _devices(values, batch: int, name: str) -> int:
+    if values.distribution == "none":
+        return 1
+    if batch % values.devices:
+        raise ConfigError(f"{name}={batch} does not split evenly over --devices={values.devices}")
+    return values.devices
 
 
 def _profile_steps(values, total_updates: int):
@@ -218,6 +232,8 @@ class DqnConfig:
     deterministic: bool
     skip_nonfinite: bool
     profile_steps: tuple | None
+    distribution: str
+    devices: int
     seed: int
 
 
@@ -250,6 +266,8 @@ class AmnConfig:
     deterministic: bool
     skip_nonfinite: bool
     profile_steps: tuple | None
+    distribution: str
+    devices: int
     seed: int
 
 
@@ -377,6 +395,7 @@ def build(values=None):
             log_period=values.log_period, jit_compile=values.jit_compile,
             precision=values.precision, deterministic=values.deterministic, skip_nonfinite=values.skip_nonfinite,
             profile_steps=_profile_steps(values, (values.training_steps - values.learning_starts) // values.update_period),
+            distribution=values.distribution, devices=_devices(values, values.batch_size, "--batch_size"),
             seed=values.seed,
         )  # fmt: skip
         if values.mode == "transfer":
@@ -403,6 +422,8 @@ def build(values=None):
             jit_compile=values.jit_compile, precision=values.precision, deterministic=values.deterministic,
             skip_nonfinite=values.skip_nonfinite, seed=values.seed,
             profile_steps=_profile_steps(values, (values.amn_steps - values.amn_learning_starts) // values.update_period),
+            distribution=values.distribution,
+            devices=_devices(values, values.batch_per_game, "--batch_per_game"),
         )  # fmt: skip
     if values.mode == "multitask_dqn":
         _require(bool(values.games) and len(values.games) >= 2,

@@ -12,6 +12,7 @@ Actions travel as ALE ids (0..17) everywhere outside the network. A network has 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import keras
@@ -19,7 +20,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from amn_tf import checkpoints, envs, evaluation, export, losses, networks, replay, runtime
+from amn_tf import (
+    checkpoints,
+    envs,
+    evaluation,
+    export,
+    learning,
+    losses,
+    networks,
+    replay,
+    runtime,
+)
 
 
 def make_optimizer(kind: str, learning_rate: float, adam_epsilon: float = 1.5e-4):
@@ -60,20 +71,24 @@ class DqnLearner:
     """
 
     def __init__(self, online, target, optimizer, dataset, action_to_output, output_mask,
-                 double_dqn=True, reward_clip=1.0, jit_compile=False, skip_nonfinite=False):
+                 double_dqn=True, reward_clip=1.0, jit_compile=False, skip_nonfinite=False,
+                 strategy=None):
+        """With ``strategy`` (a tf.distribute strategy), build the networks, the optimizer and
+        this learner inside ``strategy.scope()``; each replica takes a slice of the batch."""
         self.online = online
         self.target = target
         self.optimizer = optimizer
-        self._iterator = iter(dataset)
         self._action_to_output = tf.constant(action_to_output, tf.int32)
         self._output_mask = tf.constant(output_mask, tf.bool)
         self._double = double_dqn
         self._reward_clip = float(reward_clip)
         self.skip_nonfinite = skip_nonfinite
-        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
-        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+        self.updates = learning.counter("updates")
+        self.skipped = learning.counter("skipped_updates")
         optimizer.build(online.trainable_variables)
-        self._update = tf.function(self._update_impl, jit_compile=jit_compile)
+        self._step = learning.Stepper(self.compute, online.trainable_variables, optimizer,
+                                      self.updates, self.skipped, dataset, strategy, jit_compile)
+        self._update = tf.function(self._step.run)  # one update on a given batch
 
     def targets(self, batch):
         """Inputs of the TD target, computed outside the gradient tape."""
@@ -91,40 +106,17 @@ class DqnLearner:
         return losses.td_loss(q_tm1, a_tm1, r_t, batch["discount_t"], q_t_target,
                               q_t_online, self._output_mask)
 
-    def _update_impl(self, batch):
+    def compute(self, batch):
+        """Loss (replica-scaled), gradients and metrics of one batch."""
         variables = self.online.trainable_variables
         targets = self.targets(batch)
         with tf.GradientTape() as tape:
-            loss = self.loss(batch, targets)
-        gradients = tape.gradient(loss, variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-        finite = tf.logical_and(finite, tf.math.is_finite(loss))
-
-        def apply():
-            self.optimizer.apply_gradients(zip(gradients, variables))
-            self.updates.assign_add(1)
-            return tf.constant(True)
-
-        def skip():
-            self.skipped.assign_add(1)
-            return tf.constant(False)
-
-        applied = tf.cond(finite, apply, skip)
-        return {"td_loss": loss, "applied": applied}
-
-    @tf.function
-    def _step(self):
-        return self._update(next(self._iterator))
+            loss = self.loss(batch, targets) * learning.replica_scale(tf.shape(batch["a_tm1"])[0])
+        return loss, tape.gradient(loss, variables), {"td_loss": loss}
 
     def step(self) -> dict:
-        metrics = self._step()
-        if not bool(metrics["applied"]) and not self.skip_nonfinite:
-            raise runtime.NonFiniteError(
-                f"non-finite loss or gradient at update {int(self.updates.numpy()) + 1} "
-                f"(td_loss={float(metrics['td_loss'])}); the update was not applied and the "
-                "last checkpoint is intact. Lower --learning_rate, or pass --skip_nonfinite"
-            )
-        return metrics
+        return learning.check_applied(self._step(), self.updates, self.skip_nonfinite, "td_loss",
+                                      "learning_rate")
 
     def update_target(self) -> None:
         for target_variable, variable in zip(self.target.variables, self.online.variables):
@@ -179,20 +171,25 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     runtime.set_seeds(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
 
-    online = network or networks.nature_dqn(len(legal), name="online")
-    target = keras.models.clone_model(online)
-    target.set_weights(online.get_weights())
-    output_actions, output_mask, action_to_output = action_tables(legal, online.outputs[0].shape[-1])
-    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon)
-
+    strategy = learning.make_strategy(config.distribution, config.devices)
     env = envs.make_env(game, config.env.num_envs, config.env.protocol, config.seed, config.env.backend)
     memory = replay.ReplayMemory(config.replay_capacity, config.env.num_envs, seed=config.seed)
     life_loss_terminal = envs.get_protocol(config.env.protocol).life_loss_terminal
     dataset = replay.transition_dataset(memory, config.batch_size, config.gamma, life_loss_terminal,
                                         prefetch=0 if config.deterministic else 2)
-    learner = DqnLearner(online, target, optimizer, dataset, action_to_output, output_mask,
-                         config.double_dqn, config.reward_clip, config.jit_compile,
-                         config.skip_nonfinite)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        if network is None:
+            online = networks.nature_dqn(len(legal), name="online")
+        else:  # transfer: the given network's architecture and weights, built in this scope
+            online = keras.models.clone_model(network)
+            online.set_weights(network.get_weights())
+        target = keras.models.clone_model(online)
+        target.set_weights(online.get_weights())
+        output_actions, output_mask, action_to_output = action_tables(legal, online.outputs[0].shape[-1])
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon)
+        learner = DqnLearner(online, target, optimizer, dataset, action_to_output, output_mask,
+                             config.double_dqn, config.reward_clip, config.jit_compile,
+                             config.skip_nonfinite, strategy)
     rng = np.random.default_rng(config.seed)
     actor = EpsilonGreedyActor(GreedyPolicy(online, output_actions, output_mask), legal, rng)
 

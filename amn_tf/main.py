@@ -64,6 +64,12 @@ def main(argv):
     if len(argv) > 1:
         raise config_lib.ConfigError(f"unexpected arguments {argv[1:]}: flags look like --name=value")
     config = config_lib.build()
+    if config_lib.FLAGS.cpu_devices > 1:  # before TensorFlow touches a device
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * config_lib.FLAGS.cpu_devices)
     if isinstance(config, config_lib.DqnConfig):
         from amn_tf import runtime
 

@@ -27,6 +27,7 @@ from amn_tf import (
     envs,
     evaluation,
     export,
+    learning,
     losses,
     networks,
     replay,
@@ -43,7 +44,6 @@ class MultitaskDqnLearner:
         self.torso, self.heads = torso, heads
         self.target_torso, self.target_heads = target_torso, target_heads
         self.optimizer = optimizer
-        self._iterator = iter(dataset)
         tables = [dqn.action_tables(legal, len(legal))[2] for legal in legal_by_game]
         self._action_to_output = [tf.constant(t, tf.int32) for t in tables]
         self._b = batch_per_game
@@ -53,9 +53,11 @@ class MultitaskDqnLearner:
         self.variables = list(torso.trainable_variables)
         for head in heads:
             self.variables += list(head.trainable_variables)
-        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
-        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+        self.updates = learning.counter("updates")
+        self.skipped = learning.counter("skipped_updates")
         optimizer.build(self.variables)
+        self._step = learning.Stepper(self.compute, self.variables, optimizer, self.updates,
+                                      self.skipped, dataset)
 
     def _slice(self, tensor, index):
         return tensor[index * self._b : (index + 1) * self._b]
@@ -79,37 +81,14 @@ class MultitaskDqnLearner:
                                           q_t_online))
         return tf.concat(errors, 0)
 
-    @tf.function
-    def _update(self, batch):
+    def compute(self, batch):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(losses.huber(self.td_errors(batch)))
-        gradients = tape.gradient(loss, self.variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-        finite = tf.logical_and(finite, tf.math.is_finite(loss))
-
-        def apply():
-            self.optimizer.apply_gradients(zip(gradients, self.variables))
-            self.updates.assign_add(1)
-            return tf.constant(True)
-
-        def skip():
-            self.skipped.assign_add(1)
-            return tf.constant(False)
-
-        return {"td_loss": loss, "applied": tf.cond(finite, apply, skip)}
-
-    @tf.function
-    def _step(self):
-        return self._update(next(self._iterator))
+        return loss, tape.gradient(loss, self.variables), {"td_loss": loss}
 
     def step(self) -> dict:
-        metrics = self._step()
-        if not bool(metrics["applied"]) and not self.skip_nonfinite:
-            raise runtime.NonFiniteError(
-                f"non-finite loss or gradient at update {int(self.updates.numpy()) + 1} "
-                f"(td_loss={float(metrics['td_loss'])}); the update was not applied and the last "
-                "checkpoint is intact. Lower --learning_rate, or pass --skip_nonfinite")
-        return metrics
+        return learning.check_applied(self._step(), self.updates, self.skip_nonfinite, "td_loss",
+                                      "learning_rate")
 
     def update_target(self) -> None:
         online = self.torso.variables + [v for h in self.heads for v in h.variables]

@@ -255,16 +255,24 @@ def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_termin
     return _finish(dataset.map(split_window), prefetch)
 
 
-def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2):
+def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, replicas=1):
     """Endless stream of ``(states [G*b, 84, 84, 4], game_index [G*b])``: ``b`` states
-    from each game's own memory, concatenated in game order."""
+    from each game's own memory, concatenated in game order. With ``replicas`` R > 1 the
+    batch is R consecutive groups, each holding b/R states of every game in game order, so
+    that a strategy splitting the batch gives every replica every game."""
     import tensorflow as tf
 
-    game_index = np.repeat(np.arange(len(memories), dtype=np.int32), batch_per_game)
+    if batch_per_game % replicas:
+        raise ValueError(f"batch_per_game={batch_per_game} does not split over {replicas} replicas")
+    share = batch_per_game // replicas
+    group = np.repeat(np.arange(len(memories), dtype=np.int32), share)
+    game_index = np.tile(group, replicas)
 
     def generate():
         while True:
-            states = np.concatenate([m.sample_states(batch_per_game) for m in memories])
+            per_game = [m.sample_states(batch_per_game) for m in memories]
+            states = np.concatenate([p[r * share : (r + 1) * share] for r in range(replicas)
+                                     for p in per_game])
             yield states, game_index
 
     total = len(memories) * batch_per_game
