@@ -21,7 +21,8 @@ setup(
         "matplotlib>=3.10,<3.12",  # report mode: learning-curve plots
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.16"],
+        # Ray is in dev too: the tests start a real local Ray instance.
+        "dev": ["pytest>=8", "ruff>=0.16", "ray==2.58.0"],
         "profiling": ["tensorboard-plugin-profile>=2.24"],
         "distributed": ["ray==2.58.0"],
     },

@@ -124,6 +124,19 @@ flags.DEFINE_enum("multitask_network", "mdqn", ["mdqn", "mcdqn"], "multitask_dqn
                   "shared Nature DQN, an output layer per game) or 'mcdqn' (shared convolutions, "
                   "an FC layer and output layer per game).")
 
+# ------------------------------------------------------------------------- fan-out
+flags.DEFINE_string("ray_address", None, "Fan runs out as Ray tasks: 'local' (start Ray here), "
+                    "'auto' (the running cluster) or HOST:PORT. Without it nothing imports Ray. "
+                    "With --mode=dqn --games=A,B each game trains in its own run directory; with "
+                    "--mode=eval --saved_models=P,Q each SavedModel is evaluated.")
+flags.DEFINE_float("ray_cpus_per_task", 1.0, "CPUs Ray reserves per task.", lower_bound=0.0)
+flags.DEFINE_float("ray_gpus_per_task", 0.0, "GPUs (fractions allowed) Ray reserves per task.",
+                   lower_bound=0.0)
+flags.DEFINE_integer("ray_max_retries", 3, "Retries of a task whose worker died (it resumes from "
+                     "its checkpoint).", lower_bound=0)
+flags.DEFINE_list("saved_models", None, "eval: several SavedModels to evaluate (fanned out with "
+                  "--ray_address, else one after another).")
+
 # ---------------------------------------------------------------------------- eval
 flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version directory.")
 flags.DEFINE_boolean("random_policy", False, "eval: play uniformly random legal actions instead "
@@ -315,6 +328,22 @@ class MultitaskDqnConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FanOutJob:
+    dqn: DqnConfig
+    flags: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class FanOutConfig:
+    kind: str  # 'dqn' or 'eval'
+    jobs: tuple
+    ray_address: str | None
+    cpus_per_task: float
+    gpus_per_task: float
+    max_retries: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RankConfig:
     game: str
     init: str
@@ -361,10 +390,49 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _fan_out(values, kind, jobs):
+    return FanOutConfig(kind, tuple(jobs), values.ray_address, values.ray_cpus_per_task,
+                        values.ray_gpus_per_task, values.ray_max_retries)
+
+
 def build(values=None):
     """Builds the frozen config of ``values.mode`` from parsed flags (FLAGS by default)."""
     values = values or FLAGS
     _require(values.mode is not None, "--mode is required: one of " + ", ".join(MODES))
+    if values.mode == "dqn" and values.games:
+        _require(not values.game, "--game and --games exclude each other: --games trains one "
+                 "expert per game")
+        games = [envs.canonical_game(g) for g in values.games]
+        _require(len(set(games)) == len(games), "--games lists a game twice")
+        jobs = []
+        for game in games:
+            values.game = game  # build each game's config through the single-game path
+            try:
+                single = build_single(values)
+            finally:
+                values.game = None
+            run_dir = os.path.join(values.run_dir, game) if values.run_dir else os.path.join("runs", f"dqn-{game}")
+            single = dataclasses.replace(single, run_dir=run_dir)
+            jobs.append(FanOutJob(single, {**resolved_flags(values), "game": game}))
+        return _fan_out(values, "dqn", jobs)
+    if values.mode == "dqn" and values.ray_address:
+        single = build_single(values)
+        return _fan_out(values, "dqn", [FanOutJob(single, resolved_flags(values))])
+    if values.mode == "eval" and values.saved_models:
+        _require(values.saved_model is None, "--saved_model and --saved_models exclude each other")
+        jobs = []
+        for path in values.saved_models:
+            values.saved_model = path
+            try:
+                jobs.append(build_single(values))
+            finally:
+                values.saved_model = None
+        return _fan_out(values, "eval", jobs)
+    return build_single(values)
+
+
+def build_single(values):
+    """The config of one run of ``values.mode``."""
     if values.mode in ("dqn", "transfer"):
         _require(values.game is not None, f"--mode={values.mode} needs --game (e.g. --game=Pong)")
         game = envs.canonical_game(values.game)

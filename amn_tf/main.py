@@ -26,6 +26,10 @@ def _user_errors():
 
 
 def dispatch(config):
+    if isinstance(config, config_lib.FanOutConfig):
+        from amn_tf import fanout
+
+        return fanout.run(config)
     if isinstance(config, config_lib.DqnConfig):
         from amn_tf import dqn
 
