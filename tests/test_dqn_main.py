@@ -222,14 +222,18 @@ def test_flagfiles_exist():
 def test_every_flagfile_parses_and_builds(flagfile):
     with open(flagfile) as handle:
         lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
-    extra = [] if any(line.startswith("--game=") for line in lines) else ["--game=Pong"]
+    mode = next(line.split("=", 1)[1] for line in lines if line.startswith("--mode="))
+    if mode == "multitask_dqn":  # a recipe for any set of games: give two
+        extra = ["--games=Pong,Boxing"]
+    else:
+        extra = [] if any(line.startswith("--game=") for line in lines) else ["--game=Pong"]
     result = subprocess.run([sys.executable, "-c", PARSE, f"--flagfile={flagfile}", *extra],
                             cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, describe(result)
     built = json.loads(result.stdout.strip().splitlines()[-1])
-    mode = next(line.split("=", 1)[1] for line in lines if line.startswith("--mode="))
     types_by_mode = {"dqn": "DqnConfig", "amn": "AmnConfig", "transfer": "TransferConfig",
+                     "multitask_dqn": "MultitaskDqnConfig",
                      "eval": "EvalRunConfig", "report": "ReportConfig"}
     assert built["type"] == types_by_mode[mode]
     if mode in ("dqn", "transfer"):  # DqnConfig fields are named after their flags
