@@ -31,6 +31,7 @@ from amn_tf import (
     export,
     learning,
     losses,
+    multigame,
     networks,
     replay,
     runtime,
@@ -376,22 +377,8 @@ def train(config) -> dict:
                    "finished": finished, "summary": summary or {}, "games": games}
         manager.save(step, trackables, payload, memories if save_replay else ())
 
-    game_envs = [envs.make_env(g, num_envs, protocol, config.seed + 1000 * i, config.env.backend)
-                 for i, g in enumerate(games)]
-    streams = np.arange(num_envs)
-
-    def new_episodes(restored=False):
-        """Every env starts an episode seeded by the step (deterministic runs do this at
-        every checkpoint, so a resumed run sees what an uninterrupted one saw)."""
-        observations = []
-        for index, (memory, env) in enumerate(zip(memories, game_envs)):
-            obs = env.reset(seed=config.seed + 1000 * index + step)
-            if not restored:
-                memory.start_episodes(streams, obs)
-            observations.append(obs)
-        return observations
-
-    observations = new_episodes(restored=bool(state and state["replay_restored"] and config.deterministic))
+    play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
+    play.new_episodes(step, restored=bool(state and state["replay_restored"] and config.deterministic))
     learning_starts = step + config.learning_starts if (state and not state["replay_restored"]) \
         else config.learning_starts
     progress = runtime.Progress(label, config.steps_per_game, step)
@@ -400,44 +387,30 @@ def train(config) -> dict:
     game_of_env = np.repeat(np.arange(len(games), dtype=np.int32), num_envs)
     update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
     last = {}
-    last_returns = {}
     with runtime.StopSignal() as stop:
         while step < config.steps_per_game and not stop.requested:
-            all_actions = []
             if config.actor == "student":
-                greedy_all = acting_policy(np.concatenate(observations), game_of_env).reshape(
+                greedy_all = acting_policy(np.concatenate(play.observations), game_of_env).reshape(
                     len(games), num_envs)
-            for index, (env, obs) in enumerate(zip(game_envs, observations)):
-                if config.actor == "student":
-                    greedy = greedy_all[index]
-                else:
-                    greedy = loaded_by_game[games[index]].act(obs, games[index])
+            else:
+                greedy_all = [loaded_by_game[g].act(obs, g) for g, obs in zip(games, play.observations)]
+            all_actions = []
+            for index, env in enumerate(play.envs):
                 explore = rng.random(num_envs) < config.epsilon
                 random_actions = envs.random_legal_actions(rng, env.legal_actions, num_envs)
-                actions = np.where(explore, random_actions, greedy).astype(np.int32)
-                env.send(actions)
-                all_actions.append(actions)
+                all_actions.append(np.where(explore, random_actions, greedy_all[index]))
+            play.send(all_actions)  # emulators step in C++ threads while the learner updates
             if step >= learning_starts:
                 update_credit += num_envs / config.update_period
                 while update_credit >= 1.0:
                     last = profiler.step(learner.step)
                     update_credit -= 1.0
-            for index, (env, memory) in enumerate(zip(game_envs, memories)):
-                result = env.recv()
-                memory.append(streams, all_actions[index], result.reward, result.terminated,
-                              result.truncated, result.life_lost, result.final_obs)
-                ended = result.terminated | result.truncated
-                if ended.any():
-                    memory.start_episodes(streams[ended], result.obs[ended])
-                observations[index] = result.obs
-                for _, episode_return, _ in result.episode_returns:
-                    last_returns[games[index]] = episode_return
+            play.recv()
             before, step = step, step + num_envs
             if dqn._crossed(before, step, config.log_period):
-                scores = " ".join(f"{g} {last_returns.get(g, '-')}" for g in games)
                 loss_text = f"loss {float(last['loss']):.4f} agree {float(last['agreement']):.2f}" \
                     if last else "filling replay"
-                fps = progress.print(step, f"{loss_text} | last episodes: {scores}")
+                fps = progress.print(step, f"{loss_text} | last episodes: {play.scores()}")
                 with writer.as_default(step=step * envs.FRAMES_PER_STEP):
                     tf.summary.scalar("charts/frames_per_second_per_game", fps)
                     if last:
@@ -450,11 +423,10 @@ def train(config) -> dict:
                       flush=True)
             if dqn._crossed(before, step, config.checkpoint_period):
                 if config.deterministic:
-                    observations = new_episodes()
+                    play.new_episodes(step)
                 save()
     profiler.finish()
-    for env in game_envs:
-        env.close()
+    play.close()
     if stop.requested:
         save()
         print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")
@@ -463,11 +435,9 @@ def train(config) -> dict:
     # checkpoint before exporting (see dqn.train).
     record = history[-1] if history and history[-1]["step"] == step else run_evaluation()
     rows = rows_of(record)
-    path = (state or {}).get("summary", {}).get("pending_export")
-    if path is None:
-        name = config.name or os.path.basename(os.path.normpath(run_dir))
-        base = os.path.join(config.export_dir, "amn", name)
-        path = os.path.join(base, str(export.next_version(base)))
+    name = config.name or os.path.basename(os.path.normpath(run_dir))
+    base = os.path.join(config.export_dir, "amn", name)
+    path = export.run_export_path(state, base)
     save(summary={"pending_export": path})
     provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP, "agent_steps_per_game": step,
                   "experts": {g: reference[g]["path"] for g in games}, "table": rows,

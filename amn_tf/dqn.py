@@ -315,10 +315,8 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
                   "flags": _read_flags(run_dir)}
     # The export path is fixed in a checkpoint before exporting, so a restart after a crash
     # during or after the export finishes that same version instead of adding another.
-    path = (state or {}).get("summary", {}).get("pending_export")
-    if path is None:
-        base = os.path.join(config.export_dir, export_kind, export_name or game)
-        path = os.path.join(base, str(export.next_version(base)))
+    base = os.path.join(config.export_dir, export_kind, export_name or game)
+    path = export.run_export_path(state, base)
     save(extra={"pending_export": path})
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         export.export_expert(online, game, path, provenance, config.env.protocol,

@@ -37,6 +37,13 @@ class SavedModelError(ValueError):
     """A SavedModel that is missing, unreadable or not what was asked for."""
 
 
+def run_export_path(state, base: str) -> str:
+    """The version directory a run exports to: the one fixed in its checkpoint before an
+    interrupted export (so a restart finishes that version), else the next free one."""
+    path = (state or {}).get("summary", {}).get("pending_export")
+    return path or os.path.join(base, str(next_version(base)))
+
+
 def next_version(directory: str) -> int:
     versions = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
     return max(versions, default=0) + 1
@@ -62,6 +69,16 @@ class _ExpertModule(tf.Module):
         return {"q_values": q_values, "action": action, "features": features}
 
 
+def _checked_game_id(game_id, num_games):
+    """``game_id``, with range checks that run before anything uses it."""
+    checks = [
+        tf.debugging.assert_less(game_id, num_games, message="game_id out of range"),
+        tf.debugging.assert_non_negative(game_id, message="game_id out of range"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(game_id)
+
+
 class _MultitaskModule(tf.Module):
     def __init__(self, model, masks, metadata):
         super().__init__()
@@ -76,12 +93,7 @@ class _MultitaskModule(tf.Module):
         ]
     )
     def serve(self, frames, game_id):
-        checks = [
-            tf.debugging.assert_less(game_id, tf.shape(self.masks)[0], message="game_id out of range"),
-            tf.debugging.assert_non_negative(game_id, message="game_id out of range"),
-        ]
-        with tf.control_dependencies(checks):
-            game_id = tf.identity(game_id)
+        game_id = _checked_game_id(game_id, tf.shape(self.masks)[0])
         logits, features = self.model(frames, training=False)
         mask = tf.gather(self.masks, game_id)
         logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
@@ -109,12 +121,7 @@ class _PerGameHeadsModule(tf.Module):
         ]
     )
     def serve(self, frames, game_id):
-        checks = [
-            tf.debugging.assert_less(game_id, tf.shape(self.masks)[0], message="game_id out of range"),
-            tf.debugging.assert_non_negative(game_id, message="game_id out of range"),
-        ]
-        with tf.control_dependencies(checks):
-            game_id = tf.identity(game_id)
+        game_id = _checked_game_id(game_id, tf.shape(self.masks)[0])
         shared = self.torso(frames, training=False)
         placed, features = [], []
         for head, placement in zip(self.heads, self.placements):

@@ -29,6 +29,7 @@ from amn_tf import (
     export,
     learning,
     losses,
+    multigame,
     networks,
     replay,
     runtime,
@@ -209,61 +210,39 @@ def train(config) -> dict:
                    "finished": finished, "summary": summary or {}, "games": games}
         manager.save(step, trackables, payload, memories if save_replay else ())
 
-    game_envs = [envs.make_env(g, num_envs, protocol, config.seed + 1000 * i, config.env.backend)
-                 for i, g in enumerate(games)]
-    streams = np.arange(num_envs)
-
-    def new_episodes(restored=False):
-        observations = []
-        for index, (memory, env) in enumerate(zip(memories, game_envs)):
-            obs = env.reset(seed=config.seed + 1000 * index + step)
-            if not restored:
-                memory.start_episodes(streams, obs)
-            observations.append(obs)
-        return observations
-
+    play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
     restored = bool(state and state["replay_restored"])
-    observations = new_episodes(restored=restored and config.deterministic)
+    play.new_episodes(step, restored=restored and config.deterministic)
     learning_starts = config.learning_starts if (restored or not state) else step + config.learning_starts
     update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
     progress = runtime.Progress(label, config.steps_per_game, step)
     profiler = runtime.StepProfiler(config.profile_steps, os.path.join(run_dir, "tensorboard"),
                                     int(learner.updates.numpy()))
-    last_loss, last_returns = float("nan"), {}
+    last_loss = float("nan")
     with runtime.StopSignal() as stop:
         while step < config.steps_per_game and not stop.requested:
             # One epsilon schedule per game; the games advance in lockstep, so one value.
             epsilon = dqn.linear_epsilon(step, config.epsilon_start, config.epsilon_end,
                                          config.epsilon_decay_steps)
             all_actions = []
-            for index, (env, obs) in enumerate(zip(game_envs, observations)):
+            for index, (env, obs) in enumerate(zip(play.envs, play.observations)):
                 explore = rng.random(num_envs) < epsilon
                 random_actions = envs.random_legal_actions(rng, env.legal_actions, num_envs)
                 greedy = random_actions if explore.all() else policies[index](obs)
-                actions = np.where(explore, random_actions, greedy).astype(np.int32)
-                env.send(actions)
-                all_actions.append(actions)
+                all_actions.append(np.where(explore, random_actions, greedy))
+            play.send(all_actions)
             if step >= learning_starts:
                 update_credit += num_envs / config.update_period
                 while update_credit >= 1.0:
                     last_loss = float(profiler.step(learner.step)["td_loss"])
                     update_credit -= 1.0
-            for index, (env, memory) in enumerate(zip(game_envs, memories)):
-                result = env.recv()
-                memory.append(streams, all_actions[index], result.reward, result.terminated,
-                              result.truncated, result.life_lost, result.final_obs)
-                ended = result.terminated | result.truncated
-                if ended.any():
-                    memory.start_episodes(streams[ended], result.obs[ended])
-                observations[index] = result.obs
-                for _, episode_return, _ in result.episode_returns:
-                    last_returns[games[index]] = episode_return
+            play.recv()
             before, step = step, step + num_envs
             if dqn._crossed(before, step, config.target_update_period):
                 learner.update_target()
             if dqn._crossed(before, step, config.log_period):
-                scores = " ".join(f"{g} {last_returns.get(g, '-')}" for g in games)
-                fps = progress.print(step, f"loss {last_loss:.4f} | eps {epsilon:.3f} | last episodes: {scores}")
+                fps = progress.print(step, f"loss {last_loss:.4f} | eps {epsilon:.3f} | "
+                                     f"last episodes: {play.scores()}")
                 with writer.as_default(step=step * envs.FRAMES_PER_STEP):
                     tf.summary.scalar("charts/frames_per_second_per_game", fps)
                     tf.summary.scalar("losses/td_loss", last_loss)
@@ -273,21 +252,18 @@ def train(config) -> dict:
                       flush=True)
             if dqn._crossed(before, step, config.checkpoint_period):
                 if config.deterministic:
-                    observations = new_episodes()
+                    play.new_episodes(step)
                 save()
     profiler.finish()
-    for env in game_envs:
-        env.close()
+    play.close()
     if stop.requested:
         save()
         print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")
         return {"stopped": True}
     record = history[-1] if history and history[-1]["step"] == step else run_evaluation()
-    path = (state or {}).get("summary", {}).get("pending_export")
-    if path is None:
-        name = config.name or os.path.basename(os.path.normpath(run_dir))
-        base = os.path.join(config.export_dir, "multitask_dqn", name)
-        path = os.path.join(base, str(export.next_version(base)))
+    name = config.name or os.path.basename(os.path.normpath(run_dir))
+    base = os.path.join(config.export_dir, "multitask_dqn", name)
+    path = export.run_export_path(state, base)
     save(summary={"pending_export": path})
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
