@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Trains (or resumes) the shipped experts one after another with flags/expert_cpu.flags.
 # Usage: scripts/train_experts.sh [Game ...]   (default: Boxing Pong Seaquest SpaceInvaders)
-# Run dirs: runs/experts/<Game>; rerunning resumes each from its last checkpoint.
+# Run dirs: ${RUN_ROOT:-runs}/experts/<Game>; rerunning resumes each from its last checkpoint.
+# Exports go to ${EXPORT_DIR:-runs/exports}; copy an expert that passes the bar into
+# saved_models/experts/<Game>/1 (see saved_models/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -9,6 +11,6 @@ games=("$@")
 [ ${#games[@]} -gt 0 ] || games=(Boxing Pong Seaquest SpaceInvaders)
 for game in "${games[@]}"; do
   "$python" -m amn_tf.main --flagfile=flags/expert_cpu.flags --game="$game" \
-    --run_dir="runs/experts/$game" --export_dir="${EXPORT_DIR:-runs/exports}" \
+    --run_dir="${RUN_ROOT:-runs}/experts/$game" --export_dir="${EXPORT_DIR:-runs/exports}" \
     ${EXTRA_FLAGS:-}
 done
