@@ -217,14 +217,17 @@ def run(config) -> dict:
     modes = {d: run_mode(d) for d in run_dirs}
     amn_dirs = [d for d in run_dirs if modes[d] in ("amn", "multitask_dqn")]
     transfer_dirs = [d for d in run_dirs if modes[d] == "transfer"]
-    others = [d for d in run_dirs if d not in amn_dirs + transfer_dirs]
+    dqn_dirs = [d for d in run_dirs if modes[d] == "dqn"]
+    others = [d for d in run_dirs if d not in amn_dirs + transfer_dirs + dqn_dirs]
     if others:
-        raise config_lib.ConfigError(f"cannot report on {', '.join(others)}: only amn, multitask_dqn "
-                                     "and transfer runs")
+        raise config_lib.ConfigError(f"cannot report on {', '.join(others)}: only dqn, amn, "
+                                     "multitask_dqn and transfer runs")
     os.makedirs(config.output_dir, exist_ok=True)
     written = {}
     if amn_dirs:
         written.update(report_amn([load_run(d) for d in amn_dirs], config.output_dir))
+    if dqn_dirs:
+        written.update(report_experts(dqn_dirs, config.output_dir))
     if transfer_dirs:
         groups = _group([load_transfer_run(d) for d in transfer_dirs])
         text = table2(groups, config.blocks, config.reach_score)
@@ -237,6 +240,43 @@ def run(config) -> dict:
         print(f"[report] table: {path}\n[report] learning curves: {plot_path}")
         written.update({"table2": path, "transfer_plot": plot_path})
     return written
+
+
+def report_experts(run_dirs, output_dir) -> dict:
+    """Expert DQN runs: evaluation history as a table and learning curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    lines = ["# Expert DQN training\n", "Test play at epsilon 0.05 during training (mean and "
+             "max unclipped return over the evaluation's episodes).\n",
+             "| game | run | frames | eval mean | eval max | episodes |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    figure, axis = pyplot.subplots(figsize=(6, 3.5))
+    for index, run_dir in enumerate(run_dirs):
+        with open(os.path.join(run_dir, "run.json")) as handle:
+            game = json.load(handle)["game"]
+        history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+        name = os.path.basename(os.path.normpath(run_dir))
+        for record in history:
+            lines.append(f"| {game} | {name} | {record['frames']:,} | {record['mean']:.1f} | "
+                         f"{record['max']:.1f} | {record['episodes']} |")
+        axis.plot([r["frames"] / 1e6 for r in history], [r["mean"] for r in history], marker="o",
+                  color=f"C{index}", label=game)
+    axis.set_xlabel("frames (millions)")
+    axis.set_ylabel("mean test return")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    plot_path = os.path.join(output_dir, "expert_curves.png")
+    figure.savefig(plot_path, dpi=110)
+    pyplot.close(figure)
+    table_path = os.path.join(output_dir, "experts.md")
+    with open(table_path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"[report] table: {table_path}\n[report] learning curves: {plot_path}")
+    return {"experts_table": table_path, "experts_plot": plot_path}
 
 
 def report_amn(runs, output_dir) -> dict:

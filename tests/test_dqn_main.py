@@ -313,3 +313,12 @@ def test_bad_profile_steps(tmp_path, steps, message):
                       f"--profile_steps={steps}")
     line = assert_clean_error(result)
     assert message in line
+
+
+def test_report_on_an_expert_run_gives_its_curve(smoke_run, tmp_path):
+    result = run_main("--mode=report", f"--report_runs={smoke_run.run_dir}",
+                      f"--report_dir={tmp_path / 'docs'}")
+    assert result.returncode == 0, describe(result)
+    table = (tmp_path / "docs" / "experts.md").read_text()
+    assert "| Pong | run | 1,600 |" in table and "| Pong | run | 2,400 |" in table
+    assert (tmp_path / "docs" / "expert_curves.png").read_bytes()[:4] == b"\x89PNG"
