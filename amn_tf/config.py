@@ -296,6 +296,7 @@ class MultitaskDqnConfig:
     games: tuple
     network: str
     experts: tuple  # for % of expert; empty: no comparison
+    experts_required: bool  # --experts given: a missing expert is an error, else no comparison
     run_dir: str
     env: EnvConfig
     evaluation: EvalConfig
@@ -511,7 +512,8 @@ def build_single(values):
         run_dir = values.run_dir or os.path.join(
             "runs", f"{values.multitask_network}-{'-'.join(games)}")
         return MultitaskDqnConfig(
-            games=games, network=values.multitask_network, experts=experts, run_dir=run_dir,
+            games=games, network=values.multitask_network, experts=experts,
+            experts_required=values["experts"].present, run_dir=run_dir,
             env=_env(values), evaluation=_eval(values), steps_per_game=values.training_steps,
             replay_capacity=values.replay_capacity, learning_starts=values.learning_starts,
             update_period=values.update_period, batch_per_game=values.batch_per_game,

@@ -126,6 +126,14 @@ def train(config) -> dict:
     legal_by_game = [envs.legal_actions(g) for g in games]
     run_dir = config.run_dir
     label = f"{config.network} {'+'.join(games)}"
+    experts = None  # checked before anything is written
+    if config.experts:
+        try:
+            experts = dict(actor_mimic.find_experts(config.experts, games))
+        except config_lib.ConfigError as error:
+            if config.experts_required:
+                raise
+            print(f"[{label}] no % of expert column: {error}")
     runtime.prepare_run_dir(run_dir, {"mode": "multitask_dqn", "games": games,
                                       "network": config.network}, config_lib.resolved_flags())
     runtime.set_seeds(config.seed, config.deterministic)
@@ -167,8 +175,7 @@ def train(config) -> dict:
         return state["summary"]
 
     reference = None
-    if config.experts:  # expert scores under the same protocol, for % of expert
-        experts = dict(actor_mimic.find_experts(config.experts, games))
+    if experts:  # expert scores under the same protocol, for % of expert
         reference, _ = actor_mimic.measure_experts(run_dir, games, experts, protocol, config, label)
 
     eval_path = os.path.join(run_dir, "eval.jsonl")

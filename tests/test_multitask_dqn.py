@@ -147,3 +147,13 @@ def test_report_puts_baselines_beside_the_experts(tmp_path):
     table = (tmp_path / "docs" / "table1.md").read_text()
     assert "| game | expert | MDQN mdqn | MCDQN mcdqn |" in table
     assert "| Pong |" in table and "| Breakout |" in table
+
+
+def test_explicit_experts_missing_a_game_is_refused_before_writing(tmp_path):
+    keras.mixed_precision.set_global_policy("float32")
+    export.export_expert(networks.nature_dqn(6), "Pong", str(tmp_path / "experts" / "Pong" / "1"),
+                         {}, "paper")
+    result = run_main("--flagfile=flags/smoke.flags", "--mode=multitask_dqn", "--games=Pong,Breakout",
+                      f"--experts={tmp_path / 'experts'}", f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode != 0 and "no expert for Breakout" in result.stderr
+    assert not (tmp_path / "run").exists()
