@@ -1,0 +1,50 @@
+"""The SavedModels shipped in saved_models/: they load, say what they are, stay small, and
+the README's main job (--mode=amn on them) runs (here on a tiny budget)."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from amn_tf import envs, export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "saved_models", "experts", "*", "*")))
+
+
+def test_at_least_one_expert_is_shipped():
+    assert SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_expert_loads_and_matches_its_card(path):
+    game = os.path.basename(os.path.dirname(path))
+    loaded = export.LoadedPolicy(path)
+    assert loaded.kind == "expert" and loaded.games == [game]
+    size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, "**"), recursive=True)
+               if os.path.isfile(f))
+    assert size < 10 * 2**20
+    frames = np.random.default_rng(0).integers(0, 255, (3, 84, 84, 4), dtype=np.uint8)
+    out = loaded.outputs(frames, game)
+    assert out["q_values"].shape == (3, len(envs.legal_actions(game)))
+    assert set(out["action"].numpy()) <= set(envs.legal_actions(game).tolist())
+    with open(os.path.join(path, "assets", "amn_tf.json")) as handle:
+        assert json.load(handle)["provenance"]["frames_trained"] > 0
+    with open(os.path.join(ROOT, "saved_models", "README.md")) as handle:
+        assert f"| {game} |" in handle.read()  # it has a model card row
+
+
+def test_main_job_distills_the_shipped_experts(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "amn_tf.main", "--flagfile=flags/amn_smoke.flags",
+         f"--run_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for path in SHIPPED:
+        assert f"| {os.path.basename(os.path.dirname(path))} |" in result.stdout
+    assert "AMN SavedModel:" in result.stdout
