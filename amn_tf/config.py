@@ -342,6 +342,7 @@ class FanOutConfig:
     cpus_per_task: float
     gpus_per_task: float
     max_retries: int
+    output_json: str | None = None  # eval fan-out: every job's results in one file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,11 +425,11 @@ def build(values=None):
         jobs = []
         for path in values.saved_models:
             values.saved_model = path
-            try:
-                jobs.append(build_single(values))
+            try:  # the fan-out writes one JSON with every job's results, not each job
+                jobs.append(dataclasses.replace(build_single(values), output_json=None))
             finally:
                 values.saved_model = None
-        return _fan_out(values, "eval", jobs)
+        return dataclasses.replace(_fan_out(values, "eval", jobs), output_json=values.output_json)
     return build_single(values)
 
 

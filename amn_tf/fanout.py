@@ -76,6 +76,14 @@ def run(fanout) -> list:
             ray.shutdown()
     print(f"[fanout] {len(results)} {fanout.kind} job(s) done"
           + (f" on Ray ({fanout.ray_address})" if fanout.ray_address else ""))
+    if fanout.kind == "eval" and fanout.output_json:
+        from amn_tf import checkpoints
+
+        checkpoints.write_json_atomically(fanout.output_json, [
+            {"saved_model": job.saved_model, "protocol": job.env.protocol,
+             "epsilon": job.evaluation.epsilon, "results": result}
+            for job, result in zip(fanout.jobs, results)])
+        print(f"[fanout] results written to {fanout.output_json}")
     for job, result in zip(fanout.jobs, results):
         if fanout.kind == "dqn":
             final = result.get("final_eval", {})

@@ -54,6 +54,19 @@ def test_ray_tasks_train_evaluate_and_resume_a_dead_worker(tmp_path):
     assert "Pong: mean" in evaluated.stdout and "Breakout: mean" in evaluated.stdout
 
 
+def test_eval_fan_out_without_ray_writes_one_json(tmp_path, pong_expert):
+    import json
+
+    output = tmp_path / "all.json"
+    result = run_main("--mode=eval", f"--saved_models={pong_expert.path},{pong_expert.path}",
+                      "--eval_episodes=1", "--eval_max_steps=20", "--eval_envs=1",
+                      f"--output_json={output}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(output.read_text())
+    assert [r["saved_model"] for r in rows] == [pong_expert.path] * 2
+    assert rows[0]["results"][0]["game"] == "Pong"
+
+
 def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
     start = time.time()
     result = run_main(*TINY, "--games=Pong", "--ray_address=127.0.0.1:9", f"--run_dir={tmp_path}/r")
