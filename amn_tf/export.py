@@ -69,6 +69,21 @@ class _ExpertModule(tf.Module):
         return {"q_values": q_values, "action": action, "features": features}
 
 
+# The AMN signature, shared by AMNs and multitask DQNs: frames and the game of each frame.
+_MULTITASK_SIGNATURE = [
+    tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8, name="frames"),
+    tf.TensorSpec([None], tf.int32, name="game_id"),
+]
+
+
+def _masked_outputs(logits, features, masks, game_id):
+    """Illegal actions of each frame's game at -1e9, and the greedy legal action."""
+    mask = tf.gather(masks, game_id)
+    logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
+    return {"logits": logits, "action": tf.argmax(logits, axis=-1, output_type=tf.int32),
+            "features": features}
+
+
 def _checked_game_id(game_id, num_games):
     """``game_id``, with range checks that run before anything uses it."""
     checks = [
@@ -86,19 +101,11 @@ class _MultitaskModule(tf.Module):
         self.masks = tf.constant(masks, tf.bool)  # [G, 18]
         self.metadata = tf.Variable(json.dumps(metadata), trainable=False, dtype=tf.string)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8, name="frames"),
-            tf.TensorSpec([None], tf.int32, name="game_id"),
-        ]
-    )
+    @tf.function(input_signature=_MULTITASK_SIGNATURE)
     def serve(self, frames, game_id):
         game_id = _checked_game_id(game_id, tf.shape(self.masks)[0])
         logits, features = self.model(frames, training=False)
-        mask = tf.gather(self.masks, game_id)
-        logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
-        action = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return {"logits": logits, "action": action, "features": features}
+        return _masked_outputs(logits, features, self.masks, game_id)
 
 
 class _PerGameHeadsModule(tf.Module):
@@ -114,12 +121,7 @@ class _PerGameHeadsModule(tf.Module):
         self.masks = tf.constant(np.stack([envs.legal_mask(g) for g in games]), tf.bool)
         self.metadata = tf.Variable(json.dumps(metadata), trainable=False, dtype=tf.string)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8, name="frames"),
-            tf.TensorSpec([None], tf.int32, name="game_id"),
-        ]
-    )
+    @tf.function(input_signature=_MULTITASK_SIGNATURE)
     def serve(self, frames, game_id):
         game_id = _checked_game_id(game_id, tf.shape(self.masks)[0])
         shared = self.torso(frames, training=False)
@@ -130,10 +132,8 @@ class _PerGameHeadsModule(tf.Module):
             features.append(head_features)
         choose = tf.one_hot(game_id, len(self.heads), dtype=tf.float32)  # [B, G]
         logits = tf.einsum("bg,gbk->bk", choose, tf.stack(placed))
-        mask = tf.gather(self.masks, game_id)
-        logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
-        return {"logits": logits, "action": tf.argmax(logits, axis=-1, output_type=tf.int32),
-                "features": tf.einsum("bg,gbh->bh", choose, tf.stack(features))}
+        features = tf.einsum("bg,gbh->bh", choose, tf.stack(features))
+        return _masked_outputs(logits, features, self.masks, game_id)
 
 
 def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
