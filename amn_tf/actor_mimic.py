@@ -298,7 +298,8 @@ def train(config) -> dict:
     masks = np.stack([envs.legal_mask(g) for g in games])
     strategy = learning.make_strategy(config.distribution, config.devices)
     num_envs = config.env.num_envs
-    memories = [replay.ReplayMemory(config.replay_capacity, num_envs, seed=config.seed + i)
+    streams = num_envs * max(1, config.num_actors)  # one stream per (actor, env)
+    memories = [replay.ReplayMemory(config.replay_capacity, streams, seed=config.seed + i)
                 for i, _ in enumerate(games)]
     dataset = replay.multitask_state_dataset(memories, config.batch_per_game,
                                              prefetch=0 if config.deterministic else 2,
@@ -377,8 +378,20 @@ def train(config) -> dict:
                    "finished": finished, "summary": summary or {}, "games": games}
         manager.save(step, trackables, payload, memories if save_replay else ())
 
-    play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
-    play.new_episodes(step, restored=bool(state and state["replay_restored"] and config.deterministic))
+    if config.num_actors:
+        from amn_tf import actors as actors_lib
+        from amn_tf import fanout
+
+        ray = fanout.init_ray(config.ray_address)
+        play = actors_lib.RemoteActors(ray, games, memories, num_envs, protocol, config.env.backend,
+                                       config.network, config.epsilon, config.seed,
+                                       config.num_actors, config.actor_chunk_steps,
+                                       config.actor_cpus, config.actor_gpus)
+        play.start(amn.get_weights())
+        label += f" ({config.num_actors} actors)"
+    else:
+        play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
+        play.new_episodes(step, restored=bool(state and state["replay_restored"] and config.deterministic))
     learning_starts = step + config.learning_starts if (state and not state["replay_restored"]) \
         else config.learning_starts
     progress = runtime.Progress(label, config.steps_per_game, step)
@@ -387,46 +400,70 @@ def train(config) -> dict:
     game_of_env = np.repeat(np.arange(len(games), dtype=np.int32), num_envs)
     update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
     last = {}
-    with runtime.StopSignal() as stop:
-        while step < config.steps_per_game and not stop.requested:
-            if config.actor == "student":
-                greedy_all = acting_policy(np.concatenate(play.observations), game_of_env).reshape(
-                    len(games), num_envs)
-            else:
-                greedy_all = [loaded_by_game[g].act(obs, g) for g, obs in zip(games, play.observations)]
-            all_actions = []
-            for index, env in enumerate(play.envs):
-                explore = rng.random(num_envs) < config.epsilon
-                random_actions = envs.random_legal_actions(rng, env.legal_actions, num_envs)
-                all_actions.append(np.where(explore, random_actions, greedy_all[index]))
-            play.send(all_actions)  # emulators step in C++ threads while the learner updates
-            if step >= learning_starts:
-                update_credit += num_envs / config.update_period
-                while update_credit >= 1.0:
-                    last = profiler.step(learner.step)
-                    update_credit -= 1.0
-            play.recv()
-            before, step = step, step + num_envs
-            if dqn._crossed(before, step, config.log_period):
-                loss_text = f"loss {float(last['loss']):.4f} agree {float(last['agreement']):.2f}" \
-                    if last else "filling replay"
-                fps = progress.print(step, f"{loss_text} | last episodes: {play.scores()}")
-                with writer.as_default(step=step * envs.FRAMES_PER_STEP):
-                    tf.summary.scalar("charts/frames_per_second_per_game", fps)
-                    if last:
-                        tf.summary.scalar("losses/policy_regression", last["policy_loss"])
-                        tf.summary.scalar("losses/feature_regression", last["feature_loss"])
-                        tf.summary.scalar("train/agreement", last["agreement"])
-            if dqn._crossed(before, step, config.eval_period) and step < config.steps_per_game:
-                record = run_evaluation()
-                print(f"[{label}] eval at frame {step * 4:,} per game:\n{table(rows_of(record))}",
-                      flush=True)
-            if dqn._crossed(before, step, config.checkpoint_period):
-                if config.deterministic:
-                    play.new_episodes(step)
-                save()
+
+    def learn(steps_added):
+        nonlocal update_credit, last
+        if step < learning_starts:
+            return
+        update_credit += steps_added / config.update_period
+        while update_credit >= 1.0:
+            last = profiler.step(learner.step)
+            update_credit -= 1.0
+
+    def after_steps(before):
+        if dqn._crossed(before, step, config.log_period):
+            loss_text = f"loss {float(last['loss']):.4f} agree {float(last['agreement']):.2f}" \
+                if last else "filling replay"
+            fps = progress.print(step, f"{loss_text} | last episodes: {play.scores()}")
+            with writer.as_default(step=step * envs.FRAMES_PER_STEP):
+                tf.summary.scalar("charts/frames_per_second_per_game", fps)
+                if last:
+                    tf.summary.scalar("losses/policy_regression", last["policy_loss"])
+                    tf.summary.scalar("losses/feature_regression", last["feature_loss"])
+                    tf.summary.scalar("train/agreement", last["agreement"])
+        if dqn._crossed(before, step, config.eval_period) and step < config.steps_per_game:
+            record = run_evaluation()
+            print(f"[{label}] eval at frame {step * 4:,} per game:\n{table(rows_of(record))}",
+                  flush=True)
+        if dqn._crossed(before, step, config.checkpoint_period):
+            if config.deterministic:
+                play.new_episodes(step)
+            save()
+
+    try:
+        with runtime.StopSignal() as stop:
+            synced_at = int(learner.updates.numpy())
+            while step < config.steps_per_game and not stop.requested:
+                if config.num_actors:  # actors play while this process learns
+                    added = play.collect()
+                    learn(added)
+                    updates = int(learner.updates.numpy())
+                    if updates - synced_at >= config.actor_sync_period:
+                        play.set_weights(amn.get_weights())
+                        synced_at = updates
+                    before, step = step, step + added
+                    after_steps(before)
+                    continue
+                if config.actor == "student":
+                    greedy_all = acting_policy(np.concatenate(play.observations), game_of_env).reshape(
+                        len(games), num_envs)
+                else:
+                    greedy_all = [loaded_by_game[g].act(obs, g) for g, obs in zip(games, play.observations)]
+                all_actions = []
+                for index, env in enumerate(play.envs):
+                    explore = rng.random(num_envs) < config.epsilon
+                    random_actions = envs.random_legal_actions(rng, env.legal_actions, num_envs)
+                    all_actions.append(np.where(explore, random_actions, greedy_all[index]))
+                play.send(all_actions)  # emulators step in C++ threads while the learner updates
+                learn(num_envs)
+                play.recv()
+                before, step = step, step + num_envs
+                after_steps(before)
+    finally:
+        play.close()
+        if config.num_actors:
+            ray.shutdown()
     profiler.finish()
-    play.close()
     if stop.requested:
         save()
         print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")

@@ -113,6 +113,12 @@ flags.DEFINE_integer("amn_learning_starts", 5_000, "Agent steps per game before 
                      lower_bound=0)
 flags.DEFINE_integer("amn_eval_period", 20_000, "Agent steps per game between AMN test plays.",
                      lower_bound=1)
+flags.DEFINE_integer("num_actors", 0, "amn: actor processes playing for the one learner (Ray actors, "
+                     "so it needs --ray_address; 0: the learner's own process plays).", lower_bound=0)
+flags.DEFINE_integer("actor_sync_period", 100, "amn: learner updates between pushes of the AMN's "
+                     "weights to the actors.", lower_bound=1)
+flags.DEFINE_integer("actor_chunk_steps", 25, "amn: vector steps each actor plays per round trip "
+                     "to the learner.", lower_bound=1)
 flags.DEFINE_string("amn_name", None, "Name of the exported AMN (default: the run directory's name).")
 
 # ------------------------------------------------------------------------ transfer
@@ -128,9 +134,12 @@ flags.DEFINE_enum("multitask_network", "mdqn", ["mdqn", "mcdqn"], "multitask_dqn
 flags.DEFINE_string("ray_address", None, "Fan runs out as Ray tasks: 'local' (start Ray here), "
                     "'auto' (the running cluster) or HOST:PORT. Without it nothing imports Ray. "
                     "With --mode=dqn --games=A,B each game trains in its own run directory; with "
-                    "--mode=eval --saved_models=P,Q each SavedModel is evaluated.")
-flags.DEFINE_float("ray_cpus_per_task", 1.0, "CPUs Ray reserves per task.", lower_bound=0.0)
-flags.DEFINE_float("ray_gpus_per_task", 0.0, "GPUs (fractions allowed) Ray reserves per task.",
+                    "--mode=eval --saved_models=P,Q each SavedModel is evaluated; with --mode=amn "
+                    "--num_actors=N the AMN's actors are Ray actors.")
+flags.DEFINE_float("ray_cpus_per_task", 1.0, "CPUs Ray reserves per task (or per AMN actor).",
+                   lower_bound=0.0)
+flags.DEFINE_float("ray_gpus_per_task", 0.0, "GPUs (fractions allowed) Ray reserves per task "
+                   "(or per AMN actor).",
                    lower_bound=0.0)
 flags.DEFINE_integer("ray_max_retries", 3, "Retries of a task whose worker died (it resumes from "
                      "its checkpoint).", lower_bound=0)
@@ -263,6 +272,12 @@ class AmnConfig:
     batch_per_game: int
     epsilon: float
     actor: str
+    num_actors: int  # 0: in-process acting; else Ray actors at ray_address
+    ray_address: str | None
+    actor_sync_period: int
+    actor_chunk_steps: int
+    actor_cpus: float
+    actor_gpus: float
     learning_rate: float
     steps_per_game: int
     replay_capacity: int
@@ -480,10 +495,24 @@ def build_single(values):
         if games:
             duplicates = sorted({g for g in games if games.count(g) > 1})
             _require(not duplicates, f"--games lists {', '.join(duplicates)} twice")
+        if values.num_actors:
+            _require(values.ray_address is not None, f"--num_actors={values.num_actors} needs "
+                     "--ray_address (use --ray_address=local on one machine), or --num_actors=0 to "
+                     "play in the learner's process")
+            _require(values.amn_actor == "student", "--num_actors plays with the AMN: drop "
+                     "--amn_actor=expert or use --num_actors=0")
+            _require(not values.deterministic, "--deterministic needs --num_actors=0: actors "
+                     "run asynchronously")
+        else:
+            _require(values.ray_address is None, "--mode=amn uses --ray_address only for its "
+                     "actors: add --num_actors=N or drop --ray_address")
         return AmnConfig(
             experts=tuple(values.experts), games=games, run_dir=values.run_dir, env=_env(values),
             evaluation=_eval(values), network=values.amn_network, tau=values.tau, beta=values.beta,
             batch_per_game=values.batch_per_game, epsilon=values.amn_epsilon, actor=values.amn_actor,
+            num_actors=values.num_actors, ray_address=values.ray_address,
+            actor_sync_period=values.actor_sync_period, actor_chunk_steps=values.actor_chunk_steps,
+            actor_cpus=values.ray_cpus_per_task, actor_gpus=values.ray_gpus_per_task,
             learning_rate=values.amn_learning_rate, steps_per_game=values.amn_steps,
             replay_capacity=values.amn_replay_capacity, learning_starts=values.amn_learning_starts,
             update_period=values.update_period, eval_period=values.amn_eval_period,

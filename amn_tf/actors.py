@@ -1,0 +1,189 @@
+"""Many actors, one learner: actor processes play every game with a copy of the AMN and
+feed the learner's per-game replay memories.
+
+Each ``ActorWorker`` owns ``num_envs`` batched emulators per game and a copy of the AMN.
+``play(weights, steps)`` loads the weights it is given (when new), plays ``steps`` vector
+steps epsilon-greedily on every game and returns a chunk: what the learner's memories
+need to record those steps (actions, rewards, end flags and the newest frame of each
+step, plus the full first observation of each new episode). The learner owns one replay
+stream per (actor, env); ``ingest`` writes a chunk into those streams in the order the
+steps happened, so the memory holds what an in-process run would have recorded.
+
+``RemoteActors`` runs the workers as Ray actors (``--num_actors`` with ``--ray_address``):
+each keeps one ``play`` call in flight; the learner takes chunks as they arrive, updates,
+and pushes new weights every ``--actor_sync_period`` updates. A learner that is slower than
+its actors simply leaves them waiting for their next call, so the replay ratio stays the
+configured one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from amn_tf import envs
+
+
+class ActorWorker:
+    """Batched envs for every game and a local AMN; plain class, wrapped by Ray as an actor."""
+
+    def __init__(self, games, num_envs, protocol, backend, network, epsilon, seed, threads=0):
+        import tensorflow as tf
+
+        from amn_tf import actor_mimic, networks
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        self.games = list(games)
+        self.num_envs = num_envs
+        self.epsilon = epsilon
+        self.rng = np.random.default_rng(seed)
+        self.envs = [envs.make_env(g, num_envs, protocol, seed + 1000 * i, backend)
+                     for i, g in enumerate(self.games)]
+        self.amn = networks.build_network(network, envs.NUM_ACTIONS, name="amn")
+        masks = np.stack([envs.legal_mask(g) for g in self.games])
+        self.policy = actor_mimic.MultitaskPolicy(self.amn, masks)
+        self.game_of_env = np.repeat(np.arange(len(self.games), dtype=np.int32), num_envs)
+        self.observations = None
+        self.weights_version = -1
+
+    def set_weights(self, weights, version) -> None:
+        if version != self.weights_version:
+            self.amn.set_weights(weights)
+            self.weights_version = version
+
+    def play(self, weights, version, steps) -> dict:
+        """``steps`` vector steps of every game; returns the chunk ``ingest`` records."""
+        self.set_weights(weights, version)
+        chunk = {"games": [], "version": version, "steps": steps}
+        initial = self.observations is None
+        if initial:
+            self.observations = [env.reset() for env in self.envs]
+        n = self.num_envs
+        records = []
+        for index in range(len(self.games)):
+            records.append({
+                "initial": self.observations[index].copy() if initial else None,
+                "actions": np.zeros((steps, n), np.int32),
+                "rewards": np.zeros((steps, n), np.float32),
+                "terminated": np.zeros((steps, n), bool),
+                "truncated": np.zeros((steps, n), bool),
+                "life_lost": np.zeros((steps, n), bool),
+                "frames": np.zeros((steps, n, *envs.FRAME_SHAPE), np.uint8),
+                "starts": [],  # (step, env indices, first observations) after that step
+                "returns": [],
+            })
+        for t in range(steps):
+            greedy = self.policy(np.concatenate(self.observations), self.game_of_env).reshape(
+                len(self.games), n)
+            actions = []
+            for index, env in enumerate(self.envs):
+                explore = self.rng.random(n) < self.epsilon
+                random_actions = envs.random_legal_actions(self.rng, env.legal_actions, n)
+                actions.append(np.where(explore, random_actions, greedy[index]).astype(np.int32))
+                env.send(actions[-1])
+            for index, env in enumerate(self.envs):
+                result = env.recv()
+                record = records[index]
+                record["actions"][t] = actions[index]
+                record["rewards"][t] = result.reward
+                record["terminated"][t] = result.terminated
+                record["truncated"][t] = result.truncated
+                record["life_lost"][t] = result.life_lost
+                record["frames"][t] = result.final_obs[..., -1]
+                ended = np.flatnonzero(result.terminated | result.truncated)
+                if ended.size:
+                    record["starts"].append((t, ended, result.obs[ended].copy()))
+                record["returns"].extend(float(r) for _, r, _ in result.episode_returns)
+                self.observations[index] = result.obs
+        chunk["games"] = records
+        return chunk
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def ingest(chunk, memories, streams) -> None:
+    """Writes an actor's chunk into the learner's memories (one per game) on ``streams``
+    (that actor's stream ids), step by step in the order the steps happened."""
+    streams = np.asarray(streams, np.int64)
+    for memory, record in zip(memories, chunk["games"]):
+        if record["initial"] is not None:
+            memory.start_episodes(streams, record["initial"])
+        starts = {}
+        for t, ended, observations in record["starts"]:
+            starts[t] = (ended, observations)
+        for t in range(chunk["steps"]):
+            memory.append(streams, record["actions"][t], record["rewards"][t],
+                          record["terminated"][t], record["truncated"][t], record["life_lost"][t],
+                          record["frames"][t][..., None])
+            if t in starts:
+                ended, observations = starts[t]
+                memory.start_episodes(streams[ended], observations)
+
+
+class RemoteActors:
+    """``num_actors`` Ray actors playing for one learner (see the module docstring)."""
+
+    def __init__(self, ray, games, memories, num_envs, protocol, backend, network, epsilon,
+                 seed, num_actors, chunk_steps, cpus_per_actor, gpus_per_actor=0.0):
+        self.ray = ray
+        self.games = list(games)
+        self.memories = memories
+        self.num_envs = num_envs
+        self.chunk_steps = chunk_steps
+        cls = ray.remote(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor, max_restarts=0)(ActorWorker)
+        threads = max(1, int(cpus_per_actor)) if cpus_per_actor else 0
+        self.workers = [cls.remote(self.games, num_envs, protocol, backend, network, epsilon,
+                                   seed + 7919 * (k + 1), threads) for k in range(num_actors)]
+        self.last_returns = {}
+        self.pending = {}
+        self.weights_ref = None
+        self.version = 0
+
+    def streams_of(self, k: int) -> np.ndarray:
+        return np.arange(k * self.num_envs, (k + 1) * self.num_envs)
+
+    def set_weights(self, weights) -> None:
+        """New weights for every later ``play`` call (the workers load them once each)."""
+        self.weights_ref = self.ray.put(weights)
+        self.version += 1
+
+    def start(self, weights) -> None:
+        self.set_weights(weights)
+        for k, worker in enumerate(self.workers):
+            self._launch(k, worker)
+
+    def _launch(self, k, worker) -> None:
+        ref = worker.play.remote(self.weights_ref, self.version, self.chunk_steps)
+        self.pending[ref] = (k, worker)
+
+    def collect(self) -> int:
+        """Waits for the next chunk, records it, relaunches its actor; returns the agent steps
+        per game it added."""
+        try:
+            [ready], _ = self.ray.wait(list(self.pending), num_returns=1)
+            chunk = self.ray.get(ready)
+        except self.ray.exceptions.RayError as error:
+            from amn_tf import runtime
+
+            raise runtime.RunError(f"an actor died: {str(error).splitlines()[0]}; rerun the same "
+                                   "command to resume from the last checkpoint") from None
+        k, worker = self.pending.pop(ready)
+        ingest(chunk, self.memories, self.streams_of(k))
+        for game, record in zip(self.games, chunk["games"]):
+            if record["returns"]:
+                self.last_returns[game] = record["returns"][-1]
+        self._launch(k, worker)
+        return chunk["steps"] * self.num_envs
+
+    def scores(self) -> str:
+        return " ".join(f"{g} {self.last_returns.get(g, '-')}" for g in self.games)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            try:
+                self.ray.kill(worker)
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass

@@ -1,0 +1,107 @@
+"""Many actors, one learner: an actor's chunks recorded into the learner's memory equal what
+in-process play records, and two real Ray actors feed one AMN learner through main."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT, main_command, run_main, subprocess_env
+
+from amn_tf import actors, envs, replay
+
+GAMES = ["Pong", "Breakout"]
+
+
+def test_actor_chunks_record_what_in_process_play_records(float32_policy):
+    # Episodes cut at 40 agent steps, so new episodes start inside the chunks.
+    protocol = dataclasses.replace(envs.PROTOCOLS["paper"], max_episode_frames=160)
+    worker = actors.ActorWorker(GAMES, 2, protocol, "vector", "small", epsilon=0.5, seed=3)
+    weights = [w + 0.01 for w in worker.amn.get_weights()]
+    memories = [replay.ReplayMemory(400, 4) for _ in GAMES]  # actor 1 of 2: streams 2 and 3
+    chunks = [worker.play(weights, 1, 30), worker.play(weights, 1, 30)]
+    for got, want in zip(worker.amn.get_weights(), weights):
+        np.testing.assert_array_equal(got, want)  # the actor plays with the weights it was sent
+    for chunk in chunks:
+        actors.ingest(chunk, memories, [2, 3])
+    worker.close()
+    assert sum(len(c["games"][0]["starts"]) for c in chunks) >= 1  # episodes did end in there
+
+    for index, game in enumerate(GAMES):  # replay the actor's actions in-process
+        env = envs.make_env(game, 2, protocol, 3 + 1000 * index, "vector")
+        reference = replay.ReplayMemory(400, 4)
+        streams = np.array([2, 3])
+        reference.start_episodes(streams, env.reset())
+        returns = []
+        for chunk in chunks:
+            actions = chunk["games"][index]["actions"]
+            for t in range(chunk["steps"]):
+                result = env.step(actions[t])
+                reference.append(streams, actions[t], result.reward, result.terminated,
+                                 result.truncated, result.life_lost, result.final_obs)
+                ended = result.terminated | result.truncated
+                if ended.any():
+                    reference.start_episodes(streams[ended], result.obs[ended])
+                returns += [r for _, r, _ in result.episode_returns]
+        env.close()
+        memory = memories[index]
+        np.testing.assert_array_equal(memory.cursor, reference.cursor)
+        for name in ("frames", "actions", "rewards", "flags"):
+            np.testing.assert_array_equal(getattr(memory, name), getattr(reference, name), err_msg=name)
+        assert [r for c in chunks for r in c["games"][index]["returns"]] == returns
+        assert len(memory) > 0 and np.all(memory.cursor[:2] == 0)  # actor 0's streams untouched
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--num_actors=2"], "--num_actors=2 needs --ray_address"),
+        (["--ray_address=local"], "add --num_actors=N or drop --ray_address"),
+        (["--num_actors=2", "--ray_address=local", "--deterministic"], "--deterministic needs --num_actors=0"),
+        (["--num_actors=2", "--ray_address=local", "--amn_actor=expert"], "drop --amn_actor=expert"),
+    ],
+)
+def test_actor_flags_bad_combinations_one_line(pong_expert, tmp_path, flags, message):
+    experts = os.path.dirname(os.path.dirname(pong_expert.path))
+    result = run_main("--mode=amn", f"--experts={experts}", f"--run_dir={tmp_path / 'r'}", *flags)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_two_ray_actors_feed_one_learner_and_resume_after_a_crash(pong_expert, tmp_path):
+    import subprocess
+
+    experts = os.path.dirname(os.path.dirname(pong_expert.path))
+    run_dir = tmp_path / "run"
+    marker = tmp_path / "crashed-once"
+    command = main_command(
+        "--flagfile=flags/amn_smoke.flags", f"--experts={experts}", f"--run_dir={run_dir}",
+        f"--export_dir={tmp_path / 'export'}", "--num_actors=2", "--ray_address=local",
+        "--actor_chunk_steps=25", "--actor_sync_period=10", "--save_replay", "--checkpoint_period=100")
+    env = dict(subprocess_env(), AMN_TF_CRASH_AT=f"evaluation:2:{marker}")
+    # The learner dies (as by SIGKILL) in its first AMN evaluation, at step 200 per game
+    # (evaluation 2 of the process: evaluation 1 measures the expert)...
+    first = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert first.returncode == 137 and marker.exists(), first.stderr[-3000:]
+    assert "(2 actors)" in first.stdout
+    checkpoint = sorted(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("ckpt"))[-1]
+    assert checkpoint.name.endswith("100")
+    with np.load(checkpoint / "replay-0.npz") as saved:
+        cursor = saved["cursor"]
+    # 2 actors x 2 envs = 4 streams; a stream holds its episode's 4 first frames and one frame
+    # per step: 100 agent steps per game in chunks of 25 vector steps x 2 envs.
+    started = int(np.count_nonzero(cursor))
+    assert cursor.shape == (4,) and started in (2, 4)
+    assert int(cursor.sum()) == 4 * started + 100
+    # ...and the same command resumes from the step-100 checkpoint and finishes.
+    second = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stdout and "at frame 400 per game" in second.stdout
+    history = [json.loads(line) for line in open(run_dir / "eval.jsonl")]
+    assert [r["step"] for r in history] == [200, 400]
+    assert (tmp_path / "export" / "amn" / "run" / "1" / "saved_model.pb").exists()
+    final = sorted(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("ckpt"))[-1]
+    with np.load(final / "replay-0.npz") as saved:
+        assert np.all(saved["cursor"] > 4)  # both actors played into their own streams
