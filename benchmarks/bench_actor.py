@@ -3,7 +3,9 @@ emulator, measured in one run.
 
 For each number of parallel environments N, prints the bare AtariVectorEnv frames/s with
 random actions and the frames/s of the amn_tf actor (a Nature DQN picking the greedy
-action for all N envs in one forward pass, epsilon 0.05), and their ratio.
+action for all N envs in one forward pass, epsilon 0.05), and their ratio; then the same
+actor with the envs in two pipelined halves (one half steps while the other's actions are
+chosen).
 
 Usage: python benchmarks/bench_actor.py [--bench_game=Pong] [--env_counts=4,8,16,32]
 """
@@ -47,6 +49,37 @@ def play(game, num_envs, seconds, policy):
     return steps * envs.FRAMES_PER_STEP / elapsed
 
 
+def play_pipelined(game, num_envs, seconds, policy):
+    """The same play with the envs in two halves: one half's emulators step (in their C++
+    threads) while the policy chooses for the other half."""
+    from amn_tf import envs
+
+    halves = [envs.make_env(game, num_envs // 2, "paper", seed) for seed in (0, 1)]
+    rng = np.random.default_rng(0)
+    n = num_envs // 2
+
+    def choose(env, obs):
+        explore = rng.random(n) < 0.05
+        random_actions = envs.random_legal_actions(rng, env.legal_actions, n)
+        return np.where(explore, random_actions, policy(obs)).astype(np.int32)
+
+    obs = [env.reset() for env in halves]
+    halves[0].send(choose(halves[0], obs[0]))
+    steps, start = 0, time.time()
+    current = 1
+    while time.time() - start < seconds:
+        halves[current].send(choose(halves[current], obs[current]))  # the other half steps meanwhile
+        other = 1 - current
+        obs[other] = halves[other].recv().obs
+        steps += n
+        current = other
+    elapsed = time.time() - start
+    halves[1 - current].recv()  # the half still stepping
+    for env in halves:
+        env.close()
+    return steps * envs.FRAMES_PER_STEP / elapsed
+
+
 def main(argv):
     del argv
     from absl import logging
@@ -63,11 +96,14 @@ def main(argv):
     policy(np.zeros((1, 84, 84, 4), np.uint8))
     print(f"# bench_actor: {game}, precision {precision}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d')}")
-    print(f"{'envs':>5} {'bare env frames/s':>18} {'actor frames/s':>15} {'fraction':>9}")
+    print(f"{'envs':>5} {'bare env frames/s':>18} {'actor frames/s':>15} {'fraction':>9} "
+          f"{'pipelined halves':>17} {'fraction':>9}")
     for count in (int(c) for c in FLAGS.env_counts):
         bare = play(game, count, FLAGS.seconds, None)
         acting = play(game, count, FLAGS.seconds, policy)
-        print(f"{count:>5} {bare:>18,.0f} {acting:>15,.0f} {100 * acting / bare:>8.0f}%", flush=True)
+        piped = play_pipelined(game, count, FLAGS.seconds, policy)
+        print(f"{count:>5} {bare:>18,.0f} {acting:>15,.0f} {100 * acting / bare:>8.0f}% "
+              f"{piped:>17,.0f} {100 * piped / bare:>8.0f}%", flush=True)
 
 
 if __name__ == "__main__":
