@@ -315,32 +315,18 @@ def train(config) -> dict:
     students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
     acting_policy = MultitaskPolicy(amn, masks)  # all games' envs in one forward pass
 
-    manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
     trackables = {"amn": amn, "optimizer": optimizer, "updates": learner.updates,
                   "skipped": learner.skipped}
     trackables.update({f"regressor_{i}": r for i, r in enumerate(regressors)})
     save_replay = config.save_replay or config.deterministic  # see dqn.train
-    state = manager.restore(trackables, memories if save_replay else ())
-    rng = np.random.default_rng(config.seed)
-    step = 0
-    if state:
-        step = int(state["step"])
-        rng.bit_generator.state = state["actor_rng"]
-        for memory, memory_state in zip(memories, state["replay_rngs"]):
-            memory.rng.bit_generator.state = memory_state
-        print(f"[{label}] resumed from {state['path']} at frame {step * 4:,} per game", flush=True)
-    if state and state.get("finished"):
-        print(f"[{label}] run already finished: {state['summary'].get('export')}")
-        print(table(state["summary"]["table"]))
-        return state["summary"]
+    run = multigame.RunState(run_dir, trackables, memories, save_replay, config.seed, label, games)
+    if run.finished:
+        print(f"[{label}] run already finished: {run.state['summary'].get('export')}")
+        print(table(run.state["summary"]["table"]))
+        return run.state["summary"]
 
     reference, held_out = measure_experts(run_dir, games, loaded_by_game, protocol, config, label)
-
-    eval_path = os.path.join(run_dir, "eval.jsonl")
-    history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]
-    runtime.rewrite_jsonl(eval_path, history)
-    runtime.trim_tensorboard(os.path.join(run_dir, "tensorboard"), step * envs.FRAMES_PER_STEP)
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+    writer = run.open_logs()
 
     def rows_of(record):
         rows = []
@@ -353,12 +339,13 @@ def train(config) -> dict:
         return rows
 
     def run_evaluation():
+        step = run.step
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
         for index, game in enumerate(games):
             result = evaluation.play(students[index], game, protocol, config.evaluation.episodes,
                                      config.evaluation.epsilon, config.evaluation.num_envs,
                                      config.evaluation.max_steps,
-                                     config.seed + 1 + len(history) * 31 + index, config.env.backend)
+                                     config.seed + 1 + len(run.history) * 31 + index, config.env.backend)
             match = agreement(students[index], loaded_by_game[game], game, held_out[game])
             record["games"][game] = {**result.as_dict(), "agreement": match}
             with writer.as_default(step=step * envs.FRAMES_PER_STEP):
@@ -366,17 +353,7 @@ def train(config) -> dict:
                 tf.summary.scalar(f"eval/{game}/percent_of_expert",
                                   percent_of_expert(result.mean, reference[game]["mean"]))
                 tf.summary.scalar(f"eval/{game}/agreement", match)
-        history.append(record)
-        runtime.append_jsonl(eval_path, record)
-        return record
-
-    def save(finished=False, summary=None):
-        writer.flush()
-        payload = {"step": step, "actor_rng": rng.bit_generator.state,
-                   "replay_rngs": [m.rng.bit_generator.state for m in memories],
-                   "replay_saved": save_replay, "update_credit": update_credit,
-                   "finished": finished, "summary": summary or {}, "games": games}
-        manager.save(step, trackables, payload, memories if save_replay else ())
+        return run.record_eval(record)
 
     if config.num_actors:
         from amn_tf import actors as actors_lib
@@ -391,26 +368,28 @@ def train(config) -> dict:
         label += f" ({config.num_actors} actors)"
     else:
         play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
-        play.new_episodes(step, restored=bool(state and state["replay_restored"] and config.deterministic))
-    learning_starts = step + config.learning_starts if (state and not state["replay_restored"]) \
-        else config.learning_starts
-    progress = runtime.Progress(label, config.steps_per_game, step)
+        play.new_episodes(run.step, restored=run.replay_restored and config.deterministic)
+    learning_starts = run.learning_starts(config.learning_starts)
+    progress = runtime.Progress(label, config.steps_per_game, run.step)
     profiler = runtime.StepProfiler(config.profile_steps, os.path.join(run_dir, "tensorboard"),
                                     int(learner.updates.numpy()))
     game_of_env = np.repeat(np.arange(len(games), dtype=np.int32), num_envs)
-    update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
+    rng = run.rng
     last = {}
 
     def learn(steps_added):
-        nonlocal update_credit, last
-        if step < learning_starts:
+        nonlocal last
+        if run.step < learning_starts:
             return
-        update_credit += steps_added / config.update_period
-        while update_credit >= 1.0:
+        run.update_credit += steps_added / config.update_period
+        while run.update_credit >= 1.0:
             last = profiler.step(learner.step)
-            update_credit -= 1.0
+            run.update_credit -= 1.0
 
-    def after_steps(before):
+    def advance(steps_added):
+        before = run.step
+        run.step += steps_added
+        step = run.step
         if dqn._crossed(before, step, config.log_period):
             loss_text = f"loss {float(last['loss']):.4f} agree {float(last['agreement']):.2f}" \
                 if last else "filling replay"
@@ -428,12 +407,12 @@ def train(config) -> dict:
         if dqn._crossed(before, step, config.checkpoint_period):
             if config.deterministic:
                 play.new_episodes(step)
-            save()
+            run.save()
 
     try:
         with runtime.StopSignal() as stop:
             synced_at = int(learner.updates.numpy())
-            while step < config.steps_per_game and not stop.requested:
+            while run.step < config.steps_per_game and not stop.requested:
                 if config.num_actors:  # actors play while this process learns
                     added = play.collect()
                     learn(added)
@@ -441,8 +420,7 @@ def train(config) -> dict:
                     if updates - synced_at >= config.actor_sync_period:
                         play.set_weights(amn.get_weights())
                         synced_at = updates
-                    before, step = step, step + added
-                    after_steps(before)
+                    advance(added)
                     continue
                 if config.actor == "student":
                     greedy_all = acting_policy(np.concatenate(play.observations), game_of_env).reshape(
@@ -457,34 +435,27 @@ def train(config) -> dict:
                 play.send(all_actions)  # emulators step in C++ threads while the learner updates
                 learn(num_envs)
                 play.recv()
-                before, step = step, step + num_envs
-                after_steps(before)
+                advance(num_envs)
     finally:
         play.close()
         if config.num_actors:
             ray.shutdown()
     profiler.finish()
     if stop.requested:
-        save()
-        print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")
+        run.save()
+        print(run.stop_message())
         return {"stopped": True}
-    # A restart after the final evaluation reuses it; the export path is fixed in a
-    # checkpoint before exporting (see dqn.train).
-    record = history[-1] if history and history[-1]["step"] == step else run_evaluation()
-    rows = rows_of(record)
+    step = run.step
+    rows = rows_of(run.final_record(run_evaluation))
     name = config.name or os.path.basename(os.path.normpath(run_dir))
-    base = os.path.join(config.export_dir, "amn", name)
-    path = export.run_export_path(state, base)
-    save(summary={"pending_export": path})
     provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP, "agent_steps_per_game": step,
                   "experts": {g: reference[g]["path"] for g in games}, "table": rows,
                   "network": config.network, "tau": config.tau, "beta": config.beta,
                   "run_dir": os.path.abspath(run_dir)}
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
-        export.export_multitask(amn, games, path, provenance, protocol, kind="amn")
+    path = run.export_once(os.path.join(config.export_dir, "amn", name), lambda path: export.export_multitask(
+        amn, games, path, provenance, protocol, kind="amn"))
     summary = {"export": path, "table": rows, "run_dir": run_dir}
-    save(finished=True, summary=summary)
-    writer.flush()
+    run.save(finished=True, summary=summary)
     print(f"[{label}] final evaluation at frame {step * 4:,} per game "
           f"(epsilon {config.evaluation.epsilon}, {config.evaluation.episodes} episodes):")
     print(table(rows))

@@ -7,6 +7,8 @@ caller updates the learner), then receives every game's results into its memory.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from amn_tf import envs
@@ -60,3 +62,102 @@ class GamePlay:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+class RunState:
+    """The run-directory side shared by the multi-game loops (AMN, multitask DQN).
+
+    Restores the last complete checkpoint (trackables, step, acting and sampling generators,
+    update credit, and the replay when it was saved), keeps the evaluation history and the
+    TensorBoard events in step with it, and saves it all again. ``export_once`` is the
+    end-of-run protocol: the export path is fixed in a checkpoint before exporting, so a
+    restart after a crash finishes that export instead of writing a second version.
+    """
+
+    def __init__(self, run_dir, trackables, memories, save_replay, seed, label, games):
+        from amn_tf import checkpoints
+
+        self.run_dir = run_dir
+        self.trackables = trackables
+        self.memories = memories
+        self.save_replay = save_replay
+        self.label = label
+        self.games = list(games)
+        self.manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
+        self.state = self.manager.restore(trackables, memories if save_replay else ())
+        self.rng = np.random.default_rng(seed)
+        self.step = 0
+        self.update_credit = 0.0
+        self.history = []
+        self.writer = None
+        if self.state:
+            self.step = int(self.state["step"])
+            self.rng.bit_generator.state = self.state["actor_rng"]
+            for memory, memory_state in zip(memories, self.state["replay_rngs"]):
+                memory.rng.bit_generator.state = memory_state
+            self.update_credit = float(self.state.get("update_credit", 0.0))
+            print(f"[{label}] resumed from {self.state['path']} at frame "
+                  f"{self.step * envs.FRAMES_PER_STEP:,} per game", flush=True)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.state and self.state.get("finished"))
+
+    @property
+    def replay_restored(self) -> bool:
+        return bool(self.state and self.state["replay_restored"])
+
+    def learning_starts(self, configured: int) -> int:
+        """A resumed run whose replay was not saved refills it before learning again."""
+        return self.step + configured if (self.state and not self.replay_restored) else configured
+
+    def open_logs(self):
+        """Eval history and TensorBoard events cut back to the restored step; returns the writer."""
+        import tensorflow as tf
+
+        from amn_tf import runtime
+
+        self.eval_path = os.path.join(self.run_dir, "eval.jsonl")
+        self.history = [r for r in runtime.read_jsonl(self.eval_path) if r["step"] <= self.step]
+        runtime.rewrite_jsonl(self.eval_path, self.history)
+        tensorboard = os.path.join(self.run_dir, "tensorboard")
+        runtime.trim_tensorboard(tensorboard, self.step * envs.FRAMES_PER_STEP)
+        self.writer = tf.summary.create_file_writer(tensorboard)
+        return self.writer
+
+    def record_eval(self, record: dict) -> dict:
+        from amn_tf import runtime
+
+        self.history.append(record)
+        runtime.append_jsonl(self.eval_path, record)
+        return record
+
+    def save(self, finished=False, summary=None) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+        payload = {"step": self.step, "actor_rng": self.rng.bit_generator.state,
+                   "replay_rngs": [m.rng.bit_generator.state for m in self.memories],
+                   "replay_saved": self.save_replay, "update_credit": self.update_credit,
+                   "finished": finished, "summary": summary or {}, "games": self.games}
+        self.manager.save(self.step, self.trackables, payload,
+                          self.memories if self.save_replay else ())
+
+    def final_record(self, run_evaluation) -> dict:
+        """The evaluation at the last step: reused when a restart comes after it."""
+        if self.history and self.history[-1]["step"] == self.step:
+            return self.history[-1]
+        return run_evaluation()
+
+    def export_once(self, base: str, write) -> str:
+        """Exports through ``write(path)`` under ``base`` exactly once; returns the path."""
+        from amn_tf import export
+
+        path = export.run_export_path(self.state, base)
+        self.save(summary={"pending_export": path})
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            write(path)
+        return path
+
+    def stop_message(self) -> str:
+        return (f"[{self.label}] stopped at frame {self.step * envs.FRAMES_PER_STEP:,} per game; "
+                "run the same command to resume")

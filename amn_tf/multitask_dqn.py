@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from amn_tf import (
     actor_mimic,
-    checkpoints,
     dqn,
     envs,
     evaluation,
@@ -155,48 +154,33 @@ def train(config) -> dict:
                                   config.reward_clip, config.skip_nonfinite)
     policies = [HeadPolicy(torso, head, legal) for head, legal in zip(heads, legal_by_game)]
 
-    manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
     trackables = {"torso": torso, "target_torso": target_torso, "optimizer": optimizer,
                   "updates": learner.updates, "skipped": learner.skipped}
     trackables.update({f"head_{i}": h for i, h in enumerate(heads)})
     trackables.update({f"target_head_{i}": h for i, h in enumerate(target_heads)})
     save_replay = config.save_replay or config.deterministic
-    state = manager.restore(trackables, memories if save_replay else ())
-    rng = np.random.default_rng(config.seed)
-    step = 0
-    if state:
-        step = int(state["step"])
-        rng.bit_generator.state = state["actor_rng"]
-        for memory, memory_state in zip(memories, state["replay_rngs"]):
-            memory.rng.bit_generator.state = memory_state
-        print(f"[{label}] resumed from {state['path']} at frame {step * 4:,} per game", flush=True)
-    if state and state.get("finished"):
-        print(f"[{label}] run already finished: {state['summary'].get('export')}")
-        return state["summary"]
+    run = multigame.RunState(run_dir, trackables, memories, save_replay, config.seed, label, games)
+    if run.finished:
+        print(f"[{label}] run already finished: {run.state['summary'].get('export')}")
+        return run.state["summary"]
 
     reference = None
     if experts:  # expert scores under the same protocol, for % of expert
         reference, _ = actor_mimic.measure_experts(run_dir, games, experts, protocol, config, label)
-
-    eval_path = os.path.join(run_dir, "eval.jsonl")
-    history = [r for r in runtime.read_jsonl(eval_path) if r["step"] <= step]
-    runtime.rewrite_jsonl(eval_path, history)
-    runtime.trim_tensorboard(os.path.join(run_dir, "tensorboard"), step * envs.FRAMES_PER_STEP)
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+    writer = run.open_logs()
 
     def run_evaluation():
+        step = run.step
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
         for index, game in enumerate(games):
             result = evaluation.play(policies[index], game, protocol, config.evaluation.episodes,
                                      config.evaluation.epsilon, config.evaluation.num_envs,
                                      config.evaluation.max_steps,
-                                     config.seed + 1 + len(history) * 31 + index, config.env.backend)
+                                     config.seed + 1 + len(run.history) * 31 + index, config.env.backend)
             record["games"][game] = {**result.as_dict(), "agreement": float("nan")}
             with writer.as_default(step=step * envs.FRAMES_PER_STEP):
                 tf.summary.scalar(f"eval/{game}/mean_return", result.mean)
-        history.append(record)
-        runtime.append_jsonl(eval_path, record)
-        return record
+        return run.record_eval(record)
 
     def summary_line(record):
         parts = []
@@ -209,27 +193,18 @@ def train(config) -> dict:
                 parts.append(f"{game} {mean:.1f}")
         return ", ".join(parts)
 
-    def save(finished=False, summary=None):
-        writer.flush()
-        payload = {"step": step, "actor_rng": rng.bit_generator.state,
-                   "replay_rngs": [m.rng.bit_generator.state for m in memories],
-                   "replay_saved": save_replay, "update_credit": update_credit,
-                   "finished": finished, "summary": summary or {}, "games": games}
-        manager.save(step, trackables, payload, memories if save_replay else ())
-
     play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
-    restored = bool(state and state["replay_restored"])
-    play.new_episodes(step, restored=restored and config.deterministic)
-    learning_starts = config.learning_starts if (restored or not state) else step + config.learning_starts
-    update_credit = float(state.get("update_credit", 0.0)) if state else 0.0
-    progress = runtime.Progress(label, config.steps_per_game, step)
+    play.new_episodes(run.step, restored=run.replay_restored and config.deterministic)
+    learning_starts = run.learning_starts(config.learning_starts)
+    progress = runtime.Progress(label, config.steps_per_game, run.step)
     profiler = runtime.StepProfiler(config.profile_steps, os.path.join(run_dir, "tensorboard"),
                                     int(learner.updates.numpy()))
+    rng = run.rng
     last_loss = float("nan")
     with runtime.StopSignal() as stop:
-        while step < config.steps_per_game and not stop.requested:
+        while run.step < config.steps_per_game and not stop.requested:
             # One epsilon schedule per game; the games advance in lockstep, so one value.
-            epsilon = dqn.linear_epsilon(step, config.epsilon_start, config.epsilon_end,
+            epsilon = dqn.linear_epsilon(run.step, config.epsilon_start, config.epsilon_end,
                                          config.epsilon_decay_steps)
             all_actions = []
             for index, (env, obs) in enumerate(zip(play.envs, play.observations)):
@@ -238,13 +213,15 @@ def train(config) -> dict:
                 greedy = random_actions if explore.all() else policies[index](obs)
                 all_actions.append(np.where(explore, random_actions, greedy))
             play.send(all_actions)
-            if step >= learning_starts:
-                update_credit += num_envs / config.update_period
-                while update_credit >= 1.0:
+            if run.step >= learning_starts:
+                run.update_credit += num_envs / config.update_period
+                while run.update_credit >= 1.0:
                     last_loss = float(profiler.step(learner.step)["td_loss"])
-                    update_credit -= 1.0
+                    run.update_credit -= 1.0
             play.recv()
-            before, step = step, step + num_envs
+            before = run.step
+            run.step += num_envs
+            step = run.step
             if dqn._crossed(before, step, config.target_update_period):
                 learner.update_target()
             if dqn._crossed(before, step, config.log_period):
@@ -260,25 +237,24 @@ def train(config) -> dict:
             if dqn._crossed(before, step, config.checkpoint_period):
                 if config.deterministic:
                     play.new_episodes(step)
-                save()
+                run.save()
     profiler.finish()
     play.close()
     if stop.requested:
-        save()
-        print(f"[{label}] stopped at frame {step * 4:,} per game; run the same command to resume")
+        run.save()
+        print(run.stop_message())
         return {"stopped": True}
-    record = history[-1] if history and history[-1]["step"] == step else run_evaluation()
+    step = run.step
+    record = run.final_record(run_evaluation)
     name = config.name or os.path.basename(os.path.normpath(run_dir))
-    base = os.path.join(config.export_dir, "multitask_dqn", name)
-    path = export.run_export_path(state, base)
-    save(summary={"pending_export": path})
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
-        provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
-                      "network": config.network, "final_eval": record,
-                      "run_dir": os.path.abspath(run_dir)}
-        export.export_multitask_dqn(torso, heads, games, path, provenance, protocol)
+    provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
+                  "network": config.network, "final_eval": record,
+                  "run_dir": os.path.abspath(run_dir)}
+    path = run.export_once(os.path.join(config.export_dir, "multitask_dqn", name),
+                           lambda path: export.export_multitask_dqn(torso, heads, games, path,
+                                                                    provenance, protocol))
     summary = {"export": path, "run_dir": run_dir, "final": record}
-    save(finished=True, summary=summary)
+    run.save(finished=True, summary=summary)
     print(f"[{label}] final eval at frame {step * 4:,} per game: {summary_line(record)}")
     print(f"[{label}] SavedModel: {path}\n[{label}] TensorBoard: tensorboard --logdir "
           f"{os.path.join(run_dir, 'tensorboard')}", flush=True)
