@@ -230,80 +230,100 @@ def split_window(batch):
     return batch
 
 
-def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_terminal, prefetch=2):
+def _blocked(batch: dict, block: int) -> dict:
+    """[block * B, ...] arrays -> [block, B, ...] (one generator call, ``block`` batches)."""
+    return {key: value.reshape(block, -1, *value.shape[1:]) for key, value in batch.items()}
+
+
+def _transition_signature(total: int, block: int) -> dict:
+    import tensorflow as tf
+
+    return {
+        "frames": tf.TensorSpec([block, total, envs.STACK + 1, *envs.FRAME_SHAPE], tf.uint8),
+        "a_tm1": tf.TensorSpec([block, total], tf.int32),
+        "r_t": tf.TensorSpec([block, total], tf.float32),
+        "discount_t": tf.TensorSpec([block, total], tf.float32),
+    }
+
+
+def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_terminal, prefetch=2,
+                       block=8):
     """Endless tf.data stream of transition batches ``{s_tm1, a_tm1, r_t, discount_t, s_t}``.
 
     Python only gathers one 5-frame window per sample; splitting it into the two stacks
     runs in TensorFlow. With ``prefetch > 0`` sampling runs in a background thread, ahead
-    of the learner; ``prefetch=0`` samples synchronously (reproducible runs).
+    of the learner, ``block`` batches per Python call; ``prefetch=0`` samples one batch
+    synchronously, when asked (reproducible runs).
     """
     import tensorflow as tf
 
+    block = max(1, block) if prefetch > 0 else 1
+
     def generate():
         while True:
-            streams, entries = memory.sample_indices(batch_size)
-            yield memory.gather_window(streams, entries, gamma, life_loss_terminal)
+            streams, entries = memory.sample_indices(batch_size * block)
+            yield _blocked(memory.gather_window(streams, entries, gamma, life_loss_terminal), block)
 
-    scalar = tf.TensorSpec([batch_size], tf.float32)
-    signature = {
-        "frames": tf.TensorSpec([batch_size, envs.STACK + 1, *envs.FRAME_SHAPE], tf.uint8),
-        "a_tm1": tf.TensorSpec([batch_size], tf.int32),
-        "r_t": scalar,
-        "discount_t": scalar,
-    }
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    return _finish(dataset.map(split_window), prefetch)
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=_transition_signature(batch_size, block))
+    return _finish(dataset.unbatch().map(split_window), prefetch)
 
 
-def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, replicas=1):
+def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, replicas=1,
+                            block=8):
     """Endless stream of ``(states [G*b, 84, 84, 4], game_index [G*b])``: ``b`` states
     from each game's own memory, concatenated in game order. With ``replicas`` R > 1 the
     batch is R consecutive groups, each holding b/R states of every game in game order, so
-    that a strategy splitting the batch gives every replica every game."""
+    that a strategy splitting the batch gives every replica every game.
+
+    With ``prefetch > 0`` the background thread samples ``block`` batches per Python call
+    (one call into each memory for all of them), which cuts the per-batch cost of
+    ``from_generator`` that the learner would otherwise wait on; ``prefetch=0`` samples one
+    batch at a time, when asked (reproducible runs)."""
     import tensorflow as tf
 
     if batch_per_game % replicas:
         raise ValueError(f"batch_per_game={batch_per_game} does not split over {replicas} replicas")
+    block = max(1, block) if prefetch > 0 else 1
     share = batch_per_game // replicas
     group = np.repeat(np.arange(len(memories), dtype=np.int32), share)
-    game_index = np.tile(group, replicas)
+    game_index = np.tile(np.tile(group, replicas), (block, 1))
 
     def generate():
         while True:
-            per_game = [m.sample_states(batch_per_game) for m in memories]
-            states = np.concatenate([p[r * share : (r + 1) * share] for r in range(replicas)
-                                     for p in per_game])
+            per_game = [m.sample_states(batch_per_game * block).reshape(
+                block, batch_per_game, *envs.OBSERVATION_SHAPE) for m in memories]
+            states = np.concatenate([p[:, r * share : (r + 1) * share] for r in range(replicas)
+                                     for p in per_game], axis=1)
             yield states, game_index
 
     total = len(memories) * batch_per_game
     dataset = tf.data.Dataset.from_generator(
         generate,
         output_signature=(
-            tf.TensorSpec([total, *envs.OBSERVATION_SHAPE], tf.uint8),
-            tf.TensorSpec([total], tf.int32),
+            tf.TensorSpec([block, total, *envs.OBSERVATION_SHAPE], tf.uint8),
+            tf.TensorSpec([block, total], tf.int32),
         ),
     )
-    return _finish(dataset, prefetch)
+    return _finish(dataset.unbatch(), prefetch)
 
 
 def multitask_transition_dataset(memories: list, batch_per_game: int, gamma, life_loss_terminal,
-                                 prefetch=2):
+                                 prefetch=2, block=8):
     """Endless stream of transition batches with ``batch_per_game`` transitions from each
-    game's own memory, concatenated in game order (keys as ``transition_dataset``)."""
+    game's own memory, concatenated in game order (keys and ``block`` as
+    ``transition_dataset``)."""
     import tensorflow as tf
+
+    block = max(1, block) if prefetch > 0 else 1
 
     def generate():
         while True:
-            parts = [m.gather_window(*m.sample_indices(batch_per_game), gamma, life_loss_terminal)
-                     for m in memories]
-            yield {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            parts = [_blocked(m.gather_window(*m.sample_indices(batch_per_game * block), gamma,
+                                              life_loss_terminal), block) for m in memories]
+            yield {key: np.concatenate([p[key] for p in parts], axis=1) for key in parts[0]}
 
     total = len(memories) * batch_per_game
-    signature = {
-        "frames": tf.TensorSpec([total, envs.STACK + 1, *envs.FRAME_SHAPE], tf.uint8),
-        "a_tm1": tf.TensorSpec([total], tf.int32),
-        "r_t": tf.TensorSpec([total], tf.float32),
-        "discount_t": tf.TensorSpec([total], tf.float32),
-    }
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    return _finish(dataset.map(split_window), prefetch)
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=_transition_signature(total, block))
+    return _finish(dataset.unbatch().map(split_window), prefetch)

@@ -3,9 +3,12 @@
 For G games (batch_per_game states each) and each network size, prints:
   * bare AMN step: policy + feature regression update on a fixed in-memory batch with
     expert targets precomputed (the floor of what an update costs);
-  * full AMN learner step: per-game sampling from G replay memories through tf.data, every
-    expert SavedModel run in-graph on its slice, then the same update;
-  * the multitask overhead (full vs bare) and replay memory per game.
+  * learner step on an in-memory batch: every expert SavedModel run in-graph on its slice,
+    then the same update (what an update costs when no input pipeline is involved);
+  * full AMN learner step: the same, but its batch sampled per game from G replay memories
+    through tf.data;
+  * the multitask overhead (full vs bare), the pipeline's share (full as a fraction of the
+    in-memory learner step; target >= 90%: tf.data never what waits) and replay per game.
 
 Experts are real SavedModels (fresh Nature DQNs exported for real games) so expert
 inference costs what it costs in training.
@@ -97,13 +100,17 @@ def measure(paths, network, per_game, seconds):
         learner.optimizer.apply_gradients(zip(gradients, learner.variables))
         return loss
 
+    in_memory_step = tf.function(lambda: learner._step.run((states, game_index)))
+
     for _ in range(2):
         bare_step()
+        in_memory_step()
         learner.step()
     bare = rate(lambda: float(bare_step()), seconds)
+    in_memory = rate(lambda: float(in_memory_step()["loss"]), seconds)
     full = rate(lambda: float(learner.step()["loss"]), seconds)
     keras.backend.clear_session()
-    return bare, full, memories[0].nbytes() / memories[0].capacity
+    return bare, in_memory, full, memories[0].nbytes() / memories[0].capacity
 
 
 def main(argv):
@@ -116,16 +123,18 @@ def main(argv):
     precision = runtime.set_precision(FLAGS.bench_precision)
     print(f"# bench_amn: {FLAGS.per_game} states per game, precision {precision}, "
           f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}")
-    print(f"{'games':>5} {'network':>7} {'bare upd/s':>11} {'full upd/s':>11} {'overhead':>9} "
-          f"{'replay B/transition':>20} {'100k/game':>10}")
+    print(f"{'games':>5} {'network':>7} {'bare upd/s':>11} {'in-memory':>10} {'full upd/s':>11} "
+          f"{'overhead':>9} {'pipeline':>9} {'replay B/transition':>20} {'100k/game':>10}")
     with tempfile.TemporaryDirectory() as root:
         counts = [int(c) for c in FLAGS.games_counts]
         paths = make_experts(root, GAMES[: max(counts)])
         for count in counts:
             for network in FLAGS.networks:
-                bare, full, per_transition = measure(paths[:count], network, FLAGS.per_game, FLAGS.seconds)
-                print(f"{count:>5} {network:>7} {bare:>11.2f} {full:>11.2f} "
-                      f"{100 * (bare / full - 1):>8.0f}% {per_transition:>20,.0f} "
+                bare, in_memory, full, per_transition = measure(paths[:count], network,
+                                                                FLAGS.per_game, FLAGS.seconds)
+                print(f"{count:>5} {network:>7} {bare:>11.2f} {in_memory:>10.2f} {full:>11.2f} "
+                      f"{100 * (bare / full - 1):>8.0f}% {100 * full / in_memory:>8.0f}% "
+                      f"{per_transition:>20,.0f} "
                       f"{per_transition * 1e5 / 2**20:>8.0f}MiB", flush=True)
 
 
