@@ -235,14 +235,17 @@ def agreement(amn_policy, loaded, game, states) -> float:
 
 
 # ------------------------------------------------------------------- train
-def table(rows) -> str:
-    """Per-game Table 1 figures as Markdown."""
-    lines = ["| game | expert mean | expert max | AMN mean | AMN max | AMN % of expert | agreement |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def table(rows, kind: str = "AMN") -> str:
+    """Per-game Table 1 figures as Markdown (``kind``: whose scores, e.g. AMN or MDQN;
+    agreement is "-" where the run has none)."""
+    lines = [f"| game | expert mean | expert max | {kind} mean | {kind} max | {kind} % of expert "
+             "| agreement |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
+        agreement = row["agreement"]
+        agreement = "-" if agreement != agreement else f"{100 * agreement:.0f}%"  # NaN: none
         lines.append(f"| {row['game']} | {row['expert_mean']:.1f} | {row['expert_max']:.1f} | "
                      f"{row['amn_mean']:.1f} | {row['amn_max']:.1f} | {row['percent']:.0f}% | "
-                     f"{100 * row['agreement']:.0f}% |")
+                     f"{agreement} |")
     return "\n".join(lines)
 
 

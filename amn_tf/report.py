@@ -290,7 +290,7 @@ def report_amn(runs, output_dir) -> dict:
     for run in runs:
         frames = run["history"][-1]["frames"]
         sections.append(f"## {run['kind']}: {run['name']} ({frames:,} frames per game)\n")
-        sections.append(actor_mimic.table(rows(run)) + "\n")
+        sections.append(actor_mimic.table(rows(run), run["kind"]) + "\n")
     table_path = os.path.join(output_dir, "table1.md")
     with open(table_path, "w") as handle:
         handle.write("\n".join(sections))
