@@ -323,7 +323,7 @@ def train(config) -> dict:
     trackables.update({f"regressor_{i}": r for i, r in enumerate(regressors)})
     save_replay = config.save_replay or config.deterministic  # see dqn.train
     run = multigame.RunState(run_dir, trackables, memories, save_replay, config.seed, label, games)
-    if run.finished:
+    if run.finished(config.steps_per_game):
         print(f"[{label}] run already finished: {run.state['summary'].get('export')}")
         print(table(run.state["summary"]["table"]))
         return run.state["summary"]

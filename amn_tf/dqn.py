@@ -216,10 +216,16 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     runtime.trim_tensorboard(os.path.join(run_dir, "tensorboard"), step * envs.FRAMES_PER_STEP)
     summary = {"game": game, "run_dir": run_dir}
     if state and state.get("finished"):
-        summary.update(state["summary"])
-        print(f"[dqn {game}] run already finished: {summary.get('export')}")
-        env.close()
-        return summary
+        if config.training_steps <= step:
+            summary.update(state["summary"])
+            print(f"[dqn {game}] run already finished: {summary.get('export')} (a larger "
+                  "--training_steps trains it further)")
+            env.close()
+            return summary
+        print(f"[dqn {game}] extending the finished run from {step * envs.FRAMES_PER_STEP:,} to "
+              f"{config.training_steps * envs.FRAMES_PER_STEP:,} frames (exports a new version)",
+              flush=True)
+        state = {**state, "finished": False, "summary": {}}
 
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
     progress = runtime.Progress(f"dqn {game}", config.training_steps, step)

@@ -99,9 +99,18 @@ class RunState:
             print(f"[{label}] resumed from {self.state['path']} at frame "
                   f"{self.step * envs.FRAMES_PER_STEP:,} per game", flush=True)
 
-    @property
-    def finished(self) -> bool:
-        return bool(self.state and self.state.get("finished"))
+    def finished(self, total_steps: int) -> bool:
+        """True for a finished run that ``total_steps`` does not extend; a finished run given
+        a larger budget goes on (and exports a new version at its new end)."""
+        if not (self.state and self.state.get("finished")):
+            return False
+        if total_steps <= self.step:
+            return True
+        print(f"[{self.label}] extending the finished run from "
+              f"{self.step * envs.FRAMES_PER_STEP:,} to {total_steps * envs.FRAMES_PER_STEP:,} "
+              "frames per game (exports a new version)", flush=True)
+        self.state = {**self.state, "finished": False, "summary": {}}
+        return False
 
     @property
     def replay_restored(self) -> bool:

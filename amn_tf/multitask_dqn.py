@@ -160,7 +160,7 @@ def train(config) -> dict:
     trackables.update({f"target_head_{i}": h for i, h in enumerate(target_heads)})
     save_replay = config.save_replay or config.deterministic
     run = multigame.RunState(run_dir, trackables, memories, save_replay, config.seed, label, games)
-    if run.finished:
+    if run.finished(config.steps_per_game):
         print(f"[{label}] run already finished: {run.state['summary'].get('export')}")
         return run.state["summary"]
 

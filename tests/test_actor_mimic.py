@@ -159,11 +159,19 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     again = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts",
                      f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=tiny")
     assert again.returncode == 0 and "already finished" in again.stdout
+    # A larger budget trains the finished run further and exports a second version.
+    longer = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts",
+                      f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=tiny",
+                      "--amn_steps=600")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "extending the finished run from 1,600 to 2,400 frames per game" in longer.stdout
+    assert [json.loads(line)["step"] for line in open(run_dir / "eval.jsonl")] == [200, 400, 600]
+    assert (export_dir / "amn" / "tiny" / "2" / "saved_model.pb").exists()
     # report mode turns the run directory into Table 1 and learning curves.
     report = run_main("--mode=report", f"--report_runs={run_dir}", f"--report_dir={tmp_path / 'docs'}")
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "docs" / "table1.md").read_text()
-    assert "| Pong |" in table and "| Breakout |" in table and "1,600 frames per game" in table
+    assert "| Pong |" in table and "| Breakout |" in table and "2,400 frames per game" in table
     with open(tmp_path / "docs" / "amn_curves.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     # eval mode plays the AMN for one of its games, and refuses one it does not know.

@@ -115,6 +115,26 @@ def test_rerun_of_a_finished_run_does_nothing(smoke_run):
     assert read_jsonl(os.path.join(smoke_run.run_dir, "eval.jsonl")) == evaluations
 
 
+def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
+    import shutil
+
+    assert smoke_run.result.returncode == 0, describe(smoke_run.result)
+    run_dir, export_dir = str(tmp_path / "run"), smoke_run.export_dir + "-extended"
+    shutil.copytree(smoke_run.run_dir, run_dir)
+    shutil.copytree(smoke_run.export_dir, export_dir)
+    longer = run_main(f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}",
+                      "--training_steps=800")
+    assert longer.returncode == 0, describe(longer)
+    assert "extending the finished run from 2,400 to 3,200 frames" in longer.stdout
+    assert [e["step"] for e in read_jsonl(os.path.join(run_dir, "eval.jsonl"))] == [400, 600, 800]
+    state = newest_state(run_dir)
+    assert state["step"] == 800 and state["finished"] is True
+    # The longer run is a new version beside the first, which stays as it was.
+    assert sorted(os.listdir(os.path.join(export_dir, "experts", "Pong"))) == ["1", "2"]
+    assert export.LoadedPolicy(os.path.join(export_dir, "experts", "Pong", "2")).metadata[
+        "provenance"]["agent_steps"] == 800
+
+
 def test_run_dir_of_another_game_is_refused(smoke_run):
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
     flags_path = os.path.join(smoke_run.run_dir, "flags.json")
