@@ -100,7 +100,7 @@ def find_experts(paths, games=None) -> list:
 class AmnLearner:
     """Policy (and feature) regression of the AMN on G experts, one step per batch."""
 
-    def __init__(self, amn, regressors, experts, masks, optimizer, dataset, batch_per_game,
+    def __init__(self, amn, regressors, experts, masks, optimizer, dataset,
                  tau=1.0, beta=0.01, jit_compile=False, skip_nonfinite=False, strategy=None):
         """
         Args:
@@ -313,7 +313,7 @@ def train(config) -> dict:
                                                  [loaded_by_game[g].feature_size for g in games])
         optimizer = keras.optimizers.Adam(config.learning_rate)
         learner = AmnLearner(amn, regressors, [expert_callable(loaded_by_game[g]) for g in games],
-                             masks, optimizer, dataset, config.batch_per_game, config.tau, config.beta,
+                             masks, optimizer, dataset, config.tau, config.beta,
                              config.jit_compile, config.skip_nonfinite, strategy)
     students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
     acting_policy = MultitaskPolicy(amn, masks)  # all games' envs in one forward pass

@@ -87,7 +87,7 @@ def measure(paths, network, per_game, seconds):
     memories = [random_memory(seed=i) for i in range(len(games))]
     dataset = replay.multitask_state_dataset(memories, per_game)
     learner = actor_mimic.AmnLearner(amn, regressors, [actor_mimic.expert_callable(lp) for lp in loaded],
-                                     masks, keras.optimizers.Adam(2.5e-4), dataset, per_game)
+                                     masks, keras.optimizers.Adam(2.5e-4), dataset)
     states, game_index = next(iter(replay.multitask_state_dataset(memories, per_game, prefetch=0)))
     expert_q, expert_features = learner.expert_targets(states)
 

@@ -93,7 +93,7 @@ def test_learner_runs_experts_in_graph_and_matches_hand_loss(experts):
     dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
     callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
     learner = actor_mimic.AmnLearner(amn, regressors, callables, masks, keras.optimizers.Adam(1e-3),
-                                     dataset, 4, tau=1.0, beta=0.01)
+                                     dataset, tau=1.0, beta=0.01)
     states, game_index = next(iter(replay.multitask_state_dataset(memories, 4, prefetch=0)))
     expert_q, expert_features = learner.expert_targets(states)
     # Expert Q placed at ALE ids: game 0 (Pong) rows carry Pong's q_values at its legal ids.

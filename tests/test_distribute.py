@@ -62,7 +62,7 @@ keras.utils.set_random_seed(2)
 amn = networks.build_network("small", 18, "amn"); amn_weights = amn.get_weights()
 heads = networks.feature_regressors(512, [512, 512]); head_weights = [h.get_weights() for h in heads]
 one = actor_mimic.AmnLearner(amn, heads, experts, masks, keras.optimizers.Adam(1e-3),
-                             tf.data.Dataset.from_tensors(plain).repeat(), 4)
+                             tf.data.Dataset.from_tensors(plain).repeat())
 loss_one = float(one.step()["loss"])
 with strategy.scope():
     d_amn = networks.build_network("small", 18, "amn"); d_amn.set_weights(amn_weights)
@@ -70,7 +70,7 @@ with strategy.scope():
     for h, w in zip(d_heads, head_weights):
         h.set_weights(w)
     two = actor_mimic.AmnLearner(d_amn, d_heads, experts, masks, keras.optimizers.Adam(1e-3),
-                                 tf.data.Dataset.from_tensors(grouped).repeat(), 4, strategy=strategy)
+                                 tf.data.Dataset.from_tensors(grouped).repeat(), strategy=strategy)
 loss_two = float(two.step()["loss"])
 assert abs(loss_one - loss_two) < 1e-4, (loss_one, loss_two)
 diff = max(float(np.abs(a - b).max()) for a, b in zip(amn.get_weights(), d_amn.get_weights()))
