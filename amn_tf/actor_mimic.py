@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from amn_tf import (
+    actors,
     checkpoints,
     dqn,
     envs,
@@ -178,23 +179,6 @@ class AmnLearner:
                                       "amn_learning_rate")
 
 
-class MultitaskPolicy:
-    """Greedy ALE ids of the AMN for states of several games in one forward pass."""
-
-    def __init__(self, amn, masks):
-        self._amn = amn
-        self._masks = tf.constant(masks, tf.bool)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8),
-                                  tf.TensorSpec([None], tf.int32)])
-    def _greedy(self, frames, game_index):
-        logits, _ = self._amn(frames, training=False)
-        return losses.masked_argmax(logits, tf.gather(self._masks, game_index))
-
-    def __call__(self, frames, game_index) -> np.ndarray:
-        return self._greedy(tf.convert_to_tensor(frames), tf.convert_to_tensor(game_index)).numpy()
-
-
 def expert_callable(loaded: export.LoadedPolicy):
     signature = loaded.signature
 
@@ -316,7 +300,7 @@ def train(config) -> dict:
                              masks, optimizer, dataset, config.tau, config.beta,
                              config.jit_compile, config.skip_nonfinite, strategy)
     students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
-    acting_policy = MultitaskPolicy(amn, masks)  # all games' envs in one forward pass
+    acting_policy = actors.MultitaskPolicy(amn, masks)  # all games' envs in one forward pass
 
     trackables = {"amn": amn, "optimizer": optimizer, "updates": learner.updates,
                   "skipped": learner.skipped}
@@ -359,11 +343,10 @@ def train(config) -> dict:
         return run.record_eval(record)
 
     if config.num_actors:
-        from amn_tf import actors as actors_lib
         from amn_tf import fanout
 
         ray = fanout.init_ray(config.ray_address)
-        play = actors_lib.RemoteActors(ray, games, memories, num_envs, protocol, config.env.backend,
+        play = actors.RemoteActors(ray, games, memories, num_envs, protocol, config.env.backend,
                                        config.network, config.epsilon, config.seed,
                                        config.num_actors, config.actor_chunk_steps,
                                        config.actor_cpus, config.actor_gpus)

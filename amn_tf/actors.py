@@ -19,17 +19,33 @@ configured one.
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
-from amn_tf import envs
+from amn_tf import envs, losses
+
+
+class MultitaskPolicy:
+    """Greedy ALE ids of the AMN for states of several games in one forward pass."""
+
+    def __init__(self, amn, masks):
+        self._amn = amn
+        self._masks = tf.constant(masks, tf.bool)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8),
+                                  tf.TensorSpec([None], tf.int32)])
+    def _greedy(self, frames, game_index):
+        logits, _ = self._amn(frames, training=False)
+        return losses.masked_argmax(logits, tf.gather(self._masks, game_index))
+
+    def __call__(self, frames, game_index) -> np.ndarray:
+        return self._greedy(tf.convert_to_tensor(frames), tf.convert_to_tensor(game_index)).numpy()
 
 
 class ActorWorker:
     """Batched envs for every game and a local AMN; plain class, wrapped by Ray as an actor."""
 
     def __init__(self, games, num_envs, protocol, backend, network, epsilon, seed, threads=0):
-        import tensorflow as tf
-
-        from amn_tf import actor_mimic, networks
+        from amn_tf import networks
 
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))
@@ -42,7 +58,7 @@ class ActorWorker:
                      for i, g in enumerate(self.games)]
         self.amn = networks.build_network(network, envs.NUM_ACTIONS, name="amn")
         masks = np.stack([envs.legal_mask(g) for g in self.games])
-        self.policy = actor_mimic.MultitaskPolicy(self.amn, masks)
+        self.policy = MultitaskPolicy(self.amn, masks)
         self.game_of_env = np.repeat(np.arange(len(self.games), dtype=np.int32), num_envs)
         self.observations = None
         self.weights_version = -1
