@@ -376,7 +376,7 @@ def train(config) -> dict:
         before = run.step
         run.step += steps_added
         step = run.step
-        if dqn._crossed(before, step, config.log_period):
+        if runtime.crossed(before, step, config.log_period):
             loss_text = f"loss {float(last['loss']):.4f} agree {float(last['agreement']):.2f}" \
                 if last else "filling replay"
             fps = progress.print(step, f"{loss_text} | last episodes: {play.scores()}")
@@ -386,14 +386,12 @@ def train(config) -> dict:
                     tf.summary.scalar("losses/policy_regression", last["policy_loss"])
                     tf.summary.scalar("losses/feature_regression", last["feature_loss"])
                     tf.summary.scalar("train/agreement", last["agreement"])
-        if dqn._crossed(before, step, config.eval_period) and step < config.steps_per_game:
+        if runtime.crossed(before, step, config.eval_period) and step < config.steps_per_game:
             record = run_evaluation()
             print(f"[{label}] eval at frame {step * 4:,} per game:\n{table(rows_of(record))}",
                   flush=True)
-        if dqn._crossed(before, step, config.checkpoint_period):
-            if config.deterministic:
-                play.new_episodes(step)
-            run.save()
+        run.save_if_due(before, config.checkpoint_period,
+                        play.new_episodes if config.deterministic else None)
 
     try:
         with runtime.StopSignal() as stop:

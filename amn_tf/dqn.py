@@ -155,10 +155,6 @@ class EpsilonGreedyActor:
         return np.where(explore, random_actions, self.policy(frames)).astype(np.int32)
 
 
-def _crossed(before: int, after: int, period: int) -> bool:
-    return before // period != after // period
-
-
 def train(config, network=None, export_kind="experts", export_name=None) -> dict:
     """Trains a DQN on ``config.game`` (``--mode=dqn``). Resumes from ``config.run_dir``.
 
@@ -215,17 +211,13 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     runtime.rewrite_jsonl(eval_path, history)
     runtime.trim_tensorboard(os.path.join(run_dir, "tensorboard"), step * envs.FRAMES_PER_STEP)
     summary = {"game": game, "run_dir": run_dir}
-    if state and state.get("finished"):
-        if config.training_steps <= step:
-            summary.update(state["summary"])
-            print(f"[dqn {game}] run already finished: {summary.get('export')} (a larger "
-                  "--training_steps trains it further)")
-            env.close()
-            return summary
-        print(f"[dqn {game}] extending the finished run from {step * envs.FRAMES_PER_STEP:,} to "
-              f"{config.training_steps * envs.FRAMES_PER_STEP:,} frames (exports a new version)",
-              flush=True)
-        state = {**state, "finished": False, "summary": {}}
+    finished, state = runtime.finished_or_extended(state, step, config.training_steps, f"dqn {game}")
+    if finished:
+        summary.update(state["summary"])
+        print(f"[dqn {game}] run already finished: {summary.get('export')} (a larger "
+              "--training_steps trains it further)")
+        env.close()
+        return summary
 
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
     progress = runtime.Progress(f"dqn {game}", config.training_steps, step)
@@ -284,9 +276,9 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
                 last_return = episode_return
                 with writer.as_default(step=step * envs.FRAMES_PER_STEP):
                     tf.summary.scalar("charts/episodic_return", episode_return)
-            if _crossed(before, step, config.target_update_period):
+            if runtime.crossed(before, step, config.target_update_period):
                 learner.update_target()
-            if _crossed(before, step, config.log_period):
+            if runtime.crossed(before, step, config.log_period):
                 latest = history[-1]["mean"] if history else None
                 fps = progress.print(step, f"eval {latest if latest is None else round(latest, 1)} | "
                                      f"last episode {last_return} | loss {last_loss:.4f} | eps {epsilon:.3f}")
@@ -295,10 +287,10 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
                     tf.summary.scalar("charts/frames_per_second", fps)
                     tf.summary.scalar("charts/epsilon", epsilon)
                     tf.summary.scalar("losses/td_loss", last_loss)
-            if _crossed(before, step, config.eval_period) and step < config.training_steps:
+            if runtime.crossed(before, step, config.eval_period) and step < config.training_steps:
                 result_eval = run_evaluation()
                 print(f"[dqn {game}] eval at frame {step * 4:,}: {result_eval.line()}", flush=True)
-            if _crossed(before, step, config.checkpoint_period):
+            if runtime.crossed(before, step, config.checkpoint_period):
                 if config.deterministic:  # new episodes from a seed both runs share
                     obs = env.reset(seed=config.seed + step)
                     memory.start_episodes(streams, obs)

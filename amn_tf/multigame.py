@@ -100,17 +100,13 @@ class RunState:
                   f"{self.step * envs.FRAMES_PER_STEP:,} per game", flush=True)
 
     def finished(self, total_steps: int) -> bool:
-        """True for a finished run that ``total_steps`` does not extend; a finished run given
-        a larger budget goes on (and exports a new version at its new end)."""
-        if not (self.state and self.state.get("finished")):
-            return False
-        if total_steps <= self.step:
-            return True
-        print(f"[{self.label}] extending the finished run from "
-              f"{self.step * envs.FRAMES_PER_STEP:,} to {total_steps * envs.FRAMES_PER_STEP:,} "
-              "frames per game (exports a new version)", flush=True)
-        self.state = {**self.state, "finished": False, "summary": {}}
-        return False
+        """True for a finished run that ``total_steps`` does not extend (see
+        ``runtime.finished_or_extended``)."""
+        from amn_tf import runtime
+
+        finished, self.state = runtime.finished_or_extended(self.state, self.step, total_steps,
+                                                            self.label, " per game")
+        return finished
 
     @property
     def replay_restored(self) -> bool:
@@ -150,6 +146,16 @@ class RunState:
                    "finished": finished, "summary": summary or {}, "games": self.games}
         self.manager.save(self.step, self.trackables, payload,
                           self.memories if self.save_replay else ())
+
+    def save_if_due(self, before: int, period: int, new_episodes=None) -> None:
+        """Checkpoints when the step passed a multiple of ``period``; ``new_episodes(step)``
+        first restarts the episodes (deterministic runs)."""
+        from amn_tf import runtime
+
+        if runtime.crossed(before, self.step, period):
+            if new_episodes is not None:
+                new_episodes(self.step)
+            self.save()
 
     def final_record(self, run_evaluation) -> dict:
         """The evaluation at the last step: reused when a restart comes after it."""

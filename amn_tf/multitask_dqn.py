@@ -222,22 +222,20 @@ def train(config) -> dict:
             before = run.step
             run.step += num_envs
             step = run.step
-            if dqn._crossed(before, step, config.target_update_period):
+            if runtime.crossed(before, step, config.target_update_period):
                 learner.update_target()
-            if dqn._crossed(before, step, config.log_period):
+            if runtime.crossed(before, step, config.log_period):
                 fps = progress.print(step, f"loss {last_loss:.4f} | eps {epsilon:.3f} | "
                                      f"last episodes: {play.scores()}")
                 with writer.as_default(step=step * envs.FRAMES_PER_STEP):
                     tf.summary.scalar("charts/frames_per_second_per_game", fps)
                     tf.summary.scalar("losses/td_loss", last_loss)
                     tf.summary.scalar("charts/epsilon", epsilon)
-            if dqn._crossed(before, step, config.eval_period) and step < config.steps_per_game:
+            if runtime.crossed(before, step, config.eval_period) and step < config.steps_per_game:
                 print(f"[{label}] eval at frame {step * 4:,} per game: {summary_line(run_evaluation())}",
                       flush=True)
-            if dqn._crossed(before, step, config.checkpoint_period):
-                if config.deterministic:
-                    play.new_episodes(step)
-                run.save()
+            run.save_if_due(before, config.checkpoint_period,
+                            play.new_episodes if config.deterministic else None)
     profiler.finish()
     play.close()
     if stop.requested:

@@ -230,6 +230,12 @@ def split_window(batch):
     return batch
 
 
+def _block_size(block: int, prefetch: int) -> int:
+    """Batches drawn per generator call: ``block`` when sampling runs ahead, else 1 (a
+    reproducible run samples each batch only when the learner asks for it)."""
+    return max(1, block) if prefetch > 0 else 1
+
+
 def _blocked(batch: dict, block: int) -> dict:
     """[block * B, ...] arrays -> [block, B, ...] (one generator call, ``block`` batches)."""
     return {key: value.reshape(block, -1, *value.shape[1:]) for key, value in batch.items()}
@@ -257,7 +263,7 @@ def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_termin
     """
     import tensorflow as tf
 
-    block = max(1, block) if prefetch > 0 else 1
+    block = _block_size(block, prefetch)
 
     def generate():
         while True:
@@ -284,7 +290,7 @@ def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, rep
 
     if batch_per_game % replicas:
         raise ValueError(f"batch_per_game={batch_per_game} does not split over {replicas} replicas")
-    block = max(1, block) if prefetch > 0 else 1
+    block = _block_size(block, prefetch)
     share = batch_per_game // replicas
     group = np.repeat(np.arange(len(memories), dtype=np.int32), share)
     game_index = np.tile(np.tile(group, replicas), (block, 1))
@@ -315,7 +321,7 @@ def multitask_transition_dataset(memories: list, batch_per_game: int, gamma, lif
     ``transition_dataset``)."""
     import tensorflow as tf
 
-    block = max(1, block) if prefetch > 0 else 1
+    block = _block_size(block, prefetch)
 
     def generate():
         while True:
