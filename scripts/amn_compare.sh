@@ -4,12 +4,13 @@
 # games, then --mode=report puts them side by side with the experts.
 # Usage: scripts/amn_compare.sh [amn|mdqn|mcdqn|report ...]   (default: all four, in order)
 # Every run resumes if interrupted: rerun the same command. Env: RUN_ROOT (runs),
-# EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/table1), PYTHON, EXTRA_FLAGS.
+# EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/table1), PYTHON, EXTRA_FLAGS,
+# GAMES (comma list for the baselines; default: the games under saved_models/experts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 root=${RUN_ROOT:-runs}
-games=$(ls saved_models/experts | paste -sd, -)
+games=${GAMES:-$(ls saved_models/experts | paste -sd, -)}
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(amn mdqn mcdqn report)
 for step in "${steps[@]}"; do
