@@ -392,6 +392,7 @@ class ReportConfig:
     output_dir: str
     blocks: int = 4
     reach_score: float | None = None
+    evals: tuple = ()  # --mode=eval --output_json files: Table 1 through the SavedModels
 
 
 def _env(values) -> EnvConfig:
@@ -577,13 +578,19 @@ def build_single(values):
         return EvalRunConfig(values.saved_model, game, values.random_policy, _env(values),
                              _eval(values), values.output_json, values.seed)
     if values.mode == "report":
+        for path in values.report_evals or ():
+            _require(os.path.isfile(path), f"--report_evals: {path} does not exist (write it "
+                     "with --mode=eval --saved_model=... --output_json=FILE)")
         return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
-                            values.report_blocks, values.reach_score)
+                            values.report_blocks, values.reach_score,
+                            tuple(values.report_evals or ()))
     raise ConfigError(f"unknown mode {values.mode}")
 
 
 flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
                   "experts' evaluations inside).")
+flags.DEFINE_list("report_evals", None, "report: eval JSONs (--mode=eval --output_json) of "
+                  "experts, random play and AMN/multitask SavedModels: Table 1 through the SavedModels.")
 flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
 flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
 flags.DEFINE_float("reach_score", None, "report: score whose first reaching Table 2 reports, in "

@@ -111,6 +111,8 @@ def run(config) -> list:
     if config.output_json:
         payload = {
             "saved_model": config.saved_model,
+            "kind": "random" if loaded is None else loaded.kind,
+            "games": [r.game for r in results],
             "random_policy": config.random_policy,
             "protocol": config.env.protocol,
             "epsilon": config.evaluation.epsilon if loaded else 1.0,

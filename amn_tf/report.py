@@ -206,7 +206,90 @@ def plot_transfer(groups, path):
     pyplot.close(figure)
 
 
+def load_eval(path: str) -> dict:
+    """One ``--mode=eval --output_json`` file: who played (kind, name) and its results."""
+    try:
+        with open(path) as handle:
+            payload = json.load(handle)
+        results = {r["game"]: r for r in payload["results"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise config_lib.ConfigError(
+            f"{path} is not an eval JSON (write one with --mode=eval --output_json=FILE): {error}"
+        ) from None
+    if payload.get("random_policy"):
+        kind, name = "random", "random"
+    else:
+        saved_model = os.path.normpath(payload.get("saved_model") or path)
+        parts = saved_model.split(os.sep)
+        # <kind dir>/<name>/<version>: experts/Boxing/1 -> expert, amn/amn-cpu/1 -> amn-cpu
+        kind = payload.get("kind") or ("expert" if "experts" in parts else "amn")
+        name = parts[-2] if len(parts) >= 2 else saved_model
+        if kind == "expert":
+            name = "expert"
+    return {"path": path, "kind": kind, "name": name, "results": results}
+
+
+def saved_model_table(evals: list, bar: float = 90.0) -> str:
+    """Table 1 through the SavedModels: per game, random and expert means, then every other
+    evaluated model's mean (max) and its mean as % of the expert's (plain ratio, as in the
+    paper), with the games at or above ``bar`` % counted per model."""
+    by_name = {}
+    for item in evals:
+        if item["kind"] in ("expert", "random"):
+            key = item["kind"]
+        else:
+            key = item["name"]
+        by_name.setdefault(key, {}).update(item["results"])
+    others = [k for k in by_name if k not in ("expert", "random")]
+    games = sorted({g for results in by_name.values() for g in results})
+    header = "".join(f" {k} mean (max) | {k} % of expert |" for k in others)
+    lines = ["| game | random mean | expert mean (max) | episodes |" + header,
+             "| --- | ---: | ---: | ---: |" + " ---: | ---: |" * len(others)]
+
+    def cell(result):
+        return "-" if result is None else f"{result['mean']:.1f} ({result['max']:.0f})"
+
+    met = {k: 0 for k in others}
+    for game in games:
+        random_result = by_name.get("random", {}).get(game)
+        expert = by_name.get("expert", {}).get(game)
+        episodes = sorted({r[game]["episodes"] for r in by_name.values() if game in r})
+        random_cell = "-" if random_result is None else f"{random_result['mean']:.1f}"
+        row = (f"| {game} | {random_cell} | "
+               f"{cell(expert)} | {'/'.join(str(e) for e in episodes)} |")
+        for key in others:
+            mine = by_name[key].get(game)
+            percent = (float("nan") if mine is None or expert is None
+                       else actor_mimic.percent_of_expert(mine["mean"], expert["mean"]))
+            if percent == percent and percent >= bar:
+                met[key] += 1
+            row += f" {cell(mine)} | {'-' if percent != percent else f'{percent + 0.0:.0f}%'} |"
+        lines.append(row)
+    for key in others:
+        lines.append(f"\n{key}: at least {bar:.0f}% of the expert on {met[key]} of "
+                     f"{sum(1 for g in games if g in by_name[key])} games.")
+    return "\n".join(lines)
+
+
+def report_evals(paths, output_dir) -> dict:
+    evals = [load_eval(p) for p in paths]
+    text = ("# Table 1 through the SavedModels\n\n"
+            "Each model evaluated with `--mode=eval --saved_model=... --output_json=...` "
+            "(mean and max unclipped return over the episodes shown, epsilon 0.05 for models, "
+            "uniform random actions for random). Sources: "
+            + ", ".join(f"`{e['path']}`" for e in evals) + ".\n\n" + saved_model_table(evals) + "\n")
+    path = os.path.join(output_dir, "table1_saved_models.md")
+    with open(path, "w") as handle:
+        handle.write(text)
+    print(text)
+    print(f"[report] SavedModel table: {path}")
+    return {"saved_model_table": path}
+
+
 def run(config) -> dict:
+    if config.evals and not config.run_dirs:
+        os.makedirs(config.output_dir, exist_ok=True)
+        return report_evals(config.evals, config.output_dir)
     run_dirs = list(config.run_dirs) or sorted(glob.glob(os.path.join("runs", "amn-*"))
                                                + glob.glob(os.path.join("runs", "transfer-*")))
     if not run_dirs:
@@ -239,6 +322,8 @@ def run(config) -> dict:
         print(text)
         print(f"[report] table: {path}\n[report] learning curves: {plot_path}")
         written.update({"table2": path, "transfer_plot": plot_path})
+    if config.evals:
+        written.update(report_evals(config.evals, config.output_dir))
     return written
 
 

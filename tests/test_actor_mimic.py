@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from amn_tf import actor_mimic, envs, export, losses, networks, replay
+from amn_tf import actor_mimic, config, envs, export, losses, networks, replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -175,9 +175,25 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     with open(tmp_path / "docs" / "amn_curves.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     # eval mode plays the AMN for one of its games, and refuses one it does not know.
+    amn_json = tmp_path / "amn-eval.json"
     good = run_main("--mode=eval", f"--saved_model={path}", "--game=Pong", "--eval_episodes=1",
-                    "--eval_max_steps=30", "--eval_envs=1")
+                    "--eval_max_steps=30", "--eval_envs=1", f"--output_json={amn_json}")
     assert good.returncode == 0 and "Pong: mean" in good.stdout
+    # The eval JSON says who played; report turns it, beside an expert's, into Table 1
+    # through the SavedModels (AMN mean as % of the expert's).
+    amn_eval = json.loads(amn_json.read_text())
+    assert amn_eval["kind"] == "amn" and amn_eval["games"] == ["Pong"]
+    expert_json = tmp_path / "expert-eval.json"
+    expert_json.write_text(json.dumps({"saved_model": "saved_models/experts/Pong/1", "kind": "expert",
+                                       "random_policy": False, "results": [
+                                           {"game": "Pong", "mean": -4.0, "max": 2.0, "episodes": 30}]}))
+    table = run_main("--mode=report", f"--report_evals={amn_json},{expert_json}",
+                     f"--report_dir={tmp_path / 'docs'}")
+    assert table.returncode == 0, table.stderr[-2000:]
+    amn_mean, episodes = amn_eval["results"][0]["mean"], amn_eval["results"][0]["episodes"]
+    text = (tmp_path / "docs" / "table1_saved_models.md").read_text()
+    assert f"| Pong | - | -4.0 (2) | {'/'.join(sorted({str(episodes), '30'}))} | {amn_mean:.1f} " in text
+    assert f"| {100 * amn_mean / -4.0 + 0.0:.0f}% |" in text
     bad = run_main("--mode=eval", f"--saved_model={path}", "--game=Seaquest")
     assert bad.returncode != 0 and "not Seaquest" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -288,3 +304,37 @@ def test_student_sampling_drives_linear_amn_to_expert_policy():
     student_greedy = pi.argmax(1)
     expert_greedy = q_expert.argmax(1)
     assert np.mean(student_greedy[visited] == expert_greedy[visited]) == 1.0
+
+
+def test_saved_model_table_percent_of_expert_and_bar(tmp_path):
+    """Table 1 through the SavedModels: plain ratio to the expert's mean, games at or above
+    90% counted per model, random beside them; a file that is not an eval JSON is one line."""
+    from amn_tf import report
+
+    def write(name, payload):
+        path = tmp_path / name
+        path.write_text(json.dumps(payload))
+        return str(path)
+
+    def results(**means):
+        return [{"game": g, "mean": m, "max": m + 1, "episodes": 30} for g, m in means.items()]
+
+    paths = [
+        write("e1.json", {"saved_model": "saved_models/experts/Boxing/1", "kind": "expert",
+                          "results": results(Boxing=40.0)}),
+        write("e2.json", {"saved_model": "saved_models/experts/Seaquest/1", "results": results(Seaquest=900.0)}),
+        write("r.json", {"saved_model": None, "random_policy": True, "results": results(Boxing=0.5)}),
+        write("a.json", {"saved_model": "saved_models/amn/amn-cpu/1", "kind": "amn",
+                         "results": results(Boxing=38.0, Seaquest=720.0)}),
+        write("m.json", {"saved_model": "runs/exports/multitask_dqn/mdqn-cpu/1", "kind": "multitask_dqn",
+                         "results": results(Boxing=40.0, Seaquest=900.0)}),
+    ]
+    text = report.saved_model_table([report.load_eval(p) for p in paths])
+    lines = text.splitlines()
+    assert lines[0].startswith("| game | random mean | expert mean (max) | episodes | amn-cpu mean (max) |")
+    assert "| Boxing | 0.5 | 40.0 (41) | 30 | 38.0 (39) | 95% | 40.0 (41) | 100% |" in lines
+    assert "| Seaquest | - | 900.0 (901) | 30 | 720.0 (721) | 80% | 900.0 (901) | 100% |" in lines
+    assert "amn-cpu: at least 90% of the expert on 1 of 2 games." in text
+    assert "mdqn-cpu: at least 90% of the expert on 2 of 2 games." in text
+    with pytest.raises(config.ConfigError, match="is not an eval JSON"):
+        report.load_eval(write("bad.json", {"runs": []}))
