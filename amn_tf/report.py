@@ -221,9 +221,9 @@ def load_eval(path: str) -> dict:
     else:
         saved_model = os.path.normpath(payload.get("saved_model") or path)
         parts = saved_model.split(os.sep)
-        # <kind dir>/<name>/<version>: experts/Boxing/1 -> expert, amn/amn-cpu/1 -> amn-cpu
+        # <kind dir>/<name>/<version>: experts/Boxing/1 -> expert, amn/amn-cpu/1 -> amn-cpu/1
         kind = payload.get("kind") or ("expert" if "experts" in parts else "amn")
-        name = parts[-2] if len(parts) >= 2 else saved_model
+        name = "/".join(parts[-2:]) if len(parts) >= 2 and parts[-1].isdigit() else parts[-1]
         if kind == "expert":
             name = "expert"
     return {"path": path, "kind": kind, "name": name, "results": results}

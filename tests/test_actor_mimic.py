@@ -331,10 +331,10 @@ def test_saved_model_table_percent_of_expert_and_bar(tmp_path):
     ]
     text = report.saved_model_table([report.load_eval(p) for p in paths])
     lines = text.splitlines()
-    assert lines[0].startswith("| game | random mean | expert mean (max) | episodes | amn-cpu mean (max) |")
+    assert lines[0].startswith("| game | random mean | expert mean (max) | episodes | amn-cpu/1 mean (max) |")
     assert "| Boxing | 0.5 | 40.0 (41) | 30 | 38.0 (39) | 95% | 40.0 (41) | 100% |" in lines
     assert "| Seaquest | - | 900.0 (901) | 30 | 720.0 (721) | 80% | 900.0 (901) | 100% |" in lines
-    assert "amn-cpu: at least 90% of the expert on 1 of 2 games." in text
-    assert "mdqn-cpu: at least 90% of the expert on 2 of 2 games." in text
+    assert "amn-cpu/1: at least 90% of the expert on 1 of 2 games." in text
+    assert "mdqn-cpu/1: at least 90% of the expert on 2 of 2 games." in text
     with pytest.raises(config.ConfigError, match="is not an eval JSON"):
         report.load_eval(write("bad.json", {"runs": []}))
