@@ -48,3 +48,26 @@ def test_main_job_distills_the_shipped_experts(tmp_path):
     for path in SHIPPED:
         assert f"| {os.path.basename(os.path.dirname(path))} |" in result.stdout
     assert "AMN SavedModel:" in result.stdout
+
+
+AMNS = sorted(glob.glob(os.path.join(ROOT, "saved_models", "amn", "*", "*")))
+
+
+@pytest.mark.parametrize("path", AMNS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_amn_plays_every_shipped_game_and_has_a_card(path):
+    loaded = export.LoadedPolicy(path)
+    assert loaded.kind == "amn"
+    shipped_games = sorted(os.path.basename(os.path.dirname(p)) for p in SHIPPED)
+    assert sorted(loaded.games) == shipped_games  # distilled from exactly the shipped experts
+    size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, "**"), recursive=True)
+               if os.path.isfile(f))
+    assert size < 10 * 2**20
+    frames = np.random.default_rng(0).integers(0, 255, (3, 84, 84, 4), dtype=np.uint8)
+    for game in loaded.games:
+        actions = loaded.act(frames, game)
+        assert set(np.asarray(actions).tolist()) <= set(envs.legal_actions(game).tolist())
+    with open(os.path.join(path, "assets", "amn_tf.json")) as handle:
+        assert json.load(handle)["provenance"]["frames_trained_per_game"] > 0
+    name = os.path.basename(os.path.dirname(path))
+    with open(os.path.join(ROOT, "saved_models", "README.md")) as handle:
+        assert f"`amn/{name}/" in handle.read()  # it has a model card
