@@ -7,7 +7,6 @@ returns are unclipped: the mean over *completed* episodes is the score.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 
@@ -87,8 +86,9 @@ def saved_model_policy(loaded, game):
     return lambda frames: loaded.act(frames, game)
 
 
-def run(config) -> list:
-    """``--mode=eval``: plays a SavedModel (every game it knows, or ``--game``) or random."""
+def evaluate(config) -> dict:
+    """Plays a SavedModel (every game it knows, or ``--game``) or random, printing a line per
+    game; returns the eval JSON payload (who played: saved_model, kind; per-game results)."""
     from amn_tf import export
 
     results = []
@@ -108,17 +108,23 @@ def run(config) -> list:
         print(f"[eval] {who} | protocol {config.env.protocol} | epsilon "
               f"{config.evaluation.epsilon if loaded else 1.0} | {result.line()}")
         results.append(result)
+    return {
+        "saved_model": config.saved_model,
+        "kind": "random" if loaded is None else loaded.kind,
+        "games": [r.game for r in results],
+        "random_policy": config.random_policy,
+        "protocol": config.env.protocol,
+        "epsilon": config.evaluation.epsilon if loaded else 1.0,
+        "results": [r.as_dict() for r in results],
+    }
+
+
+def run(config) -> dict:
+    """``--mode=eval``: ``evaluate``, then the payload written to ``--output_json`` (atomically)."""
+    from amn_tf import checkpoints
+
+    payload = evaluate(config)
     if config.output_json:
-        payload = {
-            "saved_model": config.saved_model,
-            "kind": "random" if loaded is None else loaded.kind,
-            "games": [r.game for r in results],
-            "random_policy": config.random_policy,
-            "protocol": config.env.protocol,
-            "epsilon": config.evaluation.epsilon if loaded else 1.0,
-            "results": [r.as_dict() for r in results],
-        }
-        with open(config.output_json, "w") as handle:
-            json.dump(payload, handle, indent=2)
+        checkpoints.write_json_atomically(config.output_json, payload)
         print(f"[eval] results written to {config.output_json}")
-    return results
+    return payload

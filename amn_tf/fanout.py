@@ -56,7 +56,7 @@ def _train_one(job):
 def _evaluate_one(config):
     from amn_tf import evaluation
 
-    return [r.as_dict() for r in evaluation.run(config)]
+    return evaluation.evaluate(config)
 
 
 def run(fanout) -> list:
@@ -79,10 +79,7 @@ def run(fanout) -> list:
     if fanout.kind == "eval" and fanout.output_json:
         from amn_tf import checkpoints
 
-        checkpoints.write_json_atomically(fanout.output_json, [
-            {"saved_model": job.saved_model, "protocol": job.env.protocol,
-             "epsilon": job.evaluation.epsilon, "results": result}
-            for job, result in zip(fanout.jobs, results)])
+        checkpoints.write_json_atomically(fanout.output_json, results)
         print(f"[fanout] results written to {fanout.output_json}")
     for job, result in zip(fanout.jobs, results):
         if fanout.kind == "dqn":
@@ -90,7 +87,7 @@ def run(fanout) -> list:
             print(f"[fanout] {job.dqn.game}: {result.get('export')} "
                   f"(final eval mean {final.get('mean', float('nan')):.1f})")
         else:
-            for row in result:
+            for row in result["results"]:
                 print(f"[fanout] {job.saved_model or 'random'} {row['game']}: mean {row['mean']:.1f} "
                       f"over {row['episodes']} episodes")
     return results

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 
 import numpy as np
@@ -206,27 +207,32 @@ def plot_transfer(groups, path):
     pyplot.close(figure)
 
 
-def load_eval(path: str) -> dict:
-    """One ``--mode=eval --output_json`` file: who played (kind, name) and its results."""
+def _named_eval(payload: dict, path: str) -> dict:
+    """Who played one eval payload: ``expert``, ``random`` or ``<name>/<version>`` (from the
+    SavedModel path ``<kind dir>/<name>/<version>``, e.g. amn/amn-cpu/1 -> amn-cpu/1)."""
+    results = {r["game"]: r for r in payload["results"]}
+    if payload.get("random_policy"):
+        return {"path": path, "name": "random", "results": results}
+    parts = os.path.normpath(payload.get("saved_model") or path).split(os.sep)
+    # JSONs written before eval payloads carried "kind": experts live under experts/
+    if (payload.get("kind") or ("expert" if "experts" in parts else "amn")) == "expert":
+        name = "expert"
+    else:
+        name = "/".join(parts[-2:]) if len(parts) >= 2 and parts[-1].isdigit() else parts[-1]
+    return {"path": path, "name": name, "results": results}
+
+
+def load_eval(path: str) -> list:
+    """An ``--mode=eval --output_json`` file (one payload, or a list from a fan-out eval):
+    who played and the per-game results, one entry per payload."""
     try:
         with open(path) as handle:
             payload = json.load(handle)
-        results = {r["game"]: r for r in payload["results"]}
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        return [_named_eval(p, path) for p in (payload if isinstance(payload, list) else [payload])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise config_lib.ConfigError(
             f"{path} is not an eval JSON (write one with --mode=eval --output_json=FILE): {error}"
         ) from None
-    if payload.get("random_policy"):
-        kind, name = "random", "random"
-    else:
-        saved_model = os.path.normpath(payload.get("saved_model") or path)
-        parts = saved_model.split(os.sep)
-        # <kind dir>/<name>/<version>: experts/Boxing/1 -> expert, amn/amn-cpu/1 -> amn-cpu/1
-        kind = payload.get("kind") or ("expert" if "experts" in parts else "amn")
-        name = "/".join(parts[-2:]) if len(parts) >= 2 and parts[-1].isdigit() else parts[-1]
-        if kind == "expert":
-            name = "expert"
-    return {"path": path, "kind": kind, "name": name, "results": results}
 
 
 def saved_model_table(evals: list, bar: float = 90.0) -> str:
@@ -235,11 +241,7 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
     paper), with the games at or above ``bar`` % counted per model."""
     by_name = {}
     for item in evals:
-        if item["kind"] in ("expert", "random"):
-            key = item["kind"]
-        else:
-            key = item["name"]
-        by_name.setdefault(key, {}).update(item["results"])
+        by_name.setdefault(item["name"], {}).update(item["results"])
     others = [k for k in by_name if k not in ("expert", "random")]
     games = sorted({g for results in by_name.values() for g in results})
     header = "".join(f" {k} mean (max) | {k} % of expert |" for k in others)
@@ -255,15 +257,15 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
         expert = by_name.get("expert", {}).get(game)
         episodes = sorted({r[game]["episodes"] for r in by_name.values() if game in r})
         random_cell = "-" if random_result is None else f"{random_result['mean']:.1f}"
-        row = (f"| {game} | {random_cell} | "
-               f"{cell(expert)} | {'/'.join(str(e) for e in episodes)} |")
+        row = f"| {game} | {random_cell} | {cell(expert)} | {'/'.join(str(e) for e in episodes)} |"
         for key in others:
             mine = by_name[key].get(game)
-            percent = (float("nan") if mine is None or expert is None
+            percent = (None if mine is None or expert is None
                        else actor_mimic.percent_of_expert(mine["mean"], expert["mean"]))
-            if percent == percent and percent >= bar:
+            if percent is not None and percent >= bar:
                 met[key] += 1
-            row += f" {cell(mine)} | {'-' if percent != percent else f'{percent + 0.0:.0f}%'} |"
+            shown = "-" if percent is None or math.isnan(percent) else f"{percent + 0.0:.0f}%"
+            row += f" {cell(mine)} | {shown} |"
         lines.append(row)
     for key in others:
         lines.append(f"\n{key}: at least {bar:.0f}% of the expert on {met[key]} of "
@@ -272,7 +274,7 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
 
 
 def report_evals(paths, output_dir) -> dict:
-    evals = [load_eval(p) for p in paths]
+    evals = [item for p in paths for item in load_eval(p)]
     text = ("# Table 1 through the SavedModels\n\n"
             "Each model evaluated with `--mode=eval --saved_model=... --output_json=...` "
             "(mean and max unclipped return over the episodes shown, epsilon 0.05 for models, "

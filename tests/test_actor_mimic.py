@@ -329,7 +329,7 @@ def test_saved_model_table_percent_of_expert_and_bar(tmp_path):
         write("m.json", {"saved_model": "runs/exports/multitask_dqn/mdqn-cpu/1", "kind": "multitask_dqn",
                          "results": results(Boxing=40.0, Seaquest=900.0)}),
     ]
-    text = report.saved_model_table([report.load_eval(p) for p in paths])
+    text = report.saved_model_table([item for p in paths for item in report.load_eval(p)])
     lines = text.splitlines()
     assert lines[0].startswith("| game | random mean | expert mean (max) | episodes | amn-cpu/1 mean (max) |")
     assert "| Boxing | 0.5 | 40.0 (41) | 30 | 38.0 (39) | 95% | 40.0 (41) | 100% |" in lines

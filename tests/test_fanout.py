@@ -65,6 +65,10 @@ def test_eval_fan_out_without_ray_writes_one_json(tmp_path, pong_expert):
     rows = json.loads(output.read_text())
     assert [r["saved_model"] for r in rows] == [pong_expert.path] * 2
     assert rows[0]["results"][0]["game"] == "Pong"
+    # the same payload as a single eval's, so report's --report_evals reads it
+    from amn_tf import report
+
+    assert [e["name"] for e in report.load_eval(str(output))] == ["expert", "expert"]
 
 
 def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
