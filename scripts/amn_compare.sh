@@ -33,11 +33,8 @@ for step in "${steps[@]}"; do
         version=$(ls "$exports/$model" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
         out="$report_dir/$(basename "$model")-eval.json"
         if [ -z "$version" ]; then echo "no export under $exports/$model yet: skipped"; continue; fi
-        if [ ! -f "$out" ]; then
-          "$python" -m amn_tf.main --mode=eval --saved_model="$exports/$model/$version" \
-            --eval_episodes=30 --output_json="$out.tmp"
-          mv "$out.tmp" "$out"
-        fi
+        [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval \
+          --saved_model="$exports/$model/$version" --eval_episodes=30 --output_json="$out"
       done ;;
     report)
       runs=()
