@@ -160,13 +160,13 @@ def train(config) -> dict:
     trackables.update({f"target_head_{i}": h for i, h in enumerate(target_heads)})
     save_replay = config.save_replay or config.deterministic
     run = multigame.RunState(run_dir, trackables, memories, save_replay, config.seed, label, games)
+    reference = None
+    if experts:  # expert scores under the same protocol, for % of expert; measured once per
+        # run directory, so rerunning a finished run that lacks them fills them in
+        reference, _ = actor_mimic.measure_experts(run_dir, games, experts, protocol, config, label)
     if run.finished(config.steps_per_game):
         print(f"[{label}] run already finished: {run.state['summary'].get('export')}")
         return run.state["summary"]
-
-    reference = None
-    if experts:  # expert scores under the same protocol, for % of expert
-        reference, _ = actor_mimic.measure_experts(run_dir, games, experts, protocol, config, label)
     writer = run.open_logs()
 
     def run_evaluation():
