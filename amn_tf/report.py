@@ -62,8 +62,9 @@ def rows(run: dict) -> list:
 def comparison(runs: list) -> str:
     """Per game: the expert, then each run's final mean and % of expert, side by side."""
     games = sorted({g for run in runs for g in run["experts"]})
-    header = " | ".join(f"{r['kind']} {r['name']}" for r in runs)
-    lines = ["## Side by side (final mean test score, % of expert)\n",
+    header = " | ".join(f"{r['kind']} {r['name']} ({r['history'][-1]['frames'] / 1e6:g}M)"
+                        for r in runs)
+    lines = ["## Side by side (final mean test score, % of expert; frames per game in brackets)\n",
              f"| game | expert | {header} |", "| --- | ---: | " + " | ".join("---:" for _ in runs) + " |"]
     for game in games:
         expert = next(r["experts"][game]["mean"] for r in runs if game in r["experts"])

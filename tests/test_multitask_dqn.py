@@ -154,7 +154,7 @@ def test_report_puts_baselines_beside_the_experts(tmp_path):
                       f"--report_dir={tmp_path / 'docs'}")
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "docs" / "table1.md").read_text()
-    assert "| game | expert | MDQN mdqn | MCDQN mcdqn |" in table
+    assert "| game | expert | MDQN mdqn (0.0012M) | MCDQN mcdqn (0.0012M) |" in table  # 300 steps
     assert "| Pong |" in table and "| Breakout |" in table
 
 
