@@ -150,11 +150,31 @@ def frames_to_reach(points, score):
     return None
 
 
-def table2(groups, blocks=4, reach=None) -> str:
+def transfer_evals(evals: list) -> tuple:
+    """From ``--report_evals`` payloads: random play per game, and the final SavedModel
+    scores per (game, init label) of exported transfer DQNs (``transfer/<Game>-<init>/<v>``)."""
+    random_play, finals = {}, {}
+    for item in evals:
+        if item["name"] == "random":
+            random_play.update({g: r["mean"] for g, r in item["results"].items()})
+            continue
+        parts = item["name"].split("/")[0]
+        for game, result in item["results"].items():
+            if parts.startswith(game + "-"):
+                finals.setdefault((game, parts[len(game) + 1:]), []).append(result)
+    return random_play, finals
+
+
+def table2(groups, blocks=4, reach=None, evals=()) -> str:
+    random_play, saved_finals = transfer_evals(list(evals))
     lines = ["# Table 2 at CPU scale\n",
              "Mean test score (epsilon 0.05, unclipped) of the evaluations in each block of "
              "frames, averaged over seeds; best per column in bold. 'frames to reach' is the "
              "first evaluation at or above the score, mean over seeds that reached it.\n"]
+    if saved_finals:
+        lines.append("'final, SavedModel': each seed's exported DQN evaluated afterwards "
+                     "(`--mode=eval --output_json`, --report_evals), mean over seeds of the "
+                     "per-seed means, with the per-seed means in brackets.\n")
     for game, by_init in sorted(groups.items()):
         last = max(p[0] for runs in by_init.values() for r in runs for p in r["points"])
         block_frames = last / blocks
@@ -165,9 +185,12 @@ def table2(groups, blocks=4, reach=None) -> str:
         finals = [r["points"][-1][1] for runs in by_init.values() for r in runs]
         target = reach if reach is not None else 0.5 * max(finals)
         header = " | ".join(f"{(i + 1) * block_frames / 1e6:.2f}M" for i in range(blocks))
+        with_finals = any(g == game for g, _ in saved_finals)
+        extra = " final, SavedModel |" if with_finals else ""
         lines += [f"## {game}: frames per block {block_frames:,.0f}; reach score {target:.1f}\n",
-                  f"| init | seeds | {header} | frames to reach |",
-                  "| --- | ---: | " + " | ".join("---:" for _ in range(blocks)) + " | ---: |"]
+                  f"| init | seeds | {header} | frames to reach |{extra}",
+                  "| --- | ---: | " + " | ".join("---:" for _ in range(blocks)) + " | ---: |"
+                  + (" ---: |" if with_finals else "")]
         best = np.nanmax(np.stack(list(rows.values())), axis=0)
         for init, values in sorted(rows.items()):
             cells = [(f"**{v:.1f}**" if v == best[i] else f"{v:.1f}") for i, v in enumerate(values)]
@@ -175,12 +198,21 @@ def table2(groups, blocks=4, reach=None) -> str:
             got = [f for f in reached if f is not None]
             reach_text = (f"{np.mean(got):,.0f} ({len(got)}/{len(reached)} seeds)" if got
                           else f"not reached (0/{len(reached)})")
-            lines.append(f"| {init} | {len(by_init[init])} | " + " | ".join(cells) + f" | {reach_text} |")
+            row = f"| {init} | {len(by_init[init])} | " + " | ".join(cells) + f" | {reach_text} |"
+            if with_finals:
+                means = [r["mean"] for r in saved_finals.get((game, init), [])]
+                row += (f" {np.mean(means):.1f} ({', '.join(f'{m:.1f}' for m in means)}) |"
+                        if means else " - |")
+            lines.append(row)
+        if game in random_play:
+            lines.append(f"| random play | - | " + " | ".join("-" for _ in range(blocks))
+                         + " | - |" + (f" {random_play[game]:.1f} |" if with_finals else ""))
+            lines.append(f"\nRandom play (uniform legal actions): {random_play[game]:.1f}.")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot_transfer(groups, path):
+def plot_transfer(groups, path, random_play=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,6 +230,8 @@ def plot_transfer(groups, path):
             x = np.asarray(frames) / 1e6
             axis.plot(x, np.nanmean(values, 0), color=f"C{index}", label=f"{init} ({len(runs)} seeds)")
             axis.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=f"C{index}", alpha=0.2)
+        if random_play and game in random_play:
+            axis.axhline(random_play[game], color="gray", linestyle="--", label="random play")
         axis.set_title(f"{game}: transfer")
         axis.set_xlabel("frames (millions)")
         axis.set_ylabel("mean test return")
@@ -316,16 +350,17 @@ def run(config) -> dict:
         written.update(report_experts(dqn_dirs, config.output_dir))
     if transfer_dirs:
         groups = _group([load_transfer_run(d) for d in transfer_dirs])
-        text = table2(groups, config.blocks, config.reach_score)
+        evals = [item for p in config.evals for item in load_eval(p)]
+        text = table2(groups, config.blocks, config.reach_score, evals)
         path = os.path.join(config.output_dir, "table2.md")
         with open(path, "w") as handle:
             handle.write(text)
         plot_path = os.path.join(config.output_dir, "transfer_curves.png")
-        plot_transfer(groups, plot_path)
+        plot_transfer(groups, plot_path, transfer_evals(evals)[0])
         print(text)
         print(f"[report] table: {path}\n[report] learning curves: {plot_path}")
         written.update({"table2": path, "transfer_plot": plot_path})
-    if config.evals:
+    if config.evals and amn_dirs:  # with transfer runs alone the evals went into Table 2
         written.update(report_evals(config.evals, config.output_dir))
     return written
 

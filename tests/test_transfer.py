@@ -175,6 +175,27 @@ def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
     assert "(2/2 seeds)" in random_row  # every run reaches a score of -1 at its first eval
     assert "**" in table  # best per column marked
     assert (tmp_path / "docs" / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # With --report_evals: each seed's exported DQN through its SavedModel, and random play.
+    evals = {"random-seed0": ["--saved_model=" + str(tmp_path / "export" / "transfer" / "Breakout-random" / "1")],
+             "random-seed1": ["--saved_model=" + str(tmp_path / "export" / "transfer" / "Breakout-random" / "2")],
+             "random-play": ["--random_policy", "--game=Breakout"]}
+    for name, args in evals.items():
+        done = run_main("--mode=eval", *args, "--eval_episodes=1", "--eval_envs=1",
+                        "--eval_max_steps=200", f"--output_json={tmp_path / name}.json")
+        assert done.returncode == 0, done.stderr[-2000:]
+    means = {n: json.loads((tmp_path / f"{n}.json").read_text())["results"][0]["mean"] for n in evals}
+    report = run_main("--mode=report", f"--report_runs={','.join(runs)}",
+                      f"--report_dir={tmp_path / 'docs'}", "--report_blocks=2", "--reach_score=-1",
+                      "--report_evals=" + ",".join(f"{tmp_path / n}.json" for n in evals))
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = (tmp_path / "docs" / "table2.md").read_text()
+    assert "final, SavedModel |" in table and not (tmp_path / "docs" / "table1_saved_models.md").exists()
+    random_row = next(line for line in table.splitlines() if line.startswith("| random |"))
+    seeds = f"{means['random-seed0']:.1f}, {means['random-seed1']:.1f}"
+    assert random_row.endswith(f" {(means['random-seed0'] + means['random-seed1']) / 2:.1f} ({seeds}) |")
+    amn_row = next(line for line in table.splitlines() if line.startswith("| amn-tiny |"))
+    assert amn_row.endswith(" - |")  # not evaluated afterwards
+    assert f"Random play (uniform legal actions): {means['random-play']:.1f}." in table
 
 
 def test_rank_sources_prints_a_ranking_of_every_source(amn, tmp_path):
