@@ -205,7 +205,7 @@ def table2(groups, blocks=4, reach=None, evals=()) -> str:
                         if means else " - |")
             lines.append(row)
         if game in random_play:
-            lines.append(f"| random play | - | " + " | ".join("-" for _ in range(blocks))
+            lines.append("| random play | - | " + " | ".join("-" for _ in range(blocks))
                          + " | - |" + (f" {random_play[game]:.1f} |" if with_finals else ""))
             lines.append(f"\nRandom play (uniform legal actions): {random_play[game]:.1f}.")
         lines.append("")
