@@ -205,6 +205,17 @@ def init_label(init: str) -> str:
     return f"amn-{label}"
 
 
+def transfer_export_name(game: str, label: str) -> str:
+    """``saved_models/transfer/<Game>-<init label>/``; ``transfer_label`` reverses it."""
+    return f"{game}-{label}"
+
+
+def transfer_label(export_name: str, game: str) -> str | None:
+    """The init label of a transfer export named for ``game``, else None."""
+    prefix = transfer_export_name(game, "")
+    return export_name[len(prefix):] if export_name.startswith(prefix) else None
+
+
 
 
 @dataclasses.dataclass(frozen=True)

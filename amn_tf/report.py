@@ -158,15 +158,16 @@ def transfer_evals(evals: list) -> tuple:
         if item["name"] == "random":
             random_play.update({g: r["mean"] for g, r in item["results"].items()})
             continue
-        parts = item["name"].split("/")[0]
+        export_name = item["name"].split("/")[0]
         for game, result in item["results"].items():
-            if parts.startswith(game + "-"):
-                finals.setdefault((game, parts[len(game) + 1:]), []).append(result)
+            label = config_lib.transfer_label(export_name, game)
+            if label is not None:
+                finals.setdefault((game, label), []).append(result)
     return random_play, finals
 
 
-def table2(groups, blocks=4, reach=None, evals=()) -> str:
-    random_play, saved_finals = transfer_evals(list(evals))
+def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None) -> str:
+    random_play, saved_finals = random_play or {}, saved_finals or {}
     lines = ["# Table 2 at CPU scale\n",
              "Mean test score (epsilon 0.05, unclipped) of the evaluations in each block of "
              "frames, averaged over seeds; best per column in bold. 'frames to reach' is the "
@@ -205,8 +206,9 @@ def table2(groups, blocks=4, reach=None, evals=()) -> str:
                         if means else " - |")
             lines.append(row)
         if game in random_play:
-            lines.append("| random play | - | " + " | ".join("-" for _ in range(blocks))
-                         + " | - |" + (f" {random_play[game]:.1f} |" if with_finals else ""))
+            if with_finals:
+                lines.append("| random play | - | " + " | ".join("-" for _ in range(blocks))
+                             + f" | - | {random_play[game]:.1f} |")
             lines.append(f"\nRandom play (uniform legal actions): {random_play[game]:.1f}.")
         lines.append("")
     return "\n".join(lines)
@@ -308,8 +310,8 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
     return "\n".join(lines)
 
 
-def report_evals(paths, output_dir) -> dict:
-    evals = [item for p in paths for item in load_eval(p)]
+def report_evals(evals, output_dir) -> dict:
+    """Table 1 through the SavedModels from loaded eval payloads (``load_eval``)."""
     text = ("# Table 1 through the SavedModels\n\n"
             "Each model evaluated with `--mode=eval --saved_model=... --output_json=...` "
             "(mean and max unclipped return over the episodes shown, epsilon 0.05 for models, "
@@ -324,9 +326,10 @@ def report_evals(paths, output_dir) -> dict:
 
 
 def run(config) -> dict:
-    if config.evals and not config.run_dirs:
+    evals = [item for p in config.evals for item in load_eval(p)]  # bad JSON: before writing
+    if evals and not config.run_dirs:
         os.makedirs(config.output_dir, exist_ok=True)
-        return report_evals(config.evals, config.output_dir)
+        return report_evals(evals, config.output_dir)
     run_dirs = list(config.run_dirs) or sorted(glob.glob(os.path.join("runs", "amn-*"))
                                                + glob.glob(os.path.join("runs", "transfer-*")))
     if not run_dirs:
@@ -350,18 +353,18 @@ def run(config) -> dict:
         written.update(report_experts(dqn_dirs, config.output_dir))
     if transfer_dirs:
         groups = _group([load_transfer_run(d) for d in transfer_dirs])
-        evals = [item for p in config.evals for item in load_eval(p)]
-        text = table2(groups, config.blocks, config.reach_score, evals)
+        random_play, saved_finals = transfer_evals(evals)
+        text = table2(groups, config.blocks, config.reach_score, random_play, saved_finals)
         path = os.path.join(config.output_dir, "table2.md")
         with open(path, "w") as handle:
             handle.write(text)
         plot_path = os.path.join(config.output_dir, "transfer_curves.png")
-        plot_transfer(groups, plot_path, transfer_evals(evals)[0])
+        plot_transfer(groups, plot_path, random_play)
         print(text)
         print(f"[report] table: {path}\n[report] learning curves: {plot_path}")
         written.update({"table2": path, "transfer_plot": plot_path})
-    if config.evals and amn_dirs:  # with transfer runs alone the evals went into Table 2
-        written.update(report_evals(config.evals, config.output_dir))
+    if evals and amn_dirs:  # with transfer runs alone the evals went into Table 2
+        written.update(report_evals(evals, config.output_dir))
     return written
 
 

@@ -90,7 +90,7 @@ def train(config) -> dict:
     label = init_label(config.init)
     checkpoints.write_json_atomically(os.path.join(config.dqn.run_dir, "init.json"), origin)
     return dqn.train(config.dqn, network=model, export_kind="transfer",
-                     export_name=f"{config.dqn.game}-{label}")
+                     export_name=config_lib.transfer_export_name(config.dqn.game, label))
 
 
 def initial_weights_equal(model_a, model_b) -> bool:
