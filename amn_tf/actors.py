@@ -63,6 +63,13 @@ class ActorWorker:
         self.observations = None
         self.weights_version = -1
 
+    def ready(self) -> int:
+        """Traces the policy on one blank state per env, so that the first ``play`` call of
+        every worker costs what the later ones do; returns the number of envs."""
+        blank = np.zeros((len(self.game_of_env), *envs.OBSERVATION_SHAPE), np.uint8)
+        self.policy(blank, self.game_of_env)
+        return len(self.game_of_env)
+
     def set_weights(self, weights, version) -> None:
         if version != self.weights_version:
             self.amn.set_weights(weights)
@@ -167,6 +174,16 @@ class RemoteActors:
         self.version += 1
 
     def start(self, weights) -> None:
+        """Waits until every worker has built its emulators and traced its policy, then sets
+        them all playing. Without that barrier a worker that starts slowly (TensorFlow import
+        and tracing on a busy machine) can be outpaced by the others for the whole of a short
+        run, and its streams stay empty."""
+        try:
+            self.ray.get([worker.ready.remote() for worker in self.workers])
+        except self.ray.exceptions.RayError as error:
+            from amn_tf import runtime
+
+            raise runtime.RunError(f"an actor failed to start: {str(error).splitlines()[0]}") from None
         self.set_weights(weights)
         for k, worker in enumerate(self.workers):
             self._launch(k, worker)

@@ -18,6 +18,7 @@ def test_actor_chunks_record_what_in_process_play_records(float32_policy):
     # Episodes cut at 40 agent steps, so new episodes start inside the chunks.
     protocol = dataclasses.replace(envs.PROTOCOLS["paper"], max_episode_frames=160)
     worker = actors.ActorWorker(GAMES, 2, protocol, "vector", "small", epsilon=0.5, seed=3)
+    assert worker.ready() == 2 * len(GAMES)  # warming up touches neither envs nor random stream
     weights = [w + 0.01 for w in worker.amn.get_weights()]
     memories = [replay.ReplayMemory(400, 4) for _ in GAMES]  # actor 1 of 2: streams 2 and 3
     chunks = [worker.play(weights, 1, 30), worker.play(weights, 1, 30)]
