@@ -26,6 +26,47 @@ class CheckpointError(RuntimeError):
     pass
 
 
+def complete_checkpoints(directory: str) -> list[str]:
+    """Complete ``ckpt-<step>`` directories under ``directory``, newest first."""
+    found = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        path = os.path.join(directory, name)
+        if name.startswith(PREFIX) and os.path.exists(os.path.join(path, SENTINEL)):
+            try:
+                found.append((int(name[len(PREFIX) :]), path))
+            except ValueError:
+                continue
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def is_run_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "run.json"))
+
+
+def run_export(run_dir: str) -> str:
+    """The SavedModel that the training run in ``run_dir`` exported when it finished, as its
+    newest checkpoint records it. Raises CheckpointError (one line, with the fix) when the
+    run has not finished or its export is gone."""
+    newest = complete_checkpoints(os.path.join(run_dir, "checkpoints"))
+    if not newest:
+        raise CheckpointError(f"run {run_dir} has no complete checkpoint yet: rerun its training "
+                              "command to finish it, or pass a SavedModel version directory")
+    try:
+        with open(os.path.join(newest[0], "state.json")) as handle:
+            state = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"run {run_dir}: its newest checkpoint's state.json is unreadable "
+                              f"({error}); pass the SavedModel version directory instead") from None
+    path = (state.get("summary") or {}).get("export") if state.get("finished") else None
+    if not path:
+        raise CheckpointError(f"run {run_dir} has not finished (step {state.get('step')}), so it "
+                              "exported nothing yet: rerun its training command to finish it")
+    if not os.path.isdir(path):
+        raise CheckpointError(f"run {run_dir} exported {path}, which no longer exists: pass "
+                              "the SavedModel's new location instead")
+    return path
+
+
 
 def _fsync_tree(directory: str) -> None:
     for root, _, files in os.walk(directory):
@@ -64,15 +105,7 @@ class CheckpointManager:
 
     def complete(self) -> list[str]:
         """Complete checkpoints, newest first."""
-        found = []
-        for name in os.listdir(self.directory):
-            path = os.path.join(self.directory, name)
-            if name.startswith(PREFIX) and os.path.exists(os.path.join(path, SENTINEL)):
-                try:
-                    found.append((int(name[len(PREFIX) :]), path))
-                except ValueError:
-                    continue
-        return [path for _, path in sorted(found, reverse=True)]
+        return complete_checkpoints(self.directory)
 
     def save(self, step: int, trackables: dict, state: dict, replays=()) -> str:
         import tensorflow as tf

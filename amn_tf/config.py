@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from amn_tf import envs
+from amn_tf import checkpoints, envs
 
 MODES = ("dqn", "amn", "transfer", "rank_sources", "multitask_dqn", "eval", "report")
 
@@ -147,7 +147,8 @@ flags.DEFINE_list("saved_models", None, "eval: several SavedModels to evaluate (
                   "--ray_address, else one after another).")
 
 # ---------------------------------------------------------------------------- eval
-flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version directory.")
+flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version directory, or "
+                    "of a finished training run's directory (evaluates what that run exported).")
 flags.DEFINE_boolean("random_policy", False, "eval: play uniformly random legal actions instead "
                      "(the baseline every expert must beat).")
 flags.DEFINE_string("output_json", None, "eval: also write the results to this JSON file.")
@@ -586,7 +587,13 @@ def build_single(values):
         if values.random_policy:
             _require(values.game is not None, "--random_policy needs --game")
         game = envs.canonical_game(values.game) if values.game else None
-        return EvalRunConfig(values.saved_model, game, values.random_policy, _env(values),
+        saved_model = values.saved_model
+        if saved_model and checkpoints.is_run_dir(saved_model):
+            try:  # a training run's directory: evaluate what that run exported
+                saved_model = checkpoints.run_export(saved_model)
+            except checkpoints.CheckpointError as error:
+                raise ConfigError(str(error)) from None
+        return EvalRunConfig(saved_model, game, values.random_policy, _env(values),
                              _eval(values), values.output_json, values.seed)
     if values.mode == "report":
         for path in values.report_evals or ():

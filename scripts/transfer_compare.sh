@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Random vs AMN-policy (beta 0) vs AMN-feature (beta > 0) initialisation on one target game,
-# same seeds and budget (flags/transfer_cpu.flags), then Table 2 and the curves.
+# same seeds and budget (flags/transfer_cpu.flags), then each run's exported DQN and random
+# play evaluated through their SavedModels, then Table 2 and the curves.
 # Usage: scripts/transfer_compare.sh GAME AMN_POLICY_PATH AMN_FEATURE_PATH [SEEDS...]
 #   e.g. scripts/transfer_compare.sh Breakout saved_models/amn/policy/1 saved_models/amn/feature/1 0 1
-# Each run resumes if interrupted; rerun the same command.
+# Env: JOBS (trainings at once, default 1: one DQN keeps 2 cores busy; give the number of
+#   2-core slices you have), STEPS (any of "train evals report", default all three),
+#   EVAL_FLAGS (--eval_episodes=30), EXTRA_FLAGS (training only), REPORT_FLAGS (e.g. --reach_score=250),
+#   RUN_ROOT (runs), EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/transfer-GAME), PYTHON.
+# Each run resumes if interrupted and an eval JSON already written is kept: rerun the same
+# command. A run that fails stops the script after the others finish, with its log named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -11,16 +17,72 @@ game=$1 policy=$2 feature=$3
 shift 3
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(0 1)
-runs=()
+read -r -a steps <<< "${STEPS:-train evals report}"
+jobs=${JOBS:-1}
+root=${RUN_ROOT:-runs}
+report_dir=${REPORT_DIR:-docs/results/transfer-$game}
+eval_flags=${EVAL_FLAGS:---eval_episodes=30}
+runs=() inits=() names=()
 for seed in "${seeds[@]}"; do
   for init in random "amn:$policy" "amn:$feature"; do
     label=$(basename "$(dirname "${init#amn:}")")
     [ "$init" = random ] && label=random
-    run_dir="runs/transfer-$game-$label-seed$seed"
-    "$python" -m amn_tf.main --flagfile=flags/transfer_cpu.flags --game="$game" --init="$init" \
-      --seed="$seed" --run_dir="$run_dir" --export_dir="${EXPORT_DIR:-runs/exports}" ${EXTRA_FLAGS:-}
-    runs+=("$run_dir")
+    runs+=("$root/transfer-$game-$label-seed$seed")
+    inits+=("$init")
+    names+=("$label-seed$seed")
   done
 done
-"$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${runs[*]}")" \
-  --report_dir="${REPORT_DIR:-docs/results/transfer-$game}"
+if [ "${names[1]}" = "${names[2]}" ] || [ "${names[1]}" = "${names[0]}" ]; then
+  echo "transfer_compare: the policy and feature AMNs both give the label '${names[1]%-seed*}'" \
+    "(from saved_models/amn/<label>/<version>); export them under different names" >&2
+  exit 2
+fi
+
+train() {  # index -> one training run, its output also in <run dir>.log
+  local i=$1 run_dir=${runs[$1]}
+  mkdir -p "$(dirname "$run_dir")"
+  "$python" -m amn_tf.main --flagfile=flags/transfer_cpu.flags --game="$game" \
+    --init="${inits[$i]}" --seed="${seeds[$((i / 3))]}" --run_dir="$run_dir" \
+    --export_dir="${EXPORT_DIR:-runs/exports}" ${EXTRA_FLAGS:-} 2>&1 | tee -a "$run_dir.log"
+}
+
+for step in "${steps[@]}"; do
+  case $step in
+    train)
+      failed=()
+      pids=() started=()
+      for i in "${!runs[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+        train "$i" &
+        pids+=($!) started+=("$i")
+      done
+      for k in "${!pids[@]}"; do
+        wait "${pids[$k]}" || failed+=("${runs[${started[$k]}]}.log")
+      done
+      if [ ${#failed[@]} -gt 0 ]; then
+        echo "transfer_compare: training failed, see ${failed[*]}; rerun the same command to resume" >&2
+        exit 1
+      fi ;;
+    evals)
+      mkdir -p "$report_dir"
+      for i in "${!runs[@]}"; do  # the run directory stands for the SavedModel it exported
+        out="$report_dir/${names[$i]}-eval.json"
+        [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval --saved_model="${runs[$i]}" \
+          $eval_flags --output_json="$out"
+      done
+      out="$report_dir/random-play-eval.json"
+      [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval --random_policy --game="$game" \
+        $eval_flags --output_json="$out" ;;
+    report)
+      evals=()
+      for name in "${names[@]}" random-play; do
+        [ -f "$report_dir/$name-eval.json" ] && evals+=("$report_dir/$name-eval.json")
+      done
+      "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${runs[*]}")" \
+        --report_dir="$report_dir" ${evals:+--report_evals="$(IFS=,; echo "${evals[*]}")"} \
+        ${REPORT_FLAGS:-} ;;
+    *)
+      echo "transfer_compare: unknown step '$step' in STEPS (use train, evals, report)" >&2
+      exit 2 ;;
+  esac
+done

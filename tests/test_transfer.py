@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -176,13 +177,17 @@ def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
     assert "**" in table  # best per column marked
     assert (tmp_path / "docs" / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
     # With --report_evals: each seed's exported DQN through its SavedModel, and random play.
-    evals = {"random-seed0": ["--saved_model=" + str(tmp_path / "export" / "transfer" / "Breakout-random" / "1")],
-             "random-seed1": ["--saved_model=" + str(tmp_path / "export" / "transfer" / "Breakout-random" / "2")],
+    # A run directory stands for the SavedModel it exported (the runs finished in order, so
+    # seed 0 exported version 1 and seed 1 version 2).
+    evals = {"random-seed0": ["--saved_model=" + runs[0]], "random-seed1": ["--saved_model=" + runs[1]],
              "random-play": ["--random_policy", "--game=Breakout"]}
     for name, args in evals.items():
         done = run_main("--mode=eval", *args, "--eval_episodes=1", "--eval_envs=1",
                         "--eval_max_steps=200", f"--output_json={tmp_path / name}.json")
         assert done.returncode == 0, done.stderr[-2000:]
+    for seed in (0, 1):
+        evaluated = json.loads((tmp_path / f"random-seed{seed}.json").read_text())["saved_model"]
+        assert evaluated == str(tmp_path / "export" / "transfer" / "Breakout-random" / str(seed + 1))
     means = {n: json.loads((tmp_path / f"{n}.json").read_text())["results"][0]["mean"] for n in evals}
     report = run_main("--mode=report", f"--report_runs={','.join(runs)}",
                       f"--report_dir={tmp_path / 'docs'}", "--report_blocks=2", "--reach_score=-1",
@@ -228,3 +233,72 @@ def test_large_amn_transfers_end_to_end(tmp_path):
     assert origin["network"] == "large"
     for mine, theirs in zip(copied.get_weights(), large.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_eval_of_a_run_directory_that_exported_nothing_one_line(amn, tmp_path):
+    _, saved, _ = amn
+    run_dir = tmp_path / "run"
+    done = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Breakout", "--init=random",
+                    f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'export'}",
+                    "--training_steps=200", "--learning_starts=100", "--checkpoint_period=100")
+    assert done.returncode == 0, done.stderr[-2000:]
+    newest = sorted((run_dir / "checkpoints").iterdir())[-1]
+    state = json.loads((newest / "state.json").read_text())
+    assert state["finished"] and state["summary"]["export"].endswith("Breakout-random/1")
+    unfinished = tmp_path / "unfinished"  # the same run as it stood before its final checkpoint
+    shutil.copytree(run_dir, unfinished)
+    shutil.rmtree(unfinished / "checkpoints" / newest.name)
+    empty = tmp_path / "empty"
+    (empty / "checkpoints").mkdir(parents=True)
+    shutil.copy(run_dir / "run.json", empty / "run.json")
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    shutil.move(tmp_path / "export", tmp_path / "export-elsewhere")
+    cases = [(unfinished, "has not finished (step 100)"), (empty, "has no complete checkpoint yet"),
+             (moved, "which no longer exists")]
+    for path, message in cases:
+        result = run_main("--mode=eval", f"--saved_model={path}", "--eval_episodes=1",
+                          f"--output_json={tmp_path / 'out.json'}")
+        assert result.returncode != 0 and message in result.stderr, (path, result.stderr[-500:])
+        assert "Traceback" not in result.stderr and not (tmp_path / "out.json").exists()
+
+
+def test_transfer_compare_script_trains_evaluates_and_reports(amn, tmp_path):
+    """scripts/transfer_compare.sh end to end at a tiny budget: three inits trained two at a
+    time, each run's export and random play evaluated, Table 2 with the SavedModel column;
+    rerunning it trains nothing and keeps the evaluations."""
+    _, saved, _ = amn
+    amns = {name: tmp_path / "amn" / name / "1" for name in ("policy", "feature")}
+    for path in amns.values():
+        shutil.copytree(saved, path)
+    tiny_eval = "--eval_episodes=1 --eval_envs=1 --eval_max_steps=200"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHON=sys.executable, JOBS="2",
+               RUN_ROOT=str(tmp_path / "runs"), EXPORT_DIR=str(tmp_path / "export"),
+               REPORT_DIR=str(tmp_path / "report"), EVAL_FLAGS=tiny_eval,
+               EXTRA_FLAGS="--training_steps=200 --learning_starts=100 --eval_period=100 "
+                           "--checkpoint_period=100 --replay_capacity=1000 --num_envs=1 " + tiny_eval,
+               REPORT_FLAGS="--report_blocks=2 --reach_score=-1")
+    command = ["bash", "scripts/transfer_compare.sh", "Breakout", str(amns["policy"]), str(amns["feature"]), "0"]
+    first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = tmp_path / "report"
+    labels = {"random": "random", "policy": "amn-policy", "feature": "amn-feature"}
+    for name, label in labels.items():
+        assert (tmp_path / "runs" / f"transfer-Breakout-{name}-seed0.log").exists()
+        evaluated = json.loads((report / f"{name}-seed0-eval.json").read_text())
+        assert evaluated["saved_model"] == str(tmp_path / "export" / "transfer" / f"Breakout-{label}" / "1")
+    table = (report / "table2.md").read_text()
+    for label in labels.values():
+        row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+        assert "| 1 |" in row and not row.endswith(" - |")  # one seed, evaluated afterwards
+    random_play = json.loads((report / "random-play-eval.json").read_text())["results"][0]["mean"]
+    assert f"Random play (uniform legal actions): {random_play:.1f}." in table
+    assert (report / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
+    written = {p.name: p.stat().st_mtime_ns for p in report.glob("*-eval.json")}
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("run already finished") == 3
+    assert {p.name: p.stat().st_mtime_ns for p in report.glob("*-eval.json")} == written
+    same = subprocess.run(["bash", "scripts/transfer_compare.sh", "Breakout", str(amns["policy"]),
+                           str(amns["policy"]), "0"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert same.returncode == 2 and "both give the label 'policy'" in same.stderr
