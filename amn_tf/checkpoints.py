@@ -67,7 +67,6 @@ def run_export(run_dir: str) -> str:
     return path
 
 
-
 def _fsync_tree(directory: str) -> None:
     for root, _, files in os.walk(directory):
         for name in files:
