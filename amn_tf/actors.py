@@ -181,12 +181,18 @@ class RemoteActors:
         try:
             self.ray.get([worker.ready.remote() for worker in self.workers])
         except self.ray.exceptions.RayError as error:
-            from amn_tf import runtime
-
-            raise runtime.RunError(f"an actor failed to start: {str(error).splitlines()[0]}") from None
+            raise self._failed("an actor failed to start", error) from None
         self.set_weights(weights)
         for k, worker in enumerate(self.workers):
             self._launch(k, worker)
+
+    @staticmethod
+    def _failed(what: str, error) -> Exception:
+        """One line for a Ray actor failure: what happened, Ray's first line, and the fix."""
+        from amn_tf import runtime
+
+        return runtime.RunError(f"{what}: {str(error).splitlines()[0]}; rerun the same command "
+                                "to resume from the last checkpoint")
 
     def _launch(self, k, worker) -> None:
         ref = worker.play.remote(self.weights_ref, self.version, self.chunk_steps)
@@ -199,10 +205,7 @@ class RemoteActors:
             [ready], _ = self.ray.wait(list(self.pending), num_returns=1)
             chunk = self.ray.get(ready)
         except self.ray.exceptions.RayError as error:
-            from amn_tf import runtime
-
-            raise runtime.RunError(f"an actor died: {str(error).splitlines()[0]}; rerun the same "
-                                   "command to resume from the last checkpoint") from None
+            raise self._failed("an actor died", error) from None
         k, worker = self.pending.pop(ready)
         ingest(chunk, self.memories, self.streams_of(k))
         for game, record in zip(self.games, chunk["games"]):

@@ -39,34 +39,6 @@ def complete_checkpoints(directory: str) -> list[str]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-def is_run_dir(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "run.json"))
-
-
-def run_export(run_dir: str) -> str:
-    """The SavedModel that the training run in ``run_dir`` exported when it finished, as its
-    newest checkpoint records it. Raises CheckpointError (one line, with the fix) when the
-    run has not finished or its export is gone."""
-    newest = complete_checkpoints(os.path.join(run_dir, "checkpoints"))
-    if not newest:
-        raise CheckpointError(f"run {run_dir} has no complete checkpoint yet: rerun its training "
-                              "command to finish it, or pass a SavedModel version directory")
-    try:
-        with open(os.path.join(newest[0], "state.json")) as handle:
-            state = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"run {run_dir}: its newest checkpoint's state.json is unreadable "
-                              f"({error}); pass the SavedModel version directory instead") from None
-    path = (state.get("summary") or {}).get("export") if state.get("finished") else None
-    if not path:
-        raise CheckpointError(f"run {run_dir} has not finished (step {state.get('step')}), so it "
-                              "exported nothing yet: rerun its training command to finish it")
-    if not os.path.isdir(path):
-        raise CheckpointError(f"run {run_dir} exported {path}, which no longer exists: pass "
-                              "the SavedModel's new location instead")
-    return path
-
-
 def _fsync_tree(directory: str) -> None:
     for root, _, files in os.walk(directory):
         for name in files:

@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from amn_tf import checkpoints, envs
+from amn_tf import envs, runtime
 
 MODES = ("dqn", "amn", "transfer", "rank_sources", "multitask_dqn", "eval", "report")
 
@@ -215,8 +215,6 @@ def transfer_label(export_name: str, game: str) -> str | None:
     """The init label of a transfer export named for ``game``, else None."""
     prefix = transfer_export_name(game, "")
     return export_name[len(prefix):] if export_name.startswith(prefix) else None
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -588,10 +586,10 @@ def build_single(values):
             _require(values.game is not None, "--random_policy needs --game")
         game = envs.canonical_game(values.game) if values.game else None
         saved_model = values.saved_model
-        if saved_model and checkpoints.is_run_dir(saved_model):
+        if saved_model and runtime.is_run_dir(saved_model):
             try:  # a training run's directory: evaluate what that run exported
-                saved_model = checkpoints.run_export(saved_model)
-            except checkpoints.CheckpointError as error:
+                saved_model = runtime.run_export(saved_model)
+            except runtime.RunError as error:
                 raise ConfigError(str(error)) from None
         return EvalRunConfig(saved_model, game, values.random_policy, _env(values),
                              _eval(values), values.output_json, values.seed)

@@ -49,15 +49,14 @@ train() {  # index -> one training run, its output also in <run dir>.log
 for step in "${steps[@]}"; do
   case $step in
     train)
-      failed=()
-      pids=() started=()
-      for i in "${!runs[@]}"; do
+      pids=() failed=()
+      for i in "${!runs[@]}"; do  # at most $jobs at once; pids[i] trains runs[i]
         while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
         train "$i" &
-        pids+=($!) started+=("$i")
+        pids+=($!)
       done
-      for k in "${!pids[@]}"; do
-        wait "${pids[$k]}" || failed+=("${runs[${started[$k]}]}.log")
+      for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || failed+=("${runs[$i]}.log")
       done
       if [ ${#failed[@]} -gt 0 ]; then
         echo "transfer_compare: training failed, see ${failed[*]}; rerun the same command to resume" >&2
