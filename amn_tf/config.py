@@ -62,6 +62,9 @@ flags.DEFINE_float("learning_rate", 1e-4, "DQN learning rate.", lower_bound=0.0)
 flags.DEFINE_float("adam_epsilon", 1.5e-4, "Adam epsilon.", lower_bound=0.0)
 flags.DEFINE_boolean("double_dqn", True, "Double DQN targets (online argmax, target value).")
 flags.DEFINE_float("reward_clip", 1.0, "Clip learning rewards to [-c, c]; 0 disables.", lower_bound=0.0)
+flags.DEFINE_integer("n_step", 1, "Steps of the bootstrapped return: r_0 + gamma r_1 + ... + gamma^(n-1) "
+                     "r_(n-1) + gamma^n max Q(s_n) (1: the authors' one-step Q-learning; 3: the fast "
+                     "expert recipe). Cut short at episode ends.", lower_bound=1, upper_bound=10)
 flags.DEFINE_float("eval_epsilon", 0.05, "Exploration rate of test play.", lower_bound=0.0,
                    upper_bound=1.0)
 flags.DEFINE_integer("eval_period", 100_000, "Agent steps between test plays during training.",
@@ -254,6 +257,7 @@ class DqnConfig:
     adam_epsilon: float
     double_dqn: bool
     reward_clip: float
+    n_step: int
     eval_period: int
     checkpoint_period: int
     save_replay: bool
@@ -340,6 +344,7 @@ class MultitaskDqnConfig:
     adam_epsilon: float
     double_dqn: bool
     reward_clip: float
+    n_step: int
     eval_period: int
     checkpoint_period: int
     save_replay: bool
@@ -485,7 +490,7 @@ def build_single(values):
             gamma=values.gamma, epsilon_start=values.epsilon_start, epsilon_end=values.epsilon_end,
             epsilon_decay_steps=values.epsilon_decay_steps, optimizer=values.optimizer,
             learning_rate=values.learning_rate, adam_epsilon=values.adam_epsilon,
-            double_dqn=values.double_dqn, reward_clip=values.reward_clip,
+            double_dqn=values.double_dqn, reward_clip=values.reward_clip, n_step=values.n_step,
             eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
             save_replay=values.save_replay, export_dir=values.export_dir,
             log_period=values.log_period, jit_compile=values.jit_compile,
@@ -562,7 +567,7 @@ def build_single(values):
             epsilon_start=values.epsilon_start, epsilon_end=values.epsilon_end,
             epsilon_decay_steps=values.epsilon_decay_steps, optimizer=values.optimizer,
             learning_rate=values.learning_rate, adam_epsilon=values.adam_epsilon,
-            double_dqn=values.double_dqn, reward_clip=values.reward_clip,
+            double_dqn=values.double_dqn, reward_clip=values.reward_clip, n_step=values.n_step,
             eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
             save_replay=values.save_replay, export_dir=values.export_dir, name=values.amn_name,
             log_period=values.log_period, precision=values.precision,

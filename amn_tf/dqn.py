@@ -68,11 +68,13 @@ class DqnLearner:
     target = r_t + discount_t * Q_target(s_t, argmax_{a legal} Q(s_t, a))   (double DQN)
     target = r_t + discount_t * max_{a legal} Q_target(s_t, a)             (DQN)
     loss   = mean Huber(target - Q(s_tm1, a_tm1))   (TD error clipped to [-1, 1] in the gradient)
+
+    The dataset's batches carry the (clipped, possibly n-step) return ``r_t`` and the
+    discount to the bootstrap state ``s_t`` (``replay.transition_dataset``).
     """
 
     def __init__(self, online, target, optimizer, dataset, action_to_output, output_mask,
-                 double_dqn=True, reward_clip=1.0, jit_compile=False, skip_nonfinite=False,
-                 strategy=None):
+                 double_dqn=True, jit_compile=False, skip_nonfinite=False, strategy=None):
         """With ``strategy`` (a tf.distribute strategy), build the networks, the optimizer and
         this learner inside ``strategy.scope()``; each replica takes a slice of the batch."""
         self.online = online
@@ -81,7 +83,6 @@ class DqnLearner:
         self._action_to_output = tf.constant(action_to_output, tf.int32)
         self._output_mask = tf.constant(output_mask, tf.bool)
         self._double = double_dqn
-        self._reward_clip = float(reward_clip)
         self.skip_nonfinite = skip_nonfinite
         self.updates = learning.counter("updates")
         self.skipped = learning.counter("skipped_updates")
@@ -92,12 +93,9 @@ class DqnLearner:
 
     def targets(self, batch):
         """Inputs of the TD target, computed outside the gradient tape."""
-        r_t = batch["r_t"]
-        if self._reward_clip > 0:
-            r_t = tf.clip_by_value(r_t, -self._reward_clip, self._reward_clip)
         q_t_target, _ = self.target(batch["s_t"], training=False)
         q_t_online = self.online(batch["s_t"], training=False)[0] if self._double else None
-        return r_t, q_t_target, q_t_online
+        return batch["r_t"], q_t_target, q_t_online
 
     def loss(self, batch, targets=None):
         r_t, q_t_target, q_t_online = targets or self.targets(batch)
@@ -172,7 +170,8 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     memory = replay.ReplayMemory(config.replay_capacity, config.env.num_envs, seed=config.seed)
     life_loss_terminal = envs.get_protocol(config.env.protocol).life_loss_terminal
     dataset = replay.transition_dataset(memory, config.batch_size, config.gamma, life_loss_terminal,
-                                        prefetch=0 if config.deterministic else 2)
+                                        prefetch=0 if config.deterministic else 2,
+                                        n_step=config.n_step, reward_clip=config.reward_clip)
     with strategy.scope() if strategy else contextlib.nullcontext():
         if network is None:
             online = networks.nature_dqn(len(legal), name="online")
@@ -184,7 +183,7 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
         output_actions, output_mask, action_to_output = action_tables(legal, online.outputs[0].shape[-1])
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon)
         learner = DqnLearner(online, target, optimizer, dataset, action_to_output, output_mask,
-                             config.double_dqn, config.reward_clip, config.jit_compile,
+                             config.double_dqn, config.jit_compile,
                              config.skip_nonfinite, strategy)
     rng = np.random.default_rng(config.seed)
     actor = EpsilonGreedyActor(GreedyPolicy(online, output_actions, output_mask), legal, rng)

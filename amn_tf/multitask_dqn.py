@@ -40,7 +40,7 @@ from amn_tf import (
 
 class MultitaskDqnLearner:
     def __init__(self, torso, heads, target_torso, target_heads, optimizer, dataset, legal_by_game,
-                 batch_per_game, double_dqn=True, reward_clip=1.0, skip_nonfinite=False):
+                 batch_per_game, double_dqn=True, skip_nonfinite=False):
         self.torso, self.heads = torso, heads
         self.target_torso, self.target_heads = target_torso, target_heads
         self.optimizer = optimizer
@@ -48,7 +48,6 @@ class MultitaskDqnLearner:
         self._action_to_output = [tf.constant(t, tf.int32) for t in tables]
         self._b = batch_per_game
         self._double = double_dqn
-        self._reward_clip = float(reward_clip)
         self.skip_nonfinite = skip_nonfinite
         self.variables = list(torso.trainable_variables)
         for head in heads:
@@ -64,9 +63,7 @@ class MultitaskDqnLearner:
 
     def td_errors(self, batch):
         """Per-sample TD errors, each through its own game's head (online and target)."""
-        r_t = batch["r_t"]
-        if self._reward_clip > 0:
-            r_t = tf.clip_by_value(r_t, -self._reward_clip, self._reward_clip)
+        r_t = batch["r_t"]  # clipped (and n-step) in the dataset
         shared_t_target = self.target_torso(batch["s_t"], training=False)
         shared_t_online = self.torso(batch["s_t"], training=False) if self._double else None
         shared_tm1 = self.torso(batch["s_tm1"], training=True)
@@ -148,10 +145,11 @@ def train(config) -> dict:
                 for i, _ in enumerate(games)]
     dataset = replay.multitask_transition_dataset(memories, config.batch_per_game, config.gamma,
                                                   life_loss_terminal,
-                                                  prefetch=0 if config.deterministic else 2)
+                                                  prefetch=0 if config.deterministic else 2,
+                                                  n_step=config.n_step, reward_clip=config.reward_clip)
     learner = MultitaskDqnLearner(torso, heads, target_torso, target_heads, optimizer, dataset,
                                   legal_by_game, config.batch_per_game, config.double_dqn,
-                                  config.reward_clip, config.skip_nonfinite)
+                                  config.skip_nonfinite)
     policies = [HeadPolicy(torso, head, legal) for head, legal in zip(heads, legal_by_game)]
 
     trackables = {"torso": torso, "target_torso": target_torso, "optimizer": optimizer,

@@ -20,6 +20,7 @@ four frames per episode for the start/end entries.
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 
 import numpy as np
@@ -62,6 +63,9 @@ class ReplayMemory:
         self.flags = np.zeros(shape, np.uint8)
         self.cursor = np.zeros(num_streams, np.int64)  # entries ever written, per stream
         self.rng = np.random.default_rng(seed)
+        # Writers (the acting loop) and readers (tf.data's sampling thread) take this lock, so a
+        # sampled window never holds a frame written after its transition was found valid.
+        self.lock = threading.Lock()
 
     # ----------------------------------------------------------------- writing
     def _write(self, streams: np.ndarray, frames: np.ndarray) -> None:
@@ -76,8 +80,9 @@ class ReplayMemory:
     def start_episodes(self, streams, observations: np.ndarray) -> None:
         """Writes the first observation ``[n, 84, 84, 4]`` of new episodes."""
         streams = np.atleast_1d(np.asarray(streams, np.int64))
-        for k in range(envs.STACK):
-            self._write(streams, observations[..., k])
+        with self.lock:
+            for k in range(envs.STACK):
+                self._write(streams, observations[..., k])
 
     def append(self, streams, actions, rewards, terminated, truncated, life_lost, next_obs):
         """Records the step taken from each stream's latest entry and its next observation.
@@ -94,11 +99,12 @@ class ReplayMemory:
         flags |= np.where(terminated, TERMINATED, 0).astype(np.uint8)
         flags |= np.where(truncated, TRUNCATED, 0).astype(np.uint8)
         flags |= np.where(life_lost, LIFE_LOST, 0).astype(np.uint8)
-        self.actions[streams, latest] = actions
-        self.rewards[streams, latest] = rewards
-        self._write(streams, next_obs[..., -1])
-        # Set after the write: the write may have cleared the bit on a wrapped ring.
-        self.flags[streams, latest] = flags
+        with self.lock:
+            self.actions[streams, latest] = actions
+            self.rewards[streams, latest] = rewards
+            self._write(streams, next_obs[..., -1])
+            # Set after the write: the write may have cleared the bit on a wrapped ring.
+            self.flags[streams, latest] = flags
 
     # ---------------------------------------------------------------- sampling
     def __len__(self) -> int:
@@ -125,42 +131,86 @@ class ReplayMemory:
             entries = np.concatenate([entries, e[ok]])
         return streams[:batch_size], entries[:batch_size]
 
-    def gather_window(self, streams, entries, gamma: float, life_loss_terminal: bool) -> dict:
-        """Transitions as one frame window per sample: ``frames`` [B, 5, 84, 84] holds
-        s_tm1 (frames 0..3) and s_t (frames 1..4); see ``split_window``.
+    def gather_window(self, streams, entries, gamma: float, life_loss_terminal: bool,
+                      n_step: int = 1, reward_clip: float = 0.0) -> dict:
+        """Transitions as one frame window per sample; see ``split_window``.
 
-        discount_t = gamma * (1 - terminal), where terminal is game over, or a life loss
-        when ``life_loss_terminal``; truncation is not terminal (it bootstraps).
+        One step (``n_step == 1``): ``frames`` [B, 5, 84, 84] holds s_tm1 (frames 0..3) and
+        s_t (frames 1..4), ``r_t`` the reward and discount_t = gamma * (1 - terminal).
+
+        n steps: ``frames`` [B, 8, 84, 84] holds s_tm1 (0..3) and the bootstrap state s_t
+        (4..7), m <= n steps later; the walk stops early at an episode end or at the newest
+        entry. With r the per-step rewards clipped to [-reward_clip, reward_clip]:
+
+            r_t        = r_0 + gamma r_1 + ... + gamma^(m-1) r_(m-1)
+            discount_t = gamma^m * (1 - terminal)
+
+        terminal is game over, or a life loss when ``life_loss_terminal``; truncation is
+        not terminal (it bootstraps from the final observation).
         """
-        window = (entries[:, None] + np.arange(-envs.STACK + 1, 2)) % self.stream_capacity
-        flags = self.flags[streams, entries]
-        terminal = (flags & TERMINATED) != 0
-        if life_loss_terminal:
-            terminal |= (flags & LIFE_LOST) != 0
+        ended_mask = TERMINATED | TRUNCATED | (LIFE_LOST if life_loss_terminal else 0)
+        terminal_mask = TERMINATED | (LIFE_LOST if life_loss_terminal else 0)
+        returns = np.zeros(len(entries), np.float64)
+        discount = np.ones(len(entries), np.float64)
+        steps = np.zeros(len(entries), np.int64)
+        open_ = np.ones(len(entries), bool)  # still walking forward
+        terminal = np.zeros(len(entries), bool)
+        for k in range(n_step):
+            position = (entries + k) % self.stream_capacity
+            flags = self.flags[streams, position]
+            # Step 0 is valid by sampling; a later step counts if it starts a transition.
+            take = open_ & ((flags & VALID) != 0) if k else open_
+            reward = self.rewards[streams, position].astype(np.float64)
+            if reward_clip > 0:
+                reward = np.clip(reward, -reward_clip, reward_clip)
+            returns += np.where(take, discount * reward, 0.0)
+            discount = np.where(take, discount * gamma, discount)
+            steps += take
+            terminal |= take & ((flags & terminal_mask) != 0)
+            open_ = take & ((flags & ended_mask) == 0)
+        first = np.arange(-envs.STACK + 1, 1)
+        if n_step == 1:
+            window = entries[:, None] + np.arange(-envs.STACK + 1, 2)
+        else:
+            window = np.concatenate([entries[:, None] + first, (entries + steps)[:, None] + first], 1)
         return {
-            "frames": self.frames[streams[:, None], window],
+            "frames": self.frames[streams[:, None], window % self.stream_capacity],
             "a_tm1": self.actions[streams, entries].astype(np.int32),
-            "r_t": self.rewards[streams, entries],
-            "discount_t": (gamma * (1.0 - terminal)).astype(np.float32),
+            "r_t": returns.astype(np.float32),
+            "discount_t": (discount * (1.0 - terminal)).astype(np.float32),
         }
 
-    def gather(self, streams, entries, gamma: float, life_loss_terminal: bool) -> dict:
+    def sample_window(self, batch_size: int, gamma: float, life_loss_terminal: bool,
+                      n_step: int = 1, reward_clip: float = 0.0) -> dict:
+        """``sample_indices`` and ``gather_window`` under the memory's lock (safe beside a
+        writer in another thread)."""
+        with self.lock:
+            streams, entries = self.sample_indices(batch_size)
+            return self.gather_window(streams, entries, gamma, life_loss_terminal, n_step, reward_clip)
+
+    def gather(self, streams, entries, gamma: float, life_loss_terminal: bool, n_step: int = 1,
+               reward_clip: float = 0.0) -> dict:
         """Rebuilds transitions ``(s_tm1, a_tm1, r_t, discount_t, s_t)`` as numpy arrays."""
-        batch = self.gather_window(streams, entries, gamma, life_loss_terminal)
-        stacks = batch.pop("frames").transpose(0, 2, 3, 1)  # [B, 84, 84, 5]
-        batch["s_tm1"] = np.ascontiguousarray(stacks[..., :-1])
-        batch["s_t"] = np.ascontiguousarray(stacks[..., 1:])
+        batch = self.gather_window(streams, entries, gamma, life_loss_terminal, n_step, reward_clip)
+        frames = batch.pop("frames").transpose(0, 2, 3, 1)  # [B, 84, 84, 5 or 8]
+        split = 1 if frames.shape[-1] == envs.STACK + 1 else envs.STACK
+        batch["s_tm1"] = np.ascontiguousarray(frames[..., : envs.STACK])
+        batch["s_t"] = np.ascontiguousarray(frames[..., split:])
         return batch
 
-    def sample(self, batch_size: int, gamma: float = 0.99, life_loss_terminal=True) -> dict:
-        streams, entries = self.sample_indices(batch_size)
-        return self.gather(streams, entries, gamma, life_loss_terminal)
+    def sample(self, batch_size: int, gamma: float = 0.99, life_loss_terminal=True, n_step: int = 1,
+               reward_clip: float = 0.0) -> dict:
+        with self.lock:
+            streams, entries = self.sample_indices(batch_size)
+            return self.gather(streams, entries, gamma, life_loss_terminal, n_step, reward_clip)
 
     def sample_states(self, batch_size: int) -> np.ndarray:
         """States only ``[B, 84, 84, 4]`` (what the AMN learner needs)."""
-        streams, entries = self.sample_indices(batch_size)
-        window = (entries[:, None] + np.arange(-envs.STACK + 1, 1)) % self.stream_capacity
-        return np.ascontiguousarray(self.frames[streams[:, None], window].transpose(0, 2, 3, 1))
+        with self.lock:
+            streams, entries = self.sample_indices(batch_size)
+            window = (entries[:, None] + np.arange(-envs.STACK + 1, 1)) % self.stream_capacity
+            frames = self.frames[streams[:, None], window]
+        return np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.frames, self.actions, self.rewards, self.flags))
@@ -220,13 +270,15 @@ def _finish(dataset, prefetch: int):
 
 
 def split_window(batch):
-    """TF side of ``gather_window``: [B, 5, 84, 84] -> s_tm1, s_t [B, 84, 84, 4]."""
+    """TF side of ``gather_window``: [B, 5, 84, 84] (one step: overlapping stacks) or
+    [B, 8, 84, 84] (n steps: two stacks) -> s_tm1, s_t [B, 84, 84, 4]."""
     import tensorflow as tf
 
     batch = dict(batch)
     stacks = tf.transpose(batch.pop("frames"), [0, 2, 3, 1])
-    batch["s_tm1"] = stacks[..., :-1]
-    batch["s_t"] = stacks[..., 1:]
+    split = 1 if stacks.shape[-1] == envs.STACK + 1 else envs.STACK
+    batch["s_tm1"] = stacks[..., : envs.STACK]
+    batch["s_t"] = stacks[..., split:]
     return batch
 
 
@@ -241,11 +293,15 @@ def _blocked(batch: dict, block: int) -> dict:
     return {key: value.reshape(block, -1, *value.shape[1:]) for key, value in batch.items()}
 
 
-def _transition_signature(total: int, block: int) -> dict:
+def _window_frames(n_step: int) -> int:
+    return envs.STACK + 1 if n_step == 1 else 2 * envs.STACK
+
+
+def _transition_signature(total: int, block: int, n_step: int = 1) -> dict:
     import tensorflow as tf
 
     return {
-        "frames": tf.TensorSpec([block, total, envs.STACK + 1, *envs.FRAME_SHAPE], tf.uint8),
+        "frames": tf.TensorSpec([block, total, _window_frames(n_step), *envs.FRAME_SHAPE], tf.uint8),
         "a_tm1": tf.TensorSpec([block, total], tf.int32),
         "r_t": tf.TensorSpec([block, total], tf.float32),
         "discount_t": tf.TensorSpec([block, total], tf.float32),
@@ -253,13 +309,15 @@ def _transition_signature(total: int, block: int) -> dict:
 
 
 def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_terminal, prefetch=2,
-                       block=8):
-    """Endless tf.data stream of transition batches ``{s_tm1, a_tm1, r_t, discount_t, s_t}``.
+                       block=8, n_step=1, reward_clip=0.0):
+    """Endless tf.data stream of transition batches ``{s_tm1, a_tm1, r_t, discount_t, s_t}``
+    (``n_step``-step returns of rewards clipped to ``reward_clip``; see ``gather_window``).
 
-    Python only gathers one 5-frame window per sample; splitting it into the two stacks
+    Python only gathers one frame window per sample; splitting it into the two stacks
     runs in TensorFlow. With ``prefetch > 0`` sampling runs in a background thread, ahead
-    of the learner, ``block`` batches per Python call; ``prefetch=0`` samples one batch
-    synchronously, when asked (reproducible runs).
+    of the learner, ``block`` batches per Python call (under the memory's lock, so the
+    acting loop may append meanwhile); ``prefetch=0`` samples one batch synchronously, when
+    asked (reproducible runs).
     """
     import tensorflow as tf
 
@@ -267,11 +325,11 @@ def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_termin
 
     def generate():
         while True:
-            streams, entries = memory.sample_indices(batch_size * block)
-            yield _blocked(memory.gather_window(streams, entries, gamma, life_loss_terminal), block)
+            yield _blocked(memory.sample_window(batch_size * block, gamma, life_loss_terminal,
+                                                n_step, reward_clip), block)
 
     dataset = tf.data.Dataset.from_generator(
-        generate, output_signature=_transition_signature(batch_size, block))
+        generate, output_signature=_transition_signature(batch_size, block, n_step))
     return _finish(dataset.unbatch().map(split_window), prefetch)
 
 
@@ -315,7 +373,7 @@ def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, rep
 
 
 def multitask_transition_dataset(memories: list, batch_per_game: int, gamma, life_loss_terminal,
-                                 prefetch=2, block=8):
+                                 prefetch=2, block=8, n_step=1, reward_clip=0.0):
     """Endless stream of transition batches with ``batch_per_game`` transitions from each
     game's own memory, concatenated in game order (keys and ``block`` as
     ``transition_dataset``)."""
@@ -325,11 +383,11 @@ def multitask_transition_dataset(memories: list, batch_per_game: int, gamma, lif
 
     def generate():
         while True:
-            parts = [_blocked(m.gather_window(*m.sample_indices(batch_per_game * block), gamma,
-                                              life_loss_terminal), block) for m in memories]
+            parts = [_blocked(m.sample_window(batch_per_game * block, gamma, life_loss_terminal,
+                                              n_step, reward_clip), block) for m in memories]
             yield {key: np.concatenate([p[key] for p in parts], axis=1) for key in parts[0]}
 
     total = len(memories) * batch_per_game
     dataset = tf.data.Dataset.from_generator(
-        generate, output_signature=_transition_signature(total, block))
+        generate, output_signature=_transition_signature(total, block, n_step))
     return _finish(dataset.unbatch().map(split_window), prefetch)

@@ -270,6 +270,111 @@ def test_life_loss_is_terminal_only_when_asked(life_loss_terminal):
     assert by_step[(0, 5)]["discount_t"] == 0.0  # game over is terminal either way
 
 
+# ------------------------------------------------------------- n-step returns
+class RecordingWriter(Writer):
+    """A Writer that remembers each episode's length and how it ended."""
+
+    def __init__(self, memory, **kwargs):
+        self.episodes = {}
+        super().__init__(memory, **kwargs)
+        self._record()
+
+    def _record(self):
+        for s in self.streams:
+            self.episodes[(s, self.episode[s])] = (int(self.length[s]), self.end_kind[s])
+
+    def advance(self):
+        super().advance()
+        self._record()
+
+
+@pytest.mark.parametrize("n_step", [1, 2, 3, 5])
+def test_n_step_returns_stop_at_episode_ends_and_at_the_newest_entry(n_step):
+    memory = replay.ReplayMemory(capacity=3 * 30, num_streams=3, seed=1)
+    writer = RecordingWriter(memory, seed=4, max_length=6, ends=("terminated", "truncated"))
+    for _ in range(47):  # wraps each ring of 30 entries
+        writer.advance()
+    streams, entries = valid_entries(memory)
+    batch = memory.gather(streams, entries, GAMMA, True, n_step=n_step, reward_clip=4.0)
+    assert len(streams) > 25
+    for i in range(len(streams)):
+        frames_tm1 = [decode(batch["s_tm1"][i, ..., k]) for k in range(4)]
+        stream, episode, step = frames_tm1[-1]
+        assert frames_tm1 == [(stream, episode, step - 3 + k) for k in range(4)]
+        length, end = writer.episodes[(stream, episode)]
+        # Steps written so far: the whole episode, or up to the running episode's newest frame.
+        written = writer.step[stream] if episode == writer.episode[stream] else length
+        m = min(n_step, length - step, written - step)
+        assert m >= 1
+        # s_t: the observation m steps later, of the same episode.
+        assert [decode(batch["s_t"][i, ..., k]) for k in range(4)] == [
+            (stream, episode, step + m - 3 + k) for k in range(4)]
+        # r_t = sum_k gamma^k clip(r_(step+k), -4, 4), k < m
+        expected = sum(GAMMA**k * np.clip(reward_of(stream, episode, step + k), -4, 4) for k in range(m))
+        assert batch["r_t"][i] == pytest.approx(expected, rel=1e-5)
+        # discount = gamma^m, or 0 when the m-th step ended the game
+        terminal = end == "terminated" and step + m == length
+        assert batch["discount_t"][i] == pytest.approx(0.0 if terminal else GAMMA**m, rel=1e-6)
+        assert batch["a_tm1"][i] == action_of(stream, episode, step)
+
+
+def test_n_step_return_by_hand():
+    # One episode of 6 steps, rewards 0, 1, 2, 3, 4, 5 (reward_of(0, 0, k) = k), terminated.
+    memory = play_one_episode(end="terminated", length=6)
+    streams, entries = valid_entries(memory)
+    batch = memory.gather(streams, entries, 0.5, True, n_step=3, reward_clip=0.0)
+    by_step = {decode(batch["s_tm1"][i, ..., -1])[1:]: i for i in range(len(streams))}
+    i = by_step[(0, 1)]  # 1 + 0.5 * 2 + 0.25 * 3 = 2.75, bootstrap from step 4 with 0.125
+    assert batch["r_t"][i] == pytest.approx(2.75) and batch["discount_t"][i] == pytest.approx(0.125)
+    i = by_step[(0, 4)]  # 4 + 0.5 * 5 = 6.5, then the game ends: no bootstrap
+    assert batch["r_t"][i] == pytest.approx(6.5) and batch["discount_t"][i] == 0.0
+    assert decode(batch["s_t"][i, ..., -1]) == (0, 0, 6)  # the final observation
+    i = by_step[(1, 0)]  # the new episode has one step written: a 1-step return for now
+    assert batch["r_t"][i] == pytest.approx(reward_of(0, 1, 0)) and batch["discount_t"][i] == pytest.approx(0.5)
+    # Clipping applies to each step's reward before summing: 0.5 * (1 + 0.5 + 0.25)
+    batch = memory.gather(streams, entries, 0.5, True, n_step=3, reward_clip=1.0)
+    assert batch["r_t"][by_step[(0, 1)]] == pytest.approx(1.75)
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_sampling_beside_a_writing_thread_never_mixes_frames(n_step):
+    """The tf.data thread samples while the acting loop appends: every sampled window must
+    hold exactly the frames of its transition (stress: small rings, constant wrap-around)."""
+    import threading
+
+    memory = replay.ReplayMemory(capacity=2 * 16, num_streams=2, seed=3)
+    writer = RecordingWriter(memory, seed=2, max_length=9, ends=("terminated", "truncated"))
+    for _ in range(20):
+        writer.advance()
+    stop = threading.Event()
+
+    def write():
+        while not stop.is_set():
+            writer.advance()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    checked = 0
+    try:
+        deadline = time.time() + 3.0
+        while time.time() < deadline:
+            batch = memory.sample(64, gamma=GAMMA, n_step=n_step)
+            for i in range(64):
+                tm1 = [decode(batch["s_tm1"][i, ..., k]) for k in range(4)]
+                stream, episode, step = tm1[-1]
+                assert tm1 == [(stream, episode, step - 3 + k) for k in range(4)]
+                t = [decode(batch["s_t"][i, ..., k]) for k in range(4)]
+                m = t[-1][2] - step
+                assert 1 <= m <= n_step
+                assert t == [(stream, episode, step + m - 3 + k) for k in range(4)]
+                assert batch["a_tm1"][i] == action_of(stream, episode, step)
+                checked += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert checked > 1000
+
+
 # ----------------------------------------------------------- save/restore
 def filled_memory(capacity=3 * 40, streams=3, seed=5, steps=70):
     memory = replay.ReplayMemory(capacity=capacity, num_streams=streams, seed=seed)
