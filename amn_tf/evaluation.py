@@ -1,7 +1,9 @@
 """Epsilon-greedy test play against a live model or a SavedModel.
 
 Test play follows the run's protocol except that a life loss never ends anything, and
-returns are unclipped: the mean over *completed* episodes is the score.
+returns are unclipped. Which episodes are scored does not depend on how long they last:
+each emulator plays a fixed quota of the episodes (``episode_quotas``), each to its end or
+to the per-episode cap, and the score is the mean over exactly those episodes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import numpy as np
 
 from amn_tf import envs, faults
 
+IDLE_ACTION = 0  # NOOP, sent to emulators that have played their quota
+
 
 @dataclasses.dataclass
 class EvalResult:
@@ -21,64 +25,95 @@ class EvalResult:
     max: float
     min: float
     episodes: int
-    agent_steps: int
+    agent_steps: int  # of the scored episodes
     returns: list
+    capped: int = 0  # scored episodes cut by the per-episode cap (absent from older records)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> EvalResult:
+        """From ``as_dict`` output or a record holding it (eval.jsonl), other keys ignored;
+        records written before ``capped`` existed load with 0."""
+        return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def line(self) -> str:
         return (f"{self.game}: mean {self.mean:.1f} std {self.std:.1f} max {self.max:.1f} "
-                f"over {self.episodes} episodes ({self.agent_steps * envs.FRAMES_PER_STEP:,} frames)")
+                f"over {self.episodes} episodes, {self.capped} capped "
+                f"({self.agent_steps * envs.FRAMES_PER_STEP:,} frames)")
 
 
-def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend="vector"):
-    """Plays ``game`` until ``episodes`` episodes complete (or each env ran ``max_steps``).
+def episode_quotas(episodes: int, num_envs: int) -> list:
+    """Episodes each emulator plays: ``episodes`` spread evenly over at most ``episodes``
+    emulators, the first ones taking one more (30 over 8: 4,4,4,4,4,4,3,3)."""
+    num_envs = max(1, min(num_envs, episodes))
+    base, extra = divmod(episodes, num_envs)
+    return [base + (index < extra) for index in range(num_envs)]
+
+
+def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend="vector",
+         make_env=envs.make_env):
+    """Plays ``episodes`` episodes of ``game`` on up to ``num_envs`` emulators.
+
+    Emulator k plays ``episode_quotas(episodes, num_envs)[k]`` episodes and then idles (its
+    further episodes are not scored), so short episodes are not favoured over long ones.
+    An episode ends at game over or after ``max_steps`` agent steps (and at the protocol's
+    own frame limit); a capped episode is scored with its return so far and counted in
+    ``capped``. The cap is the emulator's frame limit (``max_steps`` x 4 frames): with the
+    gym backend the episode's no-op start frames count towards it.
 
     Args:
       policy: callable ``frames [N, 84, 84, 4] uint8 -> greedy ALE ids [N]``, or None for
         uniformly random legal actions.
+      make_env: builds the batched game, ``envs.make_env``'s signature (tests pass fakes).
     Returns:
-      EvalResult over the first ``episodes`` completed episodes. If none completed within
-      the cap, the running (partial) returns are reported, with ``episodes`` 0.
+      EvalResult over the ``episodes`` scored episodes (returns in the order they ended).
     """
     rng = np.random.default_rng(seed + 7919)
-    num_envs = max(1, min(num_envs, episodes))
-    env = envs.make_env(game, num_envs, protocol, seed, backend)
+    quotas = np.asarray(episode_quotas(episodes, num_envs))
+    num_envs = len(quotas)
+    if isinstance(protocol, str):
+        protocol = envs.get_protocol(protocol)
+    cap_frames = min(protocol.max_episode_frames, max_steps * envs.FRAMES_PER_STEP)
+    env = make_env(game, num_envs, dataclasses.replace(protocol, max_episode_frames=cap_frames),
+                   seed, backend)
+    played = np.zeros(num_envs, np.int64)
+    returns, agent_steps, capped = [], 0, 0
     try:
         legal = env.legal_actions
         obs = env.reset()
-        returns, steps = [], 0
-        partial = np.zeros(num_envs)
-        for _ in range(max_steps):
+        # Every episode ends within max_steps agent steps, so this bounds the loop.
+        for iteration in range(1, int(quotas.max()) * max_steps + 1):
+            active = played < quotas
+            if not active.any():
+                break
             random_actions = envs.random_legal_actions(rng, legal, num_envs)
             if policy is None:
                 actions = random_actions
             else:
                 greedy = np.asarray(policy(obs), np.int32)
                 explore = rng.random(num_envs) < epsilon
-                actions = np.where(explore, random_actions, greedy).astype(np.int32)
-            result = env.step(actions)
-            steps += num_envs
-            if steps == 2 * num_envs:
+                actions = np.where(explore, random_actions, greedy)
+            result = env.step(np.where(active, actions, IDLE_ACTION).astype(np.int32))
+            if iteration == 2:
                 faults.fault_point("evaluation")
-            partial += result.reward
-            for index, episode_return, _ in result.episode_returns:
-                returns.append(episode_return)
-                partial[index] = 0.0
+            for index, episode_return, length in result.episode_returns:
+                if played[index] < quotas[index]:
+                    played[index] += 1
+                    returns.append(episode_return)
+                    agent_steps += length
+                    capped += bool(result.truncated[index])
             obs = result.obs
-            if len(returns) >= episodes:
-                break
     finally:
         env.close()
-    game_name = envs.canonical_game(game)
-    if not returns:
-        values, count = partial.tolist(), 0
-    else:
-        values, count = returns[:episodes], len(returns[:episodes])
-    array = np.asarray(values, np.float64)
-    return EvalResult(game_name, float(array.mean()), float(array.std()), float(array.max()),
-                      float(array.min()), count, steps, [float(v) for v in values])
+    if (played < quotas).any():
+        raise RuntimeError(f"test play of {game}: episodes ran past the cap of {max_steps} "
+                           f"agent steps (played {played.tolist()} of {quotas.tolist()})")
+    array = np.asarray(returns, np.float64)
+    return EvalResult(envs.canonical_game(game), float(array.mean()), float(array.std()),
+                      float(array.max()), float(array.min()), len(returns), agent_steps,
+                      [float(v) for v in returns], capped)
 
 
 def saved_model_policy(loaded, game):

@@ -1,0 +1,201 @@
+"""Test play: a fixed quota of episodes per emulator, whatever their lengths, each to its end
+or to the per-episode cap; capped episodes scored with their return so far and counted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from amn_tf import envs, evaluation
+
+
+class FakeGames:
+    """A batched game with ``envs.make_env``'s signature and ``VectorAtari``'s interface in
+    which length and score go together: emulator k's i-th episode lasts ``2 + 4k + i``
+    agent steps and earns 1 per step (return == length). Like ALE it cuts an episode at the
+    protocol's frame limit (``truncated``) and starts the next one in the same step."""
+
+    legal_actions = np.array([0, 1, 3, 4], np.int32)
+
+    def __init__(self, game, num_envs, protocol, seed, backend):
+        self.num_envs = num_envs
+        self.cap = protocol.max_episode_frames // envs.FRAMES_PER_STEP
+        self.episode = np.zeros(num_envs, np.int64)  # index of the running episode
+        self.steps = np.zeros(num_envs, np.int64)  # its agent steps so far
+        self.actions = []  # every batch of actions sent
+        self.closed = False
+
+    @staticmethod
+    def length(emulator, episode):
+        return 2 + 4 * emulator + episode
+
+    def _obs(self):
+        return np.zeros((self.num_envs, *envs.OBSERVATION_SHAPE), np.uint8)
+
+    def reset(self):
+        return self._obs()
+
+    def step(self, actions):
+        self.actions.append(np.array(actions))
+        self.steps += 1
+        natural = np.array([self.length(k, i) for k, i in enumerate(self.episode)])
+        terminated = self.steps == natural
+        truncated = ~terminated & (self.steps == self.cap)
+        ended = terminated | truncated
+        finished = [(int(k), float(self.steps[k]), int(self.steps[k])) for k in np.flatnonzero(ended)]
+        self.episode[ended] += 1
+        self.steps[ended] = 0
+        obs = self._obs()
+        return envs.StepResult(obs, np.ones(self.num_envs, np.float32), terminated, truncated,
+                               np.zeros(self.num_envs, bool), obs, finished)
+
+    def close(self):
+        self.closed = True
+
+
+def fake_factory(made):
+    def make_env(*args):
+        made.append(FakeGames(*args))
+        return made[-1]
+    return make_env
+
+
+@pytest.mark.parametrize("episodes,num_envs,expected", [
+    (30, 8, [4, 4, 4, 4, 4, 4, 3, 3]),
+    (7, 3, [3, 2, 2]),
+    (6, 3, [2, 2, 2]),
+    (3, 8, [1, 1, 1]),  # never more emulators than episodes
+    (5, 1, [5]),
+    (1, 0, [1]),
+])
+def test_episode_quotas(episodes, num_envs, expected):
+    assert evaluation.episode_quotas(episodes, num_envs) == expected
+    assert sum(expected) == episodes
+
+
+# 7 episodes, cap 10 agent steps; emulator k's episodes last 2+4k, 3+4k, ... steps (return =
+# length; an episode reaching 10 steps without ending is cut there, return 10, capped):
+#   1 emulator, quota 7:        2 3 4 5 6 7 8                      -> 35/7 = 5.0, 0 capped
+#   3 emulators, quotas 3,2,2:  2 3 4 | 6 7 | 10 (ends at 10: a game over) 11->10c
+#                                                                  -> 42/7 = 6.0, 1 capped
+#   8 emulators -> 7, quota 1:  2 | 6 | 10 | 14->10c | 18->10c | 22->10c | 26->10c
+#                                                                  -> 58/7,       4 capped
+# Keeping the first 7 episodes to end instead would score 2 3 4 5 6 7 10 (mean 37/7) with 3
+# emulators and with 8: the long episodes of the later emulators would never count.
+@pytest.mark.parametrize("num_envs,returns,capped", [
+    (1, [2, 3, 4, 5, 6, 7, 8], 0),
+    (3, [2, 3, 4, 6, 7, 10, 10], 1),
+    (8, [2, 6, 10, 10, 10, 10, 10], 4),
+])
+def test_quota_not_first_finished_and_capped_episodes_are_counted(num_envs, returns, capped):
+    made = []
+    result = evaluation.play(None, "Pong", "paper", 7, 1.0, num_envs, 10, seed=0,
+                             make_env=fake_factory(made))
+    (env,) = made
+    assert env.num_envs == min(num_envs, 7) and env.cap == 10 and env.closed
+    assert sorted(result.returns) == returns
+    assert result.mean == pytest.approx(sum(returns) / 7)
+    assert result.episodes == 7 and result.capped == capped
+    assert result.agent_steps == sum(returns)  # 1 per step: the scored episodes' steps
+    assert (result.max, result.min) == (max(returns), min(returns))
+    assert result.game == "Pong"
+    # The same as the mean over exactly the quota'd episodes, computed from the fake:
+    quotas = evaluation.episode_quotas(7, num_envs)
+    quota_returns = [min(FakeGames.length(k, i), 10) for k, q in enumerate(quotas) for i in range(q)]
+    assert sorted(quota_returns) == returns
+    assert f"over 7 episodes, {capped} capped" in result.line()
+    assert result.as_dict()["capped"] == capped
+
+
+def test_emulators_past_their_quota_idle():
+    """A policy's actions reach only the emulators still playing their quota; the others
+    get NOOP (whatever they play is not scored)."""
+    made = []
+    result = evaluation.play(lambda frames: np.full(len(frames), 3), "Breakout", "paper", 3, 0.0,
+                             3, 10, seed=0, make_env=fake_factory(made))
+    actions = np.array(made[0].actions)
+    # Quotas 1,1,1: emulator 0 is done after 2 steps, emulator 1 after 6, emulator 2 after 10.
+    assert len(actions) == 10
+    np.testing.assert_array_equal(actions[:, 0], [3] * 2 + [0] * 8)
+    np.testing.assert_array_equal(actions[:, 1], [3] * 6 + [0] * 4)
+    np.testing.assert_array_equal(actions[:, 2], [3] * 10)
+    assert sorted(result.returns) == [2, 6, 10] and result.capped == 0
+
+
+def test_cap_never_exceeds_the_protocol_frame_limit():
+    made = []
+    evaluation.play(None, "Pong", envs.get_protocol("paper"), 1, 1.0, 1, 10**6, seed=0,
+                    make_env=fake_factory(made))
+    assert made[0].cap == 108_000 // 4 == 27_000
+
+
+def test_episodes_running_past_the_cap_fail_loudly():
+    class Endless(FakeGames):  # ignores its frame limit
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.cap = -1
+
+    with pytest.raises(RuntimeError, match="past the cap of 5 agent steps"):
+        evaluation.play(None, "Pong", "paper", 2, 1.0, 2, 5, seed=0,
+                        make_env=lambda *args: Endless(*args))
+
+
+def test_old_records_without_capped_still_load(tmp_path):
+    # An eval.jsonl record written before ``capped`` existed (dqn.py rebuilds its final eval).
+    record = {"step": 600, "frames": 2400, "game": "Pong", "mean": -21.0, "std": 0.0,
+              "max": -21.0, "min": -21.0, "episodes": 2, "agent_steps": 1600,
+              "returns": [-21.0, -21.0]}
+    result = evaluation.EvalResult.from_dict(record)
+    assert result.capped == 0 and result.episodes == 2 and result.mean == -21.0
+    assert "over 2 episodes, 0 capped (6,400 frames)" in result.line()
+    assert evaluation.EvalResult.from_dict(result.as_dict()) == result
+
+    from amn_tf import report
+
+    # An old --mode=eval JSON and a new one (with "capped") both feed Table 1.
+    old = {"saved_model": None, "random_policy": True, "results": [dict(record)]}
+    new = {"saved_model": "experts/Pong/1", "kind": "expert", "random_policy": False,
+           "results": [{**record, "mean": 3.0, "max": 5.0, "capped": 1}]}
+    for name, payload in (("old", old), ("new", new)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+    loaded = [e for name in ("old", "new") for e in report.load_eval(str(tmp_path / f"{name}.json"))]
+    assert [e["name"] for e in loaded] == ["random", "expert"]
+    assert "| Pong | -21.0 | 3.0 (5) | 2 |" in report.saved_model_table(loaded)
+
+
+@pytest.mark.parametrize("backend", ["vector", "gym"])
+def test_real_game_quotas_and_cap(backend):
+    """Random Breakout, 3 episodes on 2 emulators (quotas 2 and 1), cut at 250 agent steps:
+    the scored episodes are each emulator's first ones, capped exactly when cut."""
+    ended = {}  # emulator -> [(return, agent steps, truncated)] of every episode it ended
+
+    def make_env(*args):
+        env = envs.make_env(*args)
+        step = env.step
+
+        def recording_step(actions):
+            result = step(actions)
+            for index, episode_return, length in result.episode_returns:
+                ended.setdefault(index, []).append(
+                    (episode_return, length, bool(result.truncated[index])))
+            return result
+
+        env.step = recording_step
+        return env
+
+    result = evaluation.play(None, "Breakout", "paper", 3, 1.0, 2, 250, seed=0, backend=backend,
+                             make_env=make_env)
+    assert result.game == "Breakout" and result.episodes == 3 == len(result.returns)
+    scored = ended[0][:2] + ended[1][:1]  # quotas 2, 1
+    assert sorted(result.returns) == sorted(r for r, _, _ in scored)
+    assert result.agent_steps == sum(n for _, n, _ in scored)
+    assert result.capped == sum(t for _, _, t in scored)
+    # Every episode ends by 250 agent steps (on gym the no-op start frames count too) and
+    # only cut episodes reach the cap.
+    assert all(n <= 250 for _, n, _ in scored)
+    if backend == "vector":
+        assert all((n == 250) == t for _, n, t in scored)
+    # Seeded: random Breakout episodes run 130-250 steps, so some are cut and some are not.
+    assert 0 < result.capped < 3
