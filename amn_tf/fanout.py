@@ -46,6 +46,7 @@ def init_ray(address: str):
     return ray
 
 
+@runtime.releases_run_dirs  # free again when the task ends, even in a reused Ray worker
 def _train_one(job):
     from amn_tf import dqn
 
@@ -62,6 +63,9 @@ def _evaluate_one(config):
 def run(fanout) -> list:
     """Runs ``fanout.jobs`` (each a ``config_lib.FanOutJob``) and prints a summary."""
     work = _train_one if fanout.kind == "dqn" else _evaluate_one
+    if fanout.kind == "dqn":  # a run directory in use refuses the whole command at once
+        for job in fanout.jobs:
+            runtime.check_run_dir_free(job.dqn.run_dir)
     if fanout.ray_address is None:
         results = [work(job) for job in fanout.jobs]
     else:
@@ -71,6 +75,8 @@ def run(fanout) -> list:
                               max_retries=fanout.max_retries)(work)
             results = ray.get([task.remote(job) for job in fanout.jobs])
         except ray.exceptions.RayError as error:
+            if isinstance(getattr(error, "cause", None), runtime.RunError):
+                raise error.cause from None  # e.g. a run directory taken since the check
             raise RayError(f"a Ray task failed for good: {str(error).splitlines()[0]}") from None
         finally:
             ray.shutdown()

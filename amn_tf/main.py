@@ -18,11 +18,17 @@ from amn_tf import envs  # noqa: E402
 
 
 def _user_errors():
-    from amn_tf import checkpoints, export, runtime, transfer
+    """The exception classes of user mistakes. Those of a module never imported cannot have
+    been raised: leaving it unimported (TensorFlow) reports an early mistake at once."""
+    from amn_tf import checkpoints, runtime
 
-    return (config_lib.ConfigError, envs.UnknownGameError, transfer.InitError, export.SavedModelError,
-            export.ExportError, runtime.RunError, runtime.NonFiniteError,
-            checkpoints.CheckpointError)
+    errors = [config_lib.ConfigError, envs.UnknownGameError, runtime.RunError,
+              runtime.NonFiniteError, checkpoints.CheckpointError]
+    for module, names in (("amn_tf.transfer", ("InitError",)),
+                          ("amn_tf.export", ("SavedModelError", "ExportError"))):
+        if module in sys.modules:
+            errors += [getattr(sys.modules[module], name) for name in names]
+    return tuple(errors)
 
 
 def dispatch(config):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import functools
 import json
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -82,12 +86,137 @@ def set_precision(precision: str) -> str:
     return resolved
 
 
-def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict) -> None:
-    """Creates ``run_dir`` or checks it belongs to the same experiment (``identity``)."""
+LOCK_FILE = ".lock"
+_held_run_dirs: dict = {}  # real path of a run directory -> fd of its locked LOCK_FILE
+
+
+def _this_command() -> str:
+    """This process's command line, one line (``python -m amn_tf.main --flag=...``)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            args = [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
+    except OSError:
+        args = [sys.executable, *sys.argv]
+    if args:
+        args[0] = os.path.basename(args[0])
+    command = " ".join(" ".join(args).split())  # one line, whatever the arguments hold
+    return command if len(command) <= 300 else command[:297] + "..."
+
+
+def _holder(fd: int) -> dict:
+    """Who holds the lock on ``fd``'s file, as it wrote there (it writes right after taking
+    the lock, so an empty file is retried briefly)."""
+    for _ in range(20):
+        try:
+            holder = json.loads(os.pread(fd, 65536, 0).decode() or "null")
+        except (OSError, ValueError):
+            holder = None
+        if isinstance(holder, dict) and "pid" in holder:
+            return holder
+        time.sleep(0.05)
+    return {}
+
+
+def _in_use_message(run_dir: str, holder: dict) -> str:
+    pid = holder.get("pid")
+    if pid is None:
+        return (f"run directory {run_dir} is in use by another process: wait for it to finish "
+                "or stop it before rerunning")
+    host = holder.get("host")
+    where = f" on {host}" if host and host != socket.gethostname() else ""
+    return (f"run directory {run_dir} is in use by process {pid}{where} "
+            f"({holder.get('command', '?')}): wait for it to finish or stop it "
+            f"(kill -INT {pid}{where}) before rerunning")
+
+
+def lock_run_dir(run_dir: str) -> None:
+    """Claims ``run_dir`` for this process, creating it if needed, or raises RunError naming
+    the live process that holds it (two trainings in one directory would interleave their
+    checkpoints and export twice).
+
+    The claim is an ``flock`` on ``<run_dir>/.lock``, which also records the holder's PID,
+    host and command for the refusal line. The kernel drops an flock when its process dies,
+    however it dies (``kill -9``, a lost Ray worker), so a claim is never stale. Within one
+    process the claim is re-entrant: claiming a directory this process holds does nothing.
+    It lasts until ``release_run_dir`` (see ``releases_run_dirs``) or the end of the process.
+    """
+    key = os.path.realpath(run_dir)
+    if key in _held_run_dirs:
+        return
     try:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as error:
         raise RunError(f"cannot create run directory {run_dir}: {error.strerror}") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no claim
+        return
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise RunError(_in_use_message(run_dir, holder)) from None
+    except OSError as error:  # a filesystem without locks: train unguarded rather than not at all
+        os.close(fd)
+        print(f"[amn_tf] warning: cannot lock {run_dir} ({error.strerror}): nothing stops a "
+              "second run from using it at the same time", file=sys.stderr, flush=True)
+        return
+    holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                         "command": _this_command()}).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder, 0)
+    _held_run_dirs[key] = fd
+
+
+def release_run_dir(run_dir: str) -> None:
+    """Gives up this process's claim on ``run_dir`` (if it holds one)."""
+    fd = _held_run_dirs.pop(os.path.realpath(run_dir), None)
+    if fd is not None:
+        try:
+            os.ftruncate(fd, 0)  # no holder recorded: the next claimant writes its own
+        finally:
+            os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def run_dir_claims():
+    """Releases on exit the run-directory claims taken inside (claims held before stay)."""
+    before = set(_held_run_dirs)
+    try:
+        yield
+    finally:
+        for key in [k for k in _held_run_dirs if k not in before]:
+            release_run_dir(key)
+
+
+def releases_run_dirs(function):
+    """Decorator of the training entry points: the run directories ``function`` claims are
+    free again once it returns or raises, so a second call in the same process, or the next
+    task of a reused Ray worker, claims them anew (a plain function wrapper, which Ray can
+    pickle, rather than ``run_dir_claims()`` as a decorator)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with run_dir_claims():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def check_run_dir_free(run_dir: str) -> None:
+    """Raises RunError, as ``lock_run_dir`` would, if another process holds ``run_dir`` now;
+    claims nothing (a fan-out checks every job's directory before starting any)."""
+    if os.path.realpath(run_dir) in _held_run_dirs or not os.path.isdir(run_dir):
+        return
+    with run_dir_claims():
+        lock_run_dir(run_dir)
+
+
+def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict) -> None:
+    """Creates and claims ``run_dir`` (``lock_run_dir``: refused while another process trains
+    there) or checks it belongs to the same experiment (``identity``)."""
+    lock_run_dir(run_dir)
     info_path = os.path.join(run_dir, RUN_INFO)
     if os.path.exists(info_path):
         with open(info_path) as handle:
@@ -202,27 +331,48 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Frames done, frames/s, ETA and the latest scores, on one line per report."""
+    """Frames done, frames/s, ETA and the latest scores, on one line per report.
 
-    def __init__(self, label: str, total_steps: int, start_step: int):
+    The frames/s and the ETA use the *recent* rate: frames per second between the oldest
+    report of the last ``window`` seconds (2 minutes) and now, or between the previous
+    report and now when that one is older. The average since the start would count the
+    replay-filling phase (acting only, several times faster than learning) and the graph
+    tracing, and promise an ETA a fraction of the real one for most of the run. A sliding
+    window rather than an exponential moving average: with reports seconds or minutes
+    apart, a window spans a fixed stretch of wall-clock time whatever ``log_period`` is,
+    forgets a phase entirely once it is ``window`` seconds behind (an EMA's tail of fast
+    reports lingers), and is one subtraction to explain. ``clock`` (seconds) is injectable
+    for tests.
+    """
+
+    WINDOW_SECONDS = 120.0
+
+    def __init__(self, label: str, total_steps: int, start_step: int,
+                 clock=time.monotonic, window: float = WINDOW_SECONDS):
         self.label = label
         self.total_steps = total_steps
-        self._start_time = time.time()
+        self._clock = clock
+        self._window = window
         self._start_step = start_step
-        self._last_time = self._start_time
-        self._last_step = start_step
+        self._reports = collections.deque([(clock(), start_step)])  # (time, step), oldest first
+        self._rate = 0.0  # agent steps per second, over the window
 
     def frames_per_second(self, step: int) -> float:
-        now = time.time()
-        rate = (step - self._last_step) * envs.FRAMES_PER_STEP / max(now - self._last_time, 1e-9)
-        self._last_time, self._last_step = now, step
-        return rate
+        """Records a report at ``step`` and returns the recent rate in frames per second."""
+        now = self._clock()
+        while len(self._reports) > 1 and self._reports[0][0] < now - self._window:
+            self._reports.popleft()
+        then, before = self._reports[0]
+        self._rate = (step - before) / max(now - then, 1e-9)
+        self._reports.append((now, step))
+        return self._rate * envs.FRAMES_PER_STEP
+
+    def eta_seconds(self, step: int) -> float:
+        """Seconds to ``total_steps`` at the recent rate (inf before any progress)."""
+        return (self.total_steps - step) / self._rate if self._rate > 0 else float("inf")
 
     def line(self, step: int, fps: float, extra: str = "") -> str:
-        elapsed = time.time() - self._start_time
-        done = step - self._start_step
-        overall = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total_steps - step) / overall if overall > 0 else float("inf")
+        eta = self.eta_seconds(step)
         frames = step * envs.FRAMES_PER_STEP
         total = self.total_steps * envs.FRAMES_PER_STEP
         eta_text = _duration(eta) if eta != float("inf") else "?"
@@ -230,6 +380,7 @@ class Progress:
                 f"{fps:,.0f} frames/s | ETA {eta_text}" + (f" | {extra}" if extra else ""))
 
     def print(self, step: int, extra: str = "") -> float:
+        """Prints the line of ``step``; returns its frames/s (the recent rate)."""
         fps = self.frames_per_second(step)
         print(self.line(step, fps, extra), flush=True)
         return fps

@@ -77,8 +77,11 @@ def build_initial_network(init: str, game: str, network: str = "small"):
                    "network": architecture}
 
 
+@runtime.releases_run_dirs
 def train(config) -> dict:
     """``--mode=transfer``: DQN on ``config.dqn.game`` from ``config.init``."""
+    if runtime.is_run_dir(config.dqn.run_dir):  # a rerun: refused at once if it is in use
+        runtime.lock_run_dir(config.dqn.run_dir)
     runtime.set_precision(config.dqn.precision)
     runtime.set_seeds(config.dqn.seed, config.dqn.deterministic)
     model, origin = build_initial_network(config.init, config.dqn.game, config.network)

@@ -1,0 +1,201 @@
+"""runtime: progress lines at the recent rate, and the claim on a run directory that refuses a
+second process while the first lives and never outlives a killed one."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT, subprocess_env
+
+from amn_tf import runtime
+
+
+# ------------------------------------------------------------------ progress
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def report(progress, clock, step, seconds):
+    clock.now += seconds
+    fps = progress.frames_per_second(step)
+    return fps, progress.line(step, fps)
+
+
+def eta_of(line) -> int:
+    minutes, seconds = re.search(r"ETA (\d+)m(\d+)s", line).groups()
+    return 60 * int(minutes) + int(seconds)
+
+
+def test_eta_and_frames_per_second_follow_the_slow_phase_not_the_replay_filling():
+    clock = FakeClock()
+    progress = runtime.Progress("dqn Pong", total_steps=300_000, start_step=0, clock=clock)
+    step = 0
+    for _ in range(12):  # 2 minutes of replay filling at 1,000 steps/s, a line every 10 s
+        step += 10_000
+        report(progress, clock, step, 10)
+    for _ in range(30):  # then learning at 50 steps/s (200 frames/s) for 5 minutes
+        step += 500
+        fps, line = report(progress, clock, step, 10)
+    assert fps == pytest.approx(200.0)
+    assert "200 frames/s" in line
+    remaining = (300_000 - step) / 50  # 3,300 s at the slow rate
+    assert abs(eta_of(line) - remaining) <= 1, line
+    # The average rate since the start (the old ETA) promises under a quarter of that.
+    assert (300_000 - step) / (step / 420) < remaining / 4
+
+
+def test_recent_rate_covers_the_window_and_at_least_the_previous_line():
+    clock = FakeClock()
+    progress = runtime.Progress("amn", total_steps=10_000, start_step=1_000, clock=clock, window=60)
+    assert progress.line(1_000, 0.0).endswith("ETA ?")  # no rate yet
+    fps, _ = report(progress, clock, 1_100, 300)  # lines further apart than the window:
+    assert fps == pytest.approx(4 * 100 / 300)  # the rate since the previous one
+    report(progress, clock, 1_200, 30)  # 100 steps in 30 s, then 300 in 30 s
+    fps, line = report(progress, clock, 1_500, 30)
+    assert fps == pytest.approx(4 * 400 / 60)  # both lines of the last 60 s
+    assert eta_of(line) == round((10_000 - 1_500) / (400 / 60))
+    fps, _ = report(progress, clock, 1_500, 61)  # the 400 steps fell out of the window
+    assert fps == 0.0
+
+
+def test_print_returns_the_printed_rate(capsys):
+    clock = FakeClock()
+    progress = runtime.Progress("dqn Pong", total_steps=1_000, start_step=0, clock=clock)
+    clock.now += 2
+    assert progress.print(100, "eval None") == pytest.approx(200.0)
+    assert capsys.readouterr().out == ("[dqn Pong] frames 400/4,000 (10%) | 200 frames/s | "
+                                       "ETA 0m18s | eval None\n")
+
+
+# ------------------------------------------------------------ run directory claim
+HOLDER = """
+import sys, time
+from amn_tf import runtime
+runtime.lock_run_dir(sys.argv[1])
+print("claimed", flush=True)
+time.sleep(120)
+"""
+
+
+def start_holder(run_dir):
+    """A process that claims ``run_dir`` through the library and sleeps."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], cwd=REPO_ROOT,
+                               env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    if process.stdout.readline().strip() != "claimed":
+        process.kill()
+        pytest.fail(f"the holder did not claim {run_dir} (exit {process.wait()})")
+    return process
+
+
+def held_by_another_open_file(run_dir) -> bool:
+    """Whether the claim is held (flock is per open file, so this process's own claim counts)."""
+    fd = os.open(os.path.join(run_dir, runtime.LOCK_FILE), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_claimed_run_dir_is_refused_naming_the_holder_until_it_is_killed(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = start_holder(run_dir)
+    try:
+        with open(run_dir / runtime.LOCK_FILE) as handle:
+            assert json.load(handle)["pid"] == holder.pid
+        with pytest.raises(runtime.RunError) as refused:
+            runtime.prepare_run_dir(str(run_dir), {"mode": "dqn", "game": "Pong"}, {})
+        message = str(refused.value)
+        assert "\n" not in message
+        assert f"in use by process {holder.pid} (" in message and f"kill -INT {holder.pid}" in message
+        assert "-c import sys, time from amn_tf import runtime" in message  # its command line
+        assert not (run_dir / runtime.RUN_INFO).exists()  # nothing written by the refused one
+        with pytest.raises(runtime.RunError, match=f"process {holder.pid}"):
+            runtime.check_run_dir_free(str(run_dir))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    # kill -9 leaves the file and its old PID behind, but no lock: the next run is accepted.
+    with runtime.run_dir_claims():
+        runtime.prepare_run_dir(str(run_dir), {"mode": "dqn", "game": "Pong"}, {})
+        with open(run_dir / runtime.LOCK_FILE) as handle:
+            assert json.load(handle)["pid"] == os.getpid()
+        assert held_by_another_open_file(run_dir)
+    assert not held_by_another_open_file(run_dir)
+
+
+def test_claims_are_reentrant_in_a_process_and_released_when_the_train_function_ends(tmp_path):
+    run_dir = str(tmp_path / "run")
+    held = []
+
+    @runtime.releases_run_dirs
+    def train(fail=False):
+        runtime.prepare_run_dir(run_dir, {"mode": "dqn", "game": "Pong"}, {})
+        runtime.lock_run_dir(run_dir)  # as dqn.train claims again what main already claimed
+        held.append(held_by_another_open_file(run_dir))
+        if fail:
+            raise runtime.NonFiniteError("loss is NaN")
+
+    train()
+    assert not held_by_another_open_file(run_dir)
+    with pytest.raises(runtime.NonFiniteError):
+        train(fail=True)  # the same run directory again in the same process, raising
+    assert held == [True, True]
+    assert not held_by_another_open_file(run_dir)
+    with runtime.run_dir_claims():  # a claim taken before a train function outlives it
+        runtime.lock_run_dir(run_dir)
+        train()
+        assert held_by_another_open_file(run_dir)
+    assert not held_by_another_open_file(run_dir)
+    runtime.check_run_dir_free(run_dir)  # claims nothing
+    assert not held_by_another_open_file(run_dir)
+
+
+HOLDER_OF_A_RUN = """
+import sys, time
+from amn_tf import runtime
+for run_dir in sys.argv[1:]:
+    runtime.prepare_run_dir(run_dir, {"mode": "held"}, {})
+print("claimed", flush=True)
+time.sleep(120)
+"""
+
+MODES = {  # arguments (A: a run directory held by another process, B: B/Breakout held)
+    "transfer": ["--mode=transfer", "--game=Pong", "--init=random", "--run_dir={A}"],
+    "amn": ["--mode=amn", "--experts={A}", "--run_dir={A}"],
+    "multitask_dqn": ["--mode=multitask_dqn", "--games=Pong,Breakout", "--run_dir={A}"],
+    "dqn_games": ["--mode=dqn", "--games=Pong,Breakout", "--run_dir={B}"],
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_every_training_mode_refuses_a_run_dir_in_use(mode, tmp_path):
+    held = [tmp_path / "A", tmp_path / "B" / "Breakout"]
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_OF_A_RUN, *map(str, held)],
+                              cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        args = [a.format(A=held[0], B=held[1].parent) for a in MODES[mode]]
+        result = subprocess.run([sys.executable, "-m", "amn_tf.main", *args], cwd=REPO_ROOT,
+                                env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("amn_tf: error: run directory ") and f"process {holder.pid} (" in line
+    assert not (tmp_path / "B" / "Pong").exists()  # the fan-out checks every game before any
+    assert sorted(os.listdir(held[0])) == [".lock", "flags.json", "run.json"]
