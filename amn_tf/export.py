@@ -184,8 +184,10 @@ def export_expert(model, game: str, path: str, provenance: dict, protocol: str, 
     return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
 
 
-def export_multitask(model, games: list, path: str, provenance: dict, protocol: str, kind="amn"):
-    """Exports an 18-output multitask network (AMN) with a per-game action mask."""
+def export_multitask(model, games: list, path: str, provenance: dict, protocol: str, kind="amn",
+                     temperatures: dict | None = None):
+    """Exports an 18-output multitask network (AMN) with a per-game action mask.
+    ``temperatures``: game -> the tau of the expert it was distilled from (metadata "tau")."""
     games = [envs.canonical_game(g) for g in games]
     masks = np.stack([envs.legal_mask(g) for g in games])
     metadata = {
@@ -198,6 +200,8 @@ def export_multitask(model, games: list, path: str, provenance: dict, protocol: 
         "feature_size": int(model.outputs[1].shape[-1]),
         "provenance": provenance,
     }
+    if temperatures is not None:
+        metadata["tau"] = {envs.canonical_game(g): float(t) for g, t in temperatures.items()}
     module = _MultitaskModule(networks.float32_copy(model), masks, metadata)
     return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
 

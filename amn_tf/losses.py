@@ -57,10 +57,17 @@ def td_error(q_tm1, a_tm1, r_t, discount_t, q_t_target, q_t_online=None, mask_t=
     return target - q_taken
 
 
-def td_loss(q_tm1, a_tm1, r_t, discount_t, q_t_target, q_t_online=None, mask_t=None, delta=1.0):
-    """Mean Huber loss of the TD error (see ``td_error``)."""
+def td_loss(q_tm1, a_tm1, r_t, discount_t, q_t_target, q_t_online=None, mask_t=None, delta=1.0,
+            reduction="mean"):
+    """Huber loss of the TD error (see ``td_error``), ``reduction`` 'mean' or 'sum' over the
+    batch. 'sum' gives the authors' gradient: each sample's clipped TD error times dQ/dw,
+    summed over the batch, the scale their RMSProp epsilon (0.01) was tuned for."""
     errors = td_error(q_tm1, a_tm1, r_t, discount_t, q_t_target, q_t_online, mask_t)
-    return tf.reduce_mean(huber(errors, delta))
+    if reduction == "sum":
+        return tf.reduce_sum(huber(errors, delta))
+    if reduction == "mean":
+        return tf.reduce_mean(huber(errors, delta))
+    raise ValueError(f"unknown reduction {reduction!r}: 'mean' or 'sum'")
 
 
 def masked_log_softmax(logits, mask):
@@ -70,13 +77,24 @@ def masked_log_softmax(logits, mask):
     return tf.nn.log_softmax(masked, axis=-1)
 
 
-def expert_policy(expert_q, mask, tau: float):
-    """Boltzmann policy softmax(Q_E / tau) over the legal actions; 0 on illegal ones."""
+def _per_sample_tau(tau, expert_q):
+    """A number stays a number; a [B] vector (each sample's temperature) becomes [B, 1]."""
+    if isinstance(tau, (int, float)):
+        return tau
+    tau = tf.cast(tau, expert_q.dtype)
+    return tau[:, None] if tau.shape.rank == 1 else tau
+
+
+def expert_policy(expert_q, mask, tau):
+    """Boltzmann policy softmax(Q_E / tau) over the legal actions; 0 on illegal ones.
+    ``tau``: one temperature, or [B] temperatures, one per sample (its game's)."""
     mask = tf.cast(mask, tf.bool)
+    expert_q = tf.convert_to_tensor(expert_q)
+    tau = _per_sample_tau(tau, expert_q)
     return tf.where(mask, tf.exp(masked_log_softmax(expert_q / tau, mask)), 0.0)
 
 
-def policy_regression_loss(student_logits, expert_q, mask, tau: float = 1.0):
+def policy_regression_loss(student_logits, expert_q, mask, tau=1.0):
     """Actor-Mimic policy regression, mean over the batch.
 
     L = - sum_{a legal} pi_E(a|s) log pi_AMN(a|s),
@@ -88,6 +106,7 @@ def policy_regression_loss(student_logits, expert_q, mask, tau: float = 1.0):
       student_logits: [B, 18] AMN outputs.
       expert_q: [B, 18] expert Q-values placed at their ALE ids (anything on illegal ids).
       mask: [B, 18] bool legal actions of each sample's game.
+      tau: one temperature for all samples, or [B] (each sample's game's temperature).
     """
     targets = tf.stop_gradient(expert_policy(expert_q, mask, tau))
     log_student = masked_log_softmax(student_logits, mask)
