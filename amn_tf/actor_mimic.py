@@ -7,10 +7,13 @@ played by the AMN's own epsilon-greedy policy (or the expert's) into its own rep
 memory, one update per ``update_period`` agent steps per game, periodic test play with
 the Table 1 figures, checkpoints and export.
 
-Loss of one update over G games with b states each (DESIGN.md section 2):
+Loss of one update over G games with b states each (docs/design.md, section 1):
 
-  L = mean_i mean_{s in game i} [ - sum_{a legal in i} softmax(Q_Ei(s)/tau)_a log softmax_i(AMN(s))_a
+  L = mean_i mean_{s in game i} [ - sum_{a legal in i} softmax(Q_Ei(s)/tau_i)_a log softmax_i(AMN(s))_a
                                   + beta * 0.5 * || f_i(h_AMN(s)) - h_Ei(s) ||^2 ]
+
+tau_i is expert i's temperature: ``--tau`` for every expert, or with ``--tau=auto`` one per
+expert from its action gaps on its held-out states (``temperature.auto_temperature``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import contextlib
 import json
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -34,8 +36,10 @@ from amn_tf import (
     losses,
     multigame,
     networks,
+    optimizers,
     replay,
     runtime,
+    temperature,
 )
 from amn_tf import (
     config as config_lib,
@@ -97,6 +101,32 @@ def find_experts(paths, games=None) -> list:
     return experts
 
 
+def describe_experts(experts, label) -> None:
+    """One line per expert: where it is and what its export says it is (provenance)."""
+    for game, loaded in experts:
+        provenance = loaded.metadata.get("provenance", {})
+        frames = provenance.get("frames_trained")
+        final = provenance.get("final_eval") or {}
+        trained = f"{frames:,} frames" if isinstance(frames, int) else "frames unknown"
+        scored = (f"its last test play {final['mean']:.1f} over {final.get('episodes', '?')} episodes"
+                  if "mean" in final else "no recorded test play")
+        print(f"[{label}] expert {game}: {loaded.path} ({trained}, {scored}, trained in "
+              f"{provenance.get('run_dir', 'an unknown run')})", flush=True)
+
+
+def warn_weak_experts(reference, label) -> list:
+    """Warns about experts whose measured mean is not above random play's; returns them."""
+    weak = [game for game, row in reference.items()
+            if "random_mean" in row and row["mean"] <= row["random_mean"]]
+    for game in weak:
+        row = reference[game]
+        print(f"[{label}] WARNING: expert {game} ({row['path']}) plays no better than random "
+              f"({row['mean']:.1f} vs random {row['random_mean']:.1f} over {row['episodes']} "
+              "episodes): the AMN would learn nothing useful from it; retrain it or leave it out "
+              "with --games", flush=True)
+    return weak
+
+
 # ------------------------------------------------------------------ learner
 class AmnLearner:
     """Policy (and feature) regression of the AMN on G experts, one step per batch."""
@@ -111,6 +141,8 @@ class AmnLearner:
           masks: [G, 18] bool legal actions.
           dataset: yields (states [G*b, 84, 84, 4], game_index [G*b]) grouped by game (with a
             strategy of R replicas: R such groups of b/R per game, one per replica).
+          tau: the experts' temperatures, one per game in game order (a number: the same
+            for every game); ``set_temperatures`` changes them before training.
           strategy: optional tf.distribute strategy (build everything in its scope).
         """
         self.amn = amn
@@ -121,7 +153,8 @@ class AmnLearner:
         # placement[i]: [n_legal_i, 18] one-hot, so q_legal @ placement puts Q at ALE ids.
         self._placements = [tf.constant(np.eye(envs.NUM_ACTIONS, dtype=np.float32)[np.flatnonzero(m)])
                             for m in masks]
-        self._tau = float(tau)
+        self.temperatures = tf.Variable(self._per_game_taus(tau, len(experts)), trainable=False,
+                                        name="temperatures")
         self._beta = float(beta)
         self.skip_nonfinite = skip_nonfinite
         self.variables = list(amn.trainable_variables)
@@ -133,6 +166,20 @@ class AmnLearner:
         optimizer.build(self.variables)
         self._step = learning.Stepper(self.compute, self.variables, optimizer, self.updates,
                                       self.skipped, dataset, strategy, jit_compile)
+
+    @staticmethod
+    def _per_game_taus(tau, games: int) -> np.ndarray:
+        taus = np.asarray(tau, np.float32).reshape(-1)
+        taus = np.full(games, taus[0], np.float32) if taus.size == 1 else taus
+        if taus.shape != (games,):
+            raise ValueError(f"{taus.size} temperatures for {games} games: give one per game")
+        if not (np.isfinite(taus).all() and (taus > 0).all()):
+            raise ValueError(f"temperatures must be positive and finite, got {taus.tolist()}")
+        return taus
+
+    def set_temperatures(self, taus) -> None:
+        """The experts' temperatures, one per game in game order (read by the next step)."""
+        self.temperatures.assign(self._per_game_taus(taus, len(self.experts)))
 
     def _per_game(self, states):
         return tf.shape(states)[0] // len(self.experts)
@@ -150,7 +197,8 @@ class AmnLearner:
     def losses(self, states, game_index, expert_q, expert_features):
         mask = tf.gather(self._masks, game_index)
         logits, features = self.amn(states, training=True)
-        policy_loss = losses.policy_regression_loss(logits, expert_q, mask, self._tau)
+        tau = tf.gather(self.temperatures, game_index)  # each sample's game's temperature
+        policy_loss = losses.policy_regression_loss(logits, expert_q, mask, tau)
         b = self._per_game(states)
         if self._beta > 0:
             predicted = tf.concat([regressor(tf.cast(features[i * b : (i + 1) * b], tf.float32))
@@ -258,21 +306,80 @@ def measure_experts(run_dir, games, loaded_by_game, protocol, config, label) -> 
                                      config.evaluation.episodes, config.evaluation.epsilon,
                                      config.evaluation.num_envs, config.evaluation.max_steps,
                                      config.seed + 101 + index, config.env.backend)
-            reference[game] = {"path": loaded.path, **result.as_dict()}
+            random_play = evaluation.play(None, game, protocol, config.evaluation.episodes, 1.0,
+                                          config.evaluation.num_envs, config.evaluation.max_steps,
+                                          config.seed + 303 + index, config.env.backend)
+            reference[game] = {"path": loaded.path, **result.as_dict(),
+                               "random_mean": random_play.mean}
             held_out[game] = collect_held_out(loaded, game, protocol, HELD_OUT_STATES,
                                               config.seed + 202 + index, config.env.backend)
-            print(f"[{label}] expert {result.line()}", flush=True)
+            print(f"[{label}] expert {result.line()} | random play {random_play.mean:.1f}", flush=True)
         np.savez(held_out_path + ".tmp.npz", **held_out)
         os.replace(held_out_path + ".tmp.npz", held_out_path)
         checkpoints.write_json_atomically(reference_path, reference)
 
+    warn_weak_experts(reference, label)
     return reference, held_out
 
 
+def check_tau_target(config, games) -> None:
+    """With --tau=auto the target top-action probability must be above 1/|A| of every game."""
+    if config.tau != "auto":
+        return
+    for game in games:
+        actions = len(envs.legal_actions(game))
+        if config.tau_target_top_probability <= 1.0 / actions:
+            raise config_lib.ConfigError(
+                f"--tau_target_top_probability={config.tau_target_top_probability} is not above "
+                f"1/{actions}, the top-action probability of a uniform policy over {game}'s "
+                f"{actions} actions: give a value in (1/{actions}, 1)")
+
+
+def run_temperatures(run_dir, games, loaded_by_game, held_out, config, label) -> dict:
+    """game -> tau of its expert: ``--tau`` for every game, or with ``--tau=auto`` the
+    ``temperature.auto_temperature`` of its expert's Q-values on its held-out states.
+
+    Chosen once per run directory (``temperatures.json``) and read back on resume while
+    ``--tau`` (and with auto, ``--tau_target_top_probability``) are unchanged; one line per
+    game printed: tau, the median top-action probability it gives, and that at tau 1."""
+    path = os.path.join(run_dir, "temperatures.json")
+    target = config.tau_target_top_probability if config.tau == "auto" else None
+    stored = None
+    if os.path.exists(path):
+        with open(path) as handle:
+            stored = json.load(handle)
+    if stored and stored.get("tau") == config.tau and stored.get("target_top_probability") == target \
+            and sorted(stored.get("games", {})) == sorted(games):
+        chosen, source = stored["games"], f"from {path}"
+    else:
+        if stored:
+            print(f"[{label}] --tau changed since this run chose its temperatures "
+                  f"({stored.get('tau')!r}, target {stored.get('target_top_probability')}): "
+                  "choosing them again", flush=True)
+        q_values = {g: loaded_by_game[g].outputs(held_out[g], g)["q_values"].numpy() for g in games}
+        chosen = temperature.choose(config.tau, q_values, config.tau_target_top_probability)
+        rule = ("auto: the median over held-out states of the top-action probability of "
+                f"softmax(Q/tau) equals {target}" if target is not None else "--tau for every game")
+        checkpoints.write_json_atomically(path, {"tau": config.tau, "target_top_probability": target,
+                                                 "rule": rule, "games": chosen})
+        source = f"{len(held_out[games[0]])} held-out states per game"
+    for game in games:
+        row = chosen[game]
+        print(f"[{label}] tau {game}: {row['tau']:.4g} ({'auto' if target else 'fixed'}): median "
+              f"top-action probability {row['median_top_probability']:.3f} (at tau 1: "
+              f"{row['median_top_probability_tau1']:.3f}; {source})", flush=True)
+    return {game: float(chosen[game]["tau"]) for game in games}
+
+
+@runtime.releases_run_dirs
 def train(config) -> dict:
     """``--mode=amn``: distills the experts into an AMN; resumable from ``run_dir``."""
+    if config.run_dir and runtime.is_run_dir(config.run_dir):  # a rerun: refused at once if in use
+        runtime.lock_run_dir(config.run_dir)
     experts = find_experts(config.experts, config.games)
     games = [game for game, _ in experts]
+    check_tau_target(config, games)
+    describe_experts(experts, f"amn {'+'.join(games)}")
     loaded_by_game = dict(experts)
     protocol = experts[0][1].protocol
     run_dir = config.run_dir or os.path.join("runs", "amn-" + "-".join(games))
@@ -295,9 +402,10 @@ def train(config) -> dict:
         amn = networks.build_network(config.network, envs.NUM_ACTIONS, name="amn")
         regressors = networks.feature_regressors(networks.feature_size(amn),
                                                  [loaded_by_game[g].feature_size for g in games])
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, 1e-7,
+                                              config.batch_per_game * len(games))
         learner = AmnLearner(amn, regressors, [expert_callable(loaded_by_game[g]) for g in games],
-                             masks, optimizer, dataset, config.tau, config.beta,
+                             masks, optimizer, dataset, 1.0, config.beta,  # taus: run_temperatures
                              config.jit_compile, config.skip_nonfinite, strategy)
     students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
     acting_policy = actors.MultitaskPolicy(amn, masks)  # all games' envs in one forward pass
@@ -313,6 +421,8 @@ def train(config) -> dict:
         return run.state["summary"]
 
     reference, held_out = measure_experts(run_dir, games, loaded_by_game, protocol, config, label)
+    taus = run_temperatures(run_dir, games, loaded_by_game, held_out, config, label)
+    learner.set_temperatures([taus[g] for g in games])
     writer = run.open_logs()
 
     def rows_of(record):
@@ -435,9 +545,11 @@ def train(config) -> dict:
     provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP, "agent_steps_per_game": step,
                   "experts": {g: reference[g]["path"] for g in games}, "table": rows,
                   "network": config.network, "tau": config.tau, "beta": config.beta,
+                  "tau_target_top_probability": config.tau_target_top_probability
+                  if config.tau == "auto" else None,
                   "run_dir": os.path.abspath(run_dir)}
     path = run.export_once(os.path.join(config.export_dir, "amn", name), lambda path: export.export_multitask(
-        amn, games, path, provenance, protocol, kind="amn"))
+        amn, games, path, provenance, protocol, kind="amn", temperatures=taus))
     summary = {"export": path, "table": rows, "run_dir": run_dir}
     run.save(finished=True, summary=summary)
     print(f"[{label}] final evaluation at frame {step * 4:,} per game "

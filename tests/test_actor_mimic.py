@@ -122,6 +122,83 @@ def test_learner_runs_experts_in_graph_and_matches_hand_loss(experts):
     assert int(learner.updates.numpy()) == 31
 
 
+def test_learner_uses_each_games_tau(experts):
+    """Two games, two temperatures: each sample's target is softmax(Q / its game's tau)."""
+    keras.mixed_precision.set_global_policy("float32")
+    root, paths = experts
+    found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
+    games = [g for g, _ in found]
+    masks = np.stack([envs.legal_mask(g) for g in games])
+    keras.utils.set_random_seed(3)
+    amn = networks.build_network("small", 18, "amn")
+    memories = _memories_with_states(2)
+    dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
+    callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
+    taus = [0.05, 2.0]  # game 0, game 1
+    learner = actor_mimic.AmnLearner(amn, networks.feature_regressors(512, [512, 512]), callables,
+                                     masks, keras.optimizers.Adam(1e-3), dataset, tau=taus, beta=0.0)
+    np.testing.assert_allclose(learner.temperatures.numpy(), taus)
+    states, game_index = next(iter(replay.multitask_state_dataset(memories, 4, prefetch=0)))
+    assert game_index.numpy().tolist() == [0] * 4 + [1] * 4
+    expert_q, expert_features = learner.expert_targets(states)
+    logits = amn(states)[0].numpy()
+
+    def hand_loss(taus):  # mean over samples of -sum_a softmax(q / tau_game)_a log softmax(z)_a
+        per_sample = []
+        for row in range(8):
+            game = game_index[row].numpy()
+            legal = masks[game]
+            q = expert_q.numpy()[row][legal].astype(np.float64) / taus[game]
+            target = np.exp(q - q.max()) / np.exp(q - q.max()).sum()
+            z = logits[row][legal].astype(np.float64)
+            per_sample.append(-(target * (z - z.max() - np.log(np.exp(z - z.max()).sum()))).sum())
+        return np.mean(per_sample)
+
+    policy_loss = learner.losses(states, game_index, expert_q, expert_features)[0].numpy()
+    np.testing.assert_allclose(policy_loss, hand_loss(taus), rtol=1e-4)
+    # Not the loss of either tau for both games.
+    for tau in taus:
+        assert abs(policy_loss - hand_loss([tau, tau])) > 1e-3
+    # set_temperatures changes them for the next step (the one training uses after --tau=auto).
+    learner.set_temperatures([2.0, 0.05])
+    policy_loss = learner.losses(states, game_index, expert_q, expert_features)[0].numpy()
+    np.testing.assert_allclose(policy_loss, hand_loss([2.0, 0.05]), rtol=1e-4)
+    assert np.isfinite(float(learner.step()["loss"]))
+    with pytest.raises(ValueError, match="3 temperatures for 2 games"):
+        learner.set_temperatures([1.0, 1.0, 1.0])
+
+
+def test_amn_run_with_auto_tau_prints_stores_and_exports_its_taus(experts, tmp_path):
+    from amn_tf import temperature
+
+    root, _ = experts
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    result = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts", "--tau=auto",
+                      "--tau_target_top_probability=0.6", "--amn_steps=200",
+                      f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = json.load(open(run_dir / "temperatures.json"))
+    assert stored["tau"] == "auto" and stored["target_top_probability"] == 0.6
+    # Chosen on the held-out expert states measured before training: recomputed here.
+    held_out = np.load(run_dir / "held_out.npz")
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "frames " in line and "| loss" in line)
+    taus = {}
+    for game in ("Pong", "Breakout"):
+        loaded = export.LoadedPolicy(f"{root}/experts/{game}/1")
+        q = loaded.outputs(held_out[game], game)["q_values"].numpy()
+        taus[game] = stored["games"][game]["tau"]
+        assert taus[game] == pytest.approx(temperature.auto_temperature(q, None, 0.6), rel=1e-6)
+        assert stored["games"][game]["median_top_probability"] == pytest.approx(0.6, abs=1e-6)
+        printed = [line for line in lines[:start] if f"] tau {game}: {taus[game]:.4g} (auto)" in line]
+        assert len(printed) == 1, result.stdout[:4000]
+        assert "median top-action probability 0.600 (at tau 1: " in printed[0]
+    loaded = export.LoadedPolicy(str(export_dir / "amn" / "auto" / "1"))
+    assert loaded.metadata["tau"] == taus
+    assert loaded.metadata["provenance"]["tau"] == "auto"
+    assert loaded.metadata["provenance"]["tau_target_top_probability"] == 0.6
+
+
 def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     root, _ = experts
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
@@ -130,6 +207,16 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| Pong |" in result.stdout and "| Breakout |" in result.stdout
     assert "AMN SavedModel:" in result.stdout
+    # Before any training: each expert named with its provenance, and the untrained ones
+    # (here: fresh networks that score what random play scores in 50 steps) warned about.
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "frames " in line and "| loss" in line)
+    named = [line for line in lines[:start] if f"] expert Pong: {root}/experts/Pong/1 (" in line]
+    assert len(named) == 1 and "trained in" in named[0], result.stdout[:3000]
+    warned = [line for line in lines[:start] if "WARNING: expert Pong" in line]
+    assert len(warned) == 1 and "plays no better than random" in warned[0], result.stdout[:3000]
+    measured = json.load(open(run_dir / "experts.json"))
+    assert measured["Pong"]["mean"] <= measured["Pong"]["random_mean"]
     history = [json.loads(line) for line in open(run_dir / "eval.jsonl")]
     assert [r["step"] for r in history] == [200, 400]
     assert set(history[-1]["games"]) == {"Pong", "Breakout"}
@@ -139,6 +226,7 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     loaded = export.LoadedPolicy(str(path))
     assert loaded.kind == "amn" and loaded.games == ["Breakout", "Pong"]
     assert loaded.metadata["legal_actions"]["Breakout"] == [0, 1, 3, 4]
+    assert loaded.metadata["tau"] == {"Breakout": 1.0, "Pong": 1.0}  # --tau=1.0 for every game
     # The SavedModel equals the checkpointed Keras AMN for every game id.
     keras.mixed_precision.set_global_policy("float32")
     amn = networks.build_network("small", 18, "amn")
@@ -202,6 +290,12 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     "flags, message",
     [
         (["--tau=0"], "--tau must be > 0"),
+        (["--tau=-1"], "--tau must be > 0, got -1.0"),
+        (["--tau=abc"], "--tau='abc': give a positive number (e.g. --tau=0.1) or 'auto'"),
+        (["--tau=inf"], "--tau=inf is not a finite number"),
+        (["--tau=auto", "--tau_target_top_probability=1"], "--tau_target_top_probability must be in (0, 1)"),
+        (["--tau=auto", "--tau_target_top_probability=0.2"], "is not above 1/4, the top-action "
+         "probability of a uniform policy over Breakout's 4 actions"),
         (["--beta=-1"], "--beta must be >= 0"),
         (["--batch_per_game=0"], "--batch_per_game must be >= 1"),
         (["--games=Pong,pong"], "lists Pong twice"),

@@ -81,9 +81,9 @@ def test_two_ray_actors_feed_one_learner_and_resume_after_a_crash(pong_expert, t
         "--flagfile=flags/amn_smoke.flags", f"--experts={experts}", f"--run_dir={run_dir}",
         f"--export_dir={tmp_path / 'export'}", "--num_actors=2", "--ray_address=local",
         "--actor_chunk_steps=25", "--actor_sync_period=10", "--save_replay", "--checkpoint_period=100")
-    env = dict(subprocess_env(), AMN_TF_CRASH_AT=f"evaluation:2:{marker}")
+    env = dict(subprocess_env(), AMN_TF_CRASH_AT=f"evaluation:3:{marker}")
     # The learner dies (as by SIGKILL) in its first AMN evaluation, at step 200 per game
-    # (evaluation 2 of the process: evaluation 1 measures the expert)...
+    # (evaluation 3 of the process: 1 measures the expert, 2 random play)...
     first = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert first.returncode == 137 and marker.exists(), first.stderr[-3000:]
     assert "(2 actors)" in first.stdout
