@@ -7,6 +7,7 @@ frames); progress lines and tables also print frames. Only this module reads FLA
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from absl import flags
@@ -56,12 +57,17 @@ flags.DEFINE_float("epsilon_start", 1.0, "Initial exploration rate.", lower_boun
 flags.DEFINE_float("epsilon_end", 0.01, "Final exploration rate.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("epsilon_decay_steps", 250_000, "Agent steps of linear epsilon decay.",
                      lower_bound=1)
-flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop"], "'adam' (modern default) or 'rmsprop' "
-                  "(the authors': centered, rho 0.95, eps 0.01).")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop", "authors_adam"], "DQN optimizer: "
+                  "'adam' (modern default), 'rmsprop' (the authors' DQN: centered, rho 0.95, eps "
+                  "0.01; pair with --batch_loss=sum) or 'authors_adam' (their AMN Adam variant).")
 flags.DEFINE_float("learning_rate", 1e-4, "DQN learning rate.", lower_bound=0.0)
 flags.DEFINE_float("adam_epsilon", 1.5e-4, "Adam epsilon.", lower_bound=0.0)
 flags.DEFINE_boolean("double_dqn", True, "Double DQN targets (online argmax, target value).")
 flags.DEFINE_float("reward_clip", 1.0, "Clip learning rewards to [-c, c]; 0 disables.", lower_bound=0.0)
+flags.DEFINE_enum("batch_loss", "mean", ["mean", "sum"], "How the DQN's TD loss combines a "
+                  "minibatch: 'mean' (modern default) or 'sum' (the authors' Lua code: their "
+                  "gradient is summed over the batch, the scale their RMSProp epsilon 0.01 acts on; "
+                  "flags/expert.flags).")
 flags.DEFINE_integer("n_step", 1, "Steps of the bootstrapped return: r_0 + gamma r_1 + ... + gamma^(n-1) "
                      "r_(n-1) + gamma^n max Q(s_n) (1: the authors' one-step Q-learning; 3: the fast "
                      "expert recipe). Cut short at episode ends.", lower_bound=1, upper_bound=10)
@@ -70,7 +76,9 @@ flags.DEFINE_float("eval_epsilon", 0.05, "Exploration rate of test play.", lower
 flags.DEFINE_integer("eval_period", 100_000, "Agent steps between test plays during training.",
                      lower_bound=1)
 flags.DEFINE_integer("eval_episodes", 8, "Completed episodes per test play (per game).", lower_bound=1)
-flags.DEFINE_integer("eval_max_steps", 27_000, "Agent-step cap of one test play per environment.",
+flags.DEFINE_integer("eval_max_steps", 27_000, "Agent-step cap of each test-play "
+                     "episode (27,000: 108k frames, the usual 30 minutes); a capped episode is "
+                     "scored with its return so far and reported as capped.",
                      lower_bound=1)
 flags.DEFINE_integer("eval_envs", 8, "Parallel environments for test play.", lower_bound=1)
 flags.DEFINE_integer("checkpoint_period", 50_000, "Agent steps between checkpoints.", lower_bound=1)
@@ -101,7 +109,16 @@ flags.DEFINE_list("experts", ["saved_models/experts"], "Expert SavedModels: path
 flags.DEFINE_list("games", None, "Subset of the experts' games to distill (default: all found).")
 flags.DEFINE_enum("amn_network", "small", ["small", "large"], "'small' (Nature DQN shape) or "
                   "'large' (the authors' transfer network).")
-flags.DEFINE_float("tau", 1.0, "Temperature of the expert's Boltzmann policy softmax(Q/tau).")
+flags.DEFINE_string("tau", "1.0", "Temperature of the experts' Boltzmann policies softmax(Q/tau): "
+                    "a positive number (the same tau for every expert; 1.0 as the authors) or "
+                    "'auto': one tau per expert, chosen on its held-out states so that the median "
+                    "over states of its top-action probability max_a softmax(Q(s, legal)/tau)_a "
+                    "equals --tau_target_top_probability (bisection on log tau, clamped to "
+                    "[0.001, 10]). The taus are printed, kept in the run directory "
+                    "(temperatures.json) and in the exported AMN's metadata.")
+flags.DEFINE_float("tau_target_top_probability", 0.5, "--tau=auto: the median top-action "
+                   "probability of every expert's targets, in (1/|A|, 1) for A the game's legal "
+                   "actions (higher: more peaked targets, smaller tau).")
 flags.DEFINE_float("beta", 0.01, "Weight of feature regression (0 turns it off).")
 flags.DEFINE_integer("batch_per_game", 8, "States from each game's replay per AMN update.")
 flags.DEFINE_float("amn_epsilon", 0.1, "Constant exploration rate of the AMN's acting policy.",
@@ -109,6 +126,9 @@ flags.DEFINE_float("amn_epsilon", 0.1, "Constant exploration rate of the AMN's a
 flags.DEFINE_enum("amn_actor", "student", ["student", "expert"], "Who plays to collect states: the "
                   "AMN itself (the paper's choice) or the expert.")
 flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (constant).", lower_bound=0.0)
+flags.DEFINE_enum("amn_optimizer", "adam", ["adam", "authors_adam"], "AMN optimizer: 'adam' (Keras "
+                  "Adam, default) or 'authors_adam' (the authors' AMN update: beta1 = beta2 = 0.95, "
+                  "epsilon 0.01 inside the root on a batch-summed gradient, no bias correction).")
 flags.DEFINE_integer("amn_steps", 60_000, "AMN training budget in agent steps per game.", lower_bound=1)
 flags.DEFINE_integer("amn_replay_capacity", 100_000, "AMN replay size per game, in transitions.",
                      lower_bound=16)
@@ -185,6 +205,20 @@ def _profile_steps(values, total_updates: int):
     return (start, stop)
 
 
+def parse_tau(text) -> float | str:
+    """``--tau``: 'auto', or a positive finite number (as a float)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--tau={text!r}: give a positive number (e.g. --tau=0.1) or 'auto' "
+                          "(one tau per expert, from its action gaps)") from None
+    _require(math.isfinite(value), f"--tau={text} is not a finite number: give a positive number or 'auto'")
+    _require(value > 0, f"--tau must be > 0, got {value}")
+    return value
+
+
 class InitError(ConfigError):
     """An --init that does not name a usable AMN."""
 
@@ -258,6 +292,7 @@ class DqnConfig:
     double_dqn: bool
     reward_clip: float
     n_step: int
+    batch_loss: str
     eval_period: int
     checkpoint_period: int
     save_replay: bool
@@ -281,7 +316,7 @@ class AmnConfig:
     env: EnvConfig
     evaluation: EvalConfig
     network: str
-    tau: float
+    tau: float | str  # a positive number, or "auto" (one per expert, see amn_tf/temperature.py)
     beta: float
     batch_per_game: int
     epsilon: float
@@ -293,6 +328,7 @@ class AmnConfig:
     actor_cpus: float
     actor_gpus: float
     learning_rate: float
+    optimizer: str
     steps_per_game: int
     replay_capacity: int
     learning_starts: int
@@ -311,6 +347,7 @@ class AmnConfig:
     distribution: str
     devices: int
     seed: int
+    tau_target_top_probability: float = 0.5  # with tau "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -423,6 +460,14 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _require_finite(values) -> None:
+    """Every float flag must be a finite number (``--beta=inf`` would fill the replay, then
+    stop on a non-finite loss)."""
+    for name, value in resolved_flags(values).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{name}={value} is not a finite number: give a real value")
+
+
 def _fan_out(values, kind, jobs):
     return FanOutConfig(kind, tuple(jobs), values.ray_address, values.ray_cpus_per_task,
                         values.ray_gpus_per_task, values.ray_max_retries)
@@ -432,6 +477,7 @@ def build(values=None):
     """Builds the frozen config of ``values.mode`` from parsed flags (FLAGS by default)."""
     values = values or FLAGS
     _require(values.mode is not None, "--mode is required: one of " + ", ".join(MODES))
+    _require_finite(values)
     if values.mode == "dqn" and values.games:
         _require(not values.game, "--game and --games exclude each other: --games trains one "
                  "expert per game")
@@ -491,7 +537,7 @@ def build_single(values):
             epsilon_decay_steps=values.epsilon_decay_steps, optimizer=values.optimizer,
             learning_rate=values.learning_rate, adam_epsilon=values.adam_epsilon,
             double_dqn=values.double_dqn, reward_clip=values.reward_clip, n_step=values.n_step,
-            eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
+            batch_loss=values.batch_loss, eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
             save_replay=values.save_replay, export_dir=values.export_dir,
             log_period=values.log_period, jit_compile=values.jit_compile,
             precision=values.precision, deterministic=values.deterministic, skip_nonfinite=values.skip_nonfinite,
@@ -503,7 +549,9 @@ def build_single(values):
             return TransferConfig(dqn_config, values.init, values.amn_network)
         return dqn_config
     if values.mode == "amn":
-        _require(values.tau > 0, f"--tau must be > 0, got {values.tau}")
+        tau = parse_tau(values.tau)
+        _require(0 < values.tau_target_top_probability < 1, "--tau_target_top_probability must be "
+                 f"in (0, 1), got {values.tau_target_top_probability}")
         _require(values.beta >= 0, f"--beta must be >= 0, got {values.beta}")
         _require(values.batch_per_game >= 1, f"--batch_per_game must be >= 1, got {values.batch_per_game}")
         _require(bool(values.experts), "--experts is empty: give SavedModel paths or a directory")
@@ -524,12 +572,13 @@ def build_single(values):
                      "actors: add --num_actors=N or drop --ray_address")
         return AmnConfig(
             experts=tuple(values.experts), games=games, run_dir=values.run_dir, env=_env(values),
-            evaluation=_eval(values), network=values.amn_network, tau=values.tau, beta=values.beta,
+            evaluation=_eval(values), network=values.amn_network, tau=tau, beta=values.beta,
             batch_per_game=values.batch_per_game, epsilon=values.amn_epsilon, actor=values.amn_actor,
             num_actors=values.num_actors, ray_address=values.ray_address,
             actor_sync_period=values.actor_sync_period, actor_chunk_steps=values.actor_chunk_steps,
             actor_cpus=values.ray_cpus_per_task, actor_gpus=values.ray_gpus_per_task,
-            learning_rate=values.amn_learning_rate, steps_per_game=values.amn_steps,
+            learning_rate=values.amn_learning_rate, optimizer=values.amn_optimizer,
+            steps_per_game=values.amn_steps,
             replay_capacity=values.amn_replay_capacity, learning_starts=values.amn_learning_starts,
             update_period=values.update_period, eval_period=values.amn_eval_period,
             checkpoint_period=values.checkpoint_period, save_replay=values.save_replay,
@@ -539,6 +588,7 @@ def build_single(values):
             profile_steps=_profile_steps(values, (values.amn_steps - values.amn_learning_starts) // values.update_period),
             distribution=values.distribution,
             devices=_devices(values, values.batch_per_game, "--batch_per_game"),
+            tau_target_top_probability=values.tau_target_top_probability,
         )  # fmt: skip
     if values.mode == "multitask_dqn":
         _require(bool(values.games) and len(values.games) >= 2,

@@ -1,6 +1,6 @@
 """DQN: learner, epsilon-greedy actor and the training loop (experts, and later transfer).
 
-Read top to bottom: ``make_optimizer``, ``DqnLearner`` (a ``tf.function`` step pulling
+Read top to bottom: ``DqnLearner`` (a ``tf.function`` step pulling
 batches from a tf.data iterator), ``GreedyPolicy`` / ``EpsilonGreedyActor``, then
 ``train`` which ties them to the batched env, the replay memory, checkpoints, evaluation
 and export.
@@ -28,17 +28,10 @@ from amn_tf import (
     learning,
     losses,
     networks,
+    optimizers,
     replay,
     runtime,
 )
-
-
-def make_optimizer(kind: str, learning_rate: float, adam_epsilon: float = 1.5e-4):
-    if kind == "adam":
-        return keras.optimizers.Adam(learning_rate, epsilon=adam_epsilon)
-    if kind == "rmsprop":  # the authors' (DeepMind's) settings
-        return keras.optimizers.RMSprop(learning_rate, rho=0.95, momentum=0.0, epsilon=0.01, centered=True)
-    raise ValueError(f"unknown optimizer {kind!r}")
 
 
 def linear_epsilon(step, start, end, decay_steps) -> float:
@@ -74,15 +67,18 @@ class DqnLearner:
     """
 
     def __init__(self, online, target, optimizer, dataset, action_to_output, output_mask,
-                 double_dqn=True, jit_compile=False, skip_nonfinite=False, strategy=None):
+                 double_dqn=True, jit_compile=False, skip_nonfinite=False, strategy=None,
+                 batch_loss="mean"):
         """With ``strategy`` (a tf.distribute strategy), build the networks, the optimizer and
-        this learner inside ``strategy.scope()``; each replica takes a slice of the batch."""
+        this learner inside ``strategy.scope()``; each replica takes a slice of the batch.
+        ``batch_loss`` 'sum' sums the loss over the batch (the authors' gradient scale)."""
         self.online = online
         self.target = target
         self.optimizer = optimizer
         self._action_to_output = tf.constant(action_to_output, tf.int32)
         self._output_mask = tf.constant(output_mask, tf.bool)
         self._double = double_dqn
+        self._batch_loss = batch_loss
         self.skip_nonfinite = skip_nonfinite
         self.updates = learning.counter("updates")
         self.skipped = learning.counter("skipped_updates")
@@ -102,14 +98,16 @@ class DqnLearner:
         a_tm1 = tf.gather(self._action_to_output, batch["a_tm1"])
         q_tm1, _ = self.online(batch["s_tm1"], training=True)
         return losses.td_loss(q_tm1, a_tm1, r_t, batch["discount_t"], q_t_target,
-                              q_t_online, self._output_mask)
+                              q_t_online, self._output_mask, reduction=self._batch_loss)
 
     def compute(self, batch):
         """Loss (replica-scaled), gradients and metrics of one batch."""
         variables = self.online.trainable_variables
         targets = self.targets(batch)
         with tf.GradientTape() as tape:
-            loss = self.loss(batch, targets) * learning.replica_scale(tf.shape(batch["a_tm1"])[0])
+            loss = self.loss(batch, targets)
+            if self._batch_loss == "mean":  # each replica's mean weighs its share; sums just add
+                loss *= learning.replica_scale(tf.shape(batch["a_tm1"])[0])
         return loss, tape.gradient(loss, variables), {"td_loss": loss}
 
     def step(self) -> dict:
@@ -153,6 +151,7 @@ class EpsilonGreedyActor:
         return np.where(explore, random_actions, self.policy(frames)).astype(np.int32)
 
 
+@runtime.releases_run_dirs
 def train(config, network=None, export_kind="experts", export_name=None) -> dict:
     """Trains a DQN on ``config.game`` (``--mode=dqn``). Resumes from ``config.run_dir``.
 
@@ -162,6 +161,7 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     game = config.game
     legal = envs.legal_actions(game)
     run_dir = config.run_dir
+    runtime.lock_run_dir(run_dir)  # already held when prepare_run_dir made it (main, fan-out)
     runtime.set_seeds(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
 
@@ -181,10 +181,11 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
         target = keras.models.clone_model(online)
         target.set_weights(online.get_weights())
         output_actions, output_mask, action_to_output = action_tables(legal, online.outputs[0].shape[-1])
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon)
+        optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate,
+                                              config.adam_epsilon, config.batch_size)
         learner = DqnLearner(online, target, optimizer, dataset, action_to_output, output_mask,
                              config.double_dqn, config.jit_compile,
-                             config.skip_nonfinite, strategy)
+                             config.skip_nonfinite, strategy, config.batch_loss)
     rng = np.random.default_rng(config.seed)
     actor = EpsilonGreedyActor(GreedyPolicy(online, output_actions, output_mask), legal, rng)
 
@@ -303,7 +304,7 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
         summary["stopped"] = True
         return summary
     if history and history[-1]["step"] == step:  # a restart after the final evaluation
-        final = evaluation.EvalResult(**{k: history[-1][k] for k in evaluation.EvalResult.__dataclass_fields__})
+        final = evaluation.EvalResult.from_dict(history[-1])
     else:
         final = run_evaluation()
     print(f"[dqn {game}] final eval: {final.line()}", flush=True)

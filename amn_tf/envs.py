@@ -42,11 +42,13 @@ class UnknownGameError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """How episodes are run; see DESIGN.md section 3."""
+    """How episodes are run (docs/design.md, section 3)."""
 
     name: str
     repeat_action_probability: float  # sticky actions
-    noop_max: int  # 1..noop_max no-op steps at the start of each episode (0: none)
+    # 0..noop_max-1 no-op emulator frames, uniform, at the start of each episode (0: none):
+    # ALE's vector env draws so, and the gym backend does the same (``_NoopStart``).
+    noop_max: int
     life_loss_terminal: bool  # a life loss ends the episode *for learning* only
     max_episode_frames: int = 108_000  # 30 minutes of play at 60 Hz
 
@@ -230,6 +232,31 @@ class VectorAtari:
         self._env.close()
 
 
+def _noop_start_wrapper():
+    import gymnasium
+
+    class NoopStart(gymnasium.Wrapper):
+        """0..noop_max-1 no-op frames (uniform, from the env's seeded generator) after each
+        reset, on the unskipped env: the same draw as ALE's vector env, so both backends
+        start episodes alike. (gymnasium's ``AtariPreprocessing`` would draw 1..noop_max.)"""
+
+        def __init__(self, env, noop_max: int):
+            super().__init__(env)
+            self.noop_max = noop_max
+            self.noops = 0  # last draw, for tests
+
+        def reset(self, **kwargs):
+            obs, info = self.env.reset(**kwargs)
+            self.noops = int(self.env.unwrapped.np_random.integers(0, self.noop_max))
+            for _ in range(self.noops):
+                obs, _, terminated, truncated, info = self.env.step(0)
+                if terminated or truncated:
+                    obs, info = self.env.reset()
+            return obs, info
+
+    return NoopStart
+
+
 class GymAtari:
     """N gymnasium ``ALE/<Game>-v5`` envs with DQN preprocessing, stepped in turn."""
 
@@ -253,9 +280,11 @@ class GymAtari:
                 full_action_space=True,
                 max_num_frames_per_episode=protocol.max_episode_frames,
             )
+            if protocol.noop_max > 0:
+                env = _noop_start_wrapper()(env, protocol.noop_max)
             env = wrappers.AtariPreprocessing(
                 env,
-                noop_max=protocol.noop_max,
+                noop_max=0,
                 frame_skip=FRAMES_PER_STEP,
                 screen_size=84,
                 terminal_on_life_loss=False,

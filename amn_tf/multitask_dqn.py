@@ -30,6 +30,7 @@ from amn_tf import (
     losses,
     multigame,
     networks,
+    optimizers,
     replay,
     runtime,
 )
@@ -116,8 +117,11 @@ def _clone(model):
     return copy
 
 
+@runtime.releases_run_dirs
 def train(config) -> dict:
     """``--mode=multitask_dqn``: MDQN or MCDQN on ``config.games``; resumable."""
+    if runtime.is_run_dir(config.run_dir):  # a rerun: refused at once if it is in use
+        runtime.lock_run_dir(config.run_dir)
     games = list(config.games)
     legal_by_game = [envs.legal_actions(g) for g in games]
     run_dir = config.run_dir
@@ -139,7 +143,8 @@ def train(config) -> dict:
 
     torso, heads = networks.multitask_dqn(config.network, [len(a) for a in legal_by_game])
     target_torso, target_heads = _clone(torso), [_clone(h) for h in heads]
-    optimizer = dqn.make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon)
+    optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon,
+                                          config.batch_per_game * len(games))
     num_envs = config.env.num_envs
     memories = [replay.ReplayMemory(config.replay_capacity, num_envs, seed=config.seed + i)
                 for i, _ in enumerate(games)]

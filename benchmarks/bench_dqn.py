@@ -9,7 +9,8 @@ Prints:
      bound = 1 / (1/env_fps + 1/(updates_per_s * 4 steps * 4 frames));
   4. replay bytes per stored transition.
 
-Usage: python benchmarks/bench_dqn.py [--game=Pong] [--seconds=20] [--precision=auto]
+Usage: python benchmarks/bench_dqn.py [--bench_game=Pong] [--seconds=20] [--bench_precision=auto]
+       [--bench_n_step=1]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ flags.DEFINE_float("seconds", 20.0, "Seconds per measurement.")
 flags.DEFINE_string("bench_precision", "auto", "auto | float32 | mixed_bfloat16")
 flags.DEFINE_integer("bench_envs", 4, "Parallel environments.")
 flags.DEFINE_boolean("bench_jit", False, "XLA-compile the learner step.")
+flags.DEFINE_integer("bench_n_step", 1, "n-step returns of the replay pipeline and the loop.")
 FLAGS = flags.FLAGS
 
 
@@ -71,16 +73,17 @@ def learner_rates(game, memory, seconds, jit):
     import keras
     import tensorflow as tf
 
-    from amn_tf import dqn, envs, networks, replay
+    from amn_tf import dqn, envs, networks, optimizers, replay
 
     legal = envs.legal_actions(game)
     online = networks.nature_dqn(len(legal))
     target = keras.models.clone_model(online)
     _, mask, a2o = dqn.action_tables(legal, len(legal))
-    dataset = replay.transition_dataset(memory, 32, 0.99, True)
-    learner = dqn.DqnLearner(online, target, dqn.make_optimizer("adam", 1e-4), dataset, a2o, mask,
+    dataset = replay.transition_dataset(memory, 32, 0.99, True, n_step=FLAGS.bench_n_step,
+                                        reward_clip=1.0)
+    learner = dqn.DqnLearner(online, target, optimizers.make_optimizer("adam", 1e-4), dataset, a2o, mask,
                              jit_compile=jit)
-    batch = {k: tf.constant(v) for k, v in memory.sample(32).items()}
+    batch = {k: tf.constant(v) for k, v in memory.sample(32, n_step=FLAGS.bench_n_step).items()}
     for _ in range(10):
         learner._update(batch)
         learner.step()
@@ -112,7 +115,7 @@ def full_loop_fps(game, num_envs, seconds, precision, learner_rate):
             "--batch_size=32", "--update_period=4", f"--log_period={max(400, steps // 10)}",
             "--eval_period=100000000", "--checkpoint_period=100000000", "--eval_episodes=1",
             "--eval_max_steps=10", "--eval_envs=1", f"--precision={precision}",
-            f"--jit_compile={FLAGS.bench_jit}",
+            f"--jit_compile={FLAGS.bench_jit}", f"--n_step={FLAGS.bench_n_step}",
         ]  # fmt: skip
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rates = [float(m.replace(",", "")) for m in re.findall(r"\| ([\d,]+) frames/s", output)]
@@ -129,7 +132,7 @@ def main(argv):
 
     precision = runtime.set_precision(FLAGS.bench_precision)
     game, seconds = envs.canonical_game(FLAGS.bench_game), FLAGS.seconds
-    print(f"# bench_dqn: {game}, {FLAGS.bench_envs} envs, precision {precision}, "
+    print(f"# bench_dqn: {game}, {FLAGS.bench_envs} envs, n_step {FLAGS.bench_n_step}, precision {precision}, "
           f"jit {FLAGS.bench_jit}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}")
     env_fps = bare_env_fps(game, FLAGS.bench_envs, seconds)
     print(f"bare AtariVectorEnv, random actions : {env_fps:10,.0f} frames/s")

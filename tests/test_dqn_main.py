@@ -222,6 +222,42 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     assert not os.path.exists(tmp_path / "exports")  # a stopped run exports nothing
 
 
+def test_second_run_on_a_live_run_dir_is_refused_at_once(tmp_path):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
+    first, log = start_main(args, tmp_path / "first.log")
+    try:
+        deadline = time.time() + 60  # until the first has claimed the run directory
+        while time.time() < deadline and first.poll() is None:
+            try:
+                if json.loads((run_dir / ".lock").read_text() or "{}").get("pid") == first.pid:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        # Frozen, the first stays alive (and holds its claim) however slow this machine is.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            started = time.time()
+            second = run_main(*args, timeout=60)
+            seconds = time.time() - started
+        finally:
+            first.send_signal(signal.SIGCONT)
+        line = assert_clean_error(second)
+        assert f"is in use by process {first.pid} (" in line and f"kill -INT {first.pid}" in line
+        assert "amn_tf.main" in line and str(run_dir) in line
+        assert "[dqn" not in second.stdout  # it trained nothing
+        assert seconds < 15, seconds  # refused before TensorFlow is even imported
+        first.wait(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        log.close()
+    output = (tmp_path / "first.log").read_text()
+    assert first.returncode == 0, output
+    assert os.listdir(export_dir / "experts" / "Pong") == ["1"]
+
+
 # ------------------------------------------------------------------ flagfiles
 FLAGFILES = sorted(glob.glob(os.path.join(FLAGS_DIR, "*.flags")))
 
@@ -265,6 +301,18 @@ def test_every_flagfile_parses_and_builds(flagfile):
                 assert dqn[name] == int(value), name
 
 
+def test_smoke_recipes_never_export_into_the_shipped_tree():
+    """A throw-away run must not add an untrained expert to what --mode=amn distils."""
+    smoke = [f for f in FLAGFILES if "smoke" in os.path.basename(f)]
+    assert smoke
+    for flagfile in smoke:
+        with open(flagfile) as handle:
+            export_dirs = [line.strip().split("=", 1)[1] for line in handle
+                           if line.startswith("--export_dir=")]
+        assert export_dirs, f"{flagfile} exports into the default saved_models/"
+        assert not os.path.normpath(export_dirs[-1]).startswith("saved_models"), flagfile
+
+
 # ----------------------------------------------------------------- bad inputs
 def assert_clean_error(result) -> str:
     """Non-zero exit, no traceback, one 'amn_tf: error:' line, last on stderr."""
@@ -288,6 +336,9 @@ BAD_INPUTS = {
         ["--mode=dqn", "--game=Pong", "--training_steps=500", "--learning_starts=500"],
         "--learning_starts=500"),
     "amn_tau_zero": (["--mode=amn", "--tau=0"], "--tau must be > 0"),
+    "beta_infinite": (["--mode=amn", "--beta=inf"], "--beta=inf is not a finite number"),
+    "learning_rate_nan": (["--mode=dqn", "--game=Pong", "--learning_rate=nan"],
+                          "--learning_rate=nan is not a finite number"),
     "no_mode": (["--game=Pong"], "--mode is required"),
     "stray_argument": (["--mode=dqn", "--game=Pong", "oops"], "unexpected arguments"),
 }

@@ -173,3 +173,26 @@ def test_breakout_life_loss_then_game_over(backend):
         assert index == 0 and episode_return == total and length > 4
     finally:
         env.close()
+
+
+def test_gym_backend_draws_0_to_29_noop_frames_like_the_vector_env():
+    """Both back ends start each paper-protocol episode with 0..29 no-op frames (ALE's
+    vector env draws uniform in [0, noop_max); the gym back end must agree)."""
+    env = envs.make_env("Pong", 1, "paper", seed=0, backend="gym")
+    try:
+        wrapper = env._envs[0]
+        while type(wrapper).__name__ != "NoopStart":
+            wrapper = wrapper.env
+        draws = []
+        for seed in range(300):
+            wrapper.reset(seed=seed)
+            draws.append(wrapper.noops)
+        assert min(draws) == 0 and max(draws) == envs.get_protocol("paper").noop_max - 1 == 29
+        assert len(set(draws)) == 30  # uniform over all 30 values (300 draws: each seen)
+        # Seeded: the same seed gives the same start.
+        wrapper.reset(seed=7)
+        first = wrapper.noops
+        wrapper.reset(seed=7)
+        assert wrapper.noops == first
+    finally:
+        env.close()

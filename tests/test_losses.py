@@ -173,3 +173,90 @@ def test_masked_argmax_and_max():
     np.testing.assert_array_equal(losses.masked_argmax(values, mask), [2, 2])
     np.testing.assert_allclose(losses.masked_max(values, mask), [3.0, 8.0])
     assert losses.masked_argmax(values, mask).dtype == tf.int32
+
+
+def test_authors_update_summed_loss_with_centered_rmsprop_by_hand():
+    """One DqnLearner update with --batch_loss=sum and the authors' RMSProp equals their Lua
+    update computed by hand: dw = sum_i clip(delta_i, -1, 1) dQ_i/dw, then
+    g = 0.05 dw, g2 = 0.05 dw^2 (first step from zeros), w += lr dw / sqrt(g2 - g^2 + 0.01)."""
+    import keras
+
+    from amn_tf import dqn, optimizers
+
+    keras.mixed_precision.set_global_policy("float32")
+    num_actions = 3
+
+    def tiny_network():
+        # Q(s) = W x(s) + b with x(s) the 4 frames' top-left pixel (a linear DQN).
+        frames = keras.Input((84, 84, 4), dtype="uint8")
+        x = keras.layers.Lambda(lambda f: keras.ops.cast(f[:, 0, 0, :], "float32") / 10.0)(frames)
+        q = keras.layers.Dense(num_actions, kernel_initializer="zeros", bias_initializer="zeros")(x)
+        return keras.Model(frames, [q, x])
+
+    online, target = tiny_network(), tiny_network()
+    w0 = np.array([[0.1, -0.2, 0.3], [0.0, 0.5, -0.1], [0.2, 0.2, 0.2], [-0.3, 0.1, 0.0]], np.float32)
+    b0 = np.array([0.05, -0.05, 0.0], np.float32)
+    online.set_weights([w0, b0])
+    target.set_weights([w0 * 2.0, b0])
+    pixels_tm1 = np.array([[10, 20, 0, 5], [3, 0, 7, 1]], np.uint8)
+    pixels_t = np.array([[1, 1, 1, 1], [9, 0, 0, 30]], np.uint8)
+
+    def states(pixels):
+        s = np.zeros((2, 84, 84, 4), np.uint8)
+        s[:, 0, 0, :] = pixels
+        return s
+
+    batch = {"s_tm1": tf.constant(states(pixels_tm1)), "s_t": tf.constant(states(pixels_t)),
+             "a_tm1": tf.constant([0, 2], tf.int32), "r_t": tf.constant([1.0, 0.0]),
+             "discount_t": tf.constant([0.99, 0.0])}
+    optimizer = optimizers.make_optimizer("rmsprop", 0.00025)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    learner = dqn.DqnLearner(online, target, optimizer, dataset, np.arange(num_actions, dtype=np.int32),
+                             np.ones(num_actions, bool), double_dqn=False, batch_loss="sum")
+    learner._update(batch)
+
+    # By hand, in float64.
+    x_tm1, x_t = pixels_tm1 / 10.0, pixels_t / 10.0
+    q_tm1 = x_tm1 @ w0 + b0
+    v_t = (x_t @ (w0 * 2.0) + b0).max(axis=1)  # DQN target: max over the target network
+    target_values = np.array([1.0, 0.0]) + np.array([0.99, 0.0]) * v_t
+    delta = np.clip(target_values - q_tm1[[0, 1], [0, 2]], -1.0, 1.0)
+    # d(sum Huber)/dq_tm1[i, a_i] = -delta_i; dq/dW = x, dq/db = 1 (summed, not averaged).
+    grad_w = np.zeros_like(w0, np.float64)
+    grad_b = np.zeros_like(b0, np.float64)
+    for i, a in enumerate([0, 2]):
+        grad_w[:, a] -= delta[i] * x_tm1[i]
+        grad_b[a] -= delta[i]
+
+    def step(w, grad):
+        g, g2 = 0.05 * grad, 0.05 * grad**2
+        return w - 0.00025 * grad / np.sqrt(g2 - g**2 + 0.01)
+
+    w1, b1 = (v.numpy() for v in online.trainable_variables)
+    np.testing.assert_allclose(w1, step(w0, grad_w), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(b1, step(b0, grad_b), rtol=1e-5, atol=1e-8)
+    # The update moved the weights by far more than a mean loss would have (eps dominates
+    # the root there): the batch scale matters with this optimizer.
+    assert np.abs(w1 - w0).max() > 1e-4
+
+
+def test_authors_adam_two_steps_by_hand_and_batch_scale():
+    """m = 0.95 m + 0.05 g, v = 0.95 v + 0.05 g^2, w -= lr m / sqrt(v + 0.01) on a summed
+    gradient; on a mean over B samples (g / B) epsilon is 0.01 / B^2 and the step is the same."""
+    from amn_tf import optimizers
+
+    g1, g2 = np.array([0.5, -2.0, 0.0]), np.array([1.0, 1.0, -3.0])
+    w = np.array([1.0, 1.0, 1.0])
+    # By hand, summed gradients: step 1, m = 0.05 g1, v = 0.05 g1^2
+    m, v = 0.05 * g1, 0.05 * g1**2
+    w1 = w - 0.1 * m / np.sqrt(v + 0.01)  # e.g. w1[0] = 1 - 0.1 * 0.025 / sqrt(0.0125 + 0.01)
+    m, v = 0.95 * m + 0.05 * g2, 0.95 * v + 0.05 * g2**2
+    w2 = w1 - 0.1 * m / np.sqrt(v + 0.01)
+    assert w1[0] == pytest.approx(1 - 0.0025 / math.sqrt(0.0225))
+    for batch_size in (1, 4):
+        variable = tf.Variable(w.astype(np.float32))
+        optimizer = optimizers.make_optimizer("authors_adam", 0.1, batch_size=batch_size)
+        optimizer.apply_gradients([(tf.constant(g1 / batch_size, tf.float32), variable)])
+        np.testing.assert_allclose(variable.numpy(), w1, rtol=1e-5)
+        optimizer.apply_gradients([(tf.constant(g2 / batch_size, tf.float32), variable)])
+        np.testing.assert_allclose(variable.numpy(), w2, rtol=1e-5)
