@@ -1,11 +1,13 @@
 """Actor-Mimic: distill expert DQNs (SavedModels) into one multitask network.
 
 Read top to bottom: ``find_experts`` (which SavedModels teach which game),
-``AmnLearner`` (a ``tf.function`` step that runs every expert on its game's slice of the
-batch and regresses the AMN on their policies and features), then ``train``: every game
-played by the AMN's own epsilon-greedy policy (or the expert's) into its own replay
-memory, one update per ``update_period`` agent steps per game, periodic test play with
-the Table 1 figures, checkpoints and export.
+``ExpertOutputs`` (every expert run once on each state its game's replay memory receives:
+its Q-values, and its features when feature regression is on, stored beside the frame),
+``AmnLearner`` (a ``tf.function`` step that regresses the AMN on the experts' policies and
+features read from its batch, or with a batch of bare states runs every expert on its
+game's slice), then ``train``: every game played by the AMN's own epsilon-greedy policy (or
+the expert's) into its own replay memory, one update per ``update_period`` agent steps per
+game, periodic test play with the Table 1 figures, checkpoints and export.
 
 Loss of one update over G games with b states each (docs/design.md, section 1):
 
@@ -127,6 +129,83 @@ def warn_weak_experts(reference, label) -> list:
     return weak
 
 
+# ------------------------------------------------------------ expert outputs
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+class ExpertOutputs:
+    """The experts' outputs on the states written into the AMN's replay memories, computed
+    once per state when it is written, in the learner process, so that an update only reads
+    them from its batch instead of running G experts on it.
+
+    ``outputs([states of game 0, states of game 1, ...])`` runs every expert on its game's
+    new states (``[n_i, 84, 84, 4]`` uint8) in one TensorFlow call and returns, per game,
+    ``{"q_values": [n_i, 18] float32, "features": [n_i, F] float16}``: Q-values over the
+    game's legal actions placed at their ALE ids (0 elsewhere: masked in every use), exactly
+    as the expert gave them; features (its last hidden layer) only when ``features`` (feature
+    regression on, beta > 0), rounded to float16 (clipped to its range). ``memory_outputs(i)``
+    is what game i's ``replay.ReplayMemory`` is told to store: 72 B of Q-values (+ 2 F B of
+    features) per entry beside its 7,062 B.
+
+    Args:
+      experts: per game, a callable frames -> (q_values over the legal set, features).
+      masks: [G, 18] bool legal actions.
+      feature_sizes: per game, the expert's feature size.
+      features: store the features too (``beta > 0``).
+    """
+
+    def __init__(self, experts, masks, feature_sizes, features: bool):
+        self._experts = list(experts)
+        self.features = bool(features)
+        self._feature_sizes = [int(f) for f in feature_sizes]
+        # column[i][a]: where ALE id a is in game i's legal Q-values (n_legal: a zero column).
+        self._columns = []
+        for mask in np.asarray(masks, bool):
+            column = np.full(envs.NUM_ACTIONS, mask.sum(), np.int32)
+            column[mask] = np.arange(mask.sum())
+            self._columns.append(tf.constant(column))
+        spec = [tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8)] * len(self._experts)
+        self._run = tf.function(self._outputs, input_signature=[spec])
+
+    def __len__(self) -> int:
+        return len(self._experts)
+
+    def of_game(self, index: int, states) -> dict:
+        """The outputs of one game's states (tests, benchmarks; training batches all games)."""
+        empty = np.zeros((0, *envs.OBSERVATION_SHAPE), np.uint8)
+        return self([states if i == index else empty for i in range(len(self))])[index]
+
+    def memory_outputs(self, index: int) -> dict:
+        spec = {"q_values": ((envs.NUM_ACTIONS,), np.float32)}
+        if self.features:
+            spec["features"] = ((self._feature_sizes[index],), np.float16)
+        return spec
+
+    def _outputs(self, states):
+        result = []
+        for expert, column, frames in zip(self._experts, self._columns, states):
+            q_legal, features = expert(frames)
+            q_legal = tf.cast(q_legal, tf.float32)
+            padded = tf.concat([q_legal, tf.zeros_like(q_legal[:, :1])], 1)
+            row = {"q_values": tf.gather(padded, column, axis=1)}  # a copy: exact
+            if self.features:
+                row["features"] = tf.cast(tf.clip_by_value(tf.cast(features, tf.float32),
+                                                           -FLOAT16_MAX, FLOAT16_MAX), tf.float16)
+            result.append(row)
+        return result
+
+    def __call__(self, states_per_game) -> list:
+        if len(states_per_game) != len(self._experts):
+            raise ValueError(f"states of {len(states_per_game)} games for {len(self._experts)} experts")
+        counts = [len(states) for states in states_per_game]
+        # An empty batch would fail in the convolutions: run one blank state and keep none.
+        outputs = self._run([tf.convert_to_tensor(states if len(states) else
+                                                  np.zeros((1, *envs.OBSERVATION_SHAPE), np.uint8), tf.uint8)
+                             for states in states_per_game])
+        return [{name: value.numpy()[:count] for name, value in row.items()}
+                for row, count in zip(outputs, counts)]
+
+
 # ------------------------------------------------------------------ learner
 class AmnLearner:
     """Policy (and feature) regression of the AMN on G experts, one step per batch."""
@@ -137,10 +216,14 @@ class AmnLearner:
         Args:
           amn: Keras model, uint8 frames -> (logits [B, 18], features [B, H]).
           regressors: one Keras Dense f_i per game (H -> expert feature size).
-          experts: per game, a callable frames -> (q_values over the legal set, features).
+          experts: per game, a callable frames -> (q_values over the legal set, features):
+            run in the step on batches of bare states (None: the batches carry the outputs).
           masks: [G, 18] bool legal actions.
           dataset: yields (states [G*b, 84, 84, 4], game_index [G*b]) grouped by game (with a
-            strategy of R replicas: R such groups of b/R per game, one per replica).
+            strategy of R replicas: R such groups of b/R per game, one per replica), and with
+            stored expert outputs (``ExpertOutputs``) also (q_values [G*b, 18] at ALE ids,
+            features [G*b, F]), aligned with the states (``replay.multitask_state_dataset``):
+            then no expert runs in the step.
           tau: the experts' temperatures, one per game in game order (a number: the same
             for every game); ``set_temperatures`` changes them before training.
           strategy: optional tf.distribute strategy (build everything in its scope).
@@ -149,11 +232,12 @@ class AmnLearner:
         self.regressors = regressors
         self.experts = experts
         self.optimizer = optimizer
+        self._games = len(masks)
         self._masks = tf.constant(masks, tf.bool)
         # placement[i]: [n_legal_i, 18] one-hot, so q_legal @ placement puts Q at ALE ids.
         self._placements = [tf.constant(np.eye(envs.NUM_ACTIONS, dtype=np.float32)[np.flatnonzero(m)])
                             for m in masks]
-        self.temperatures = tf.Variable(self._per_game_taus(tau, len(experts)), trainable=False,
+        self.temperatures = tf.Variable(self._per_game_taus(tau, self._games), trainable=False,
                                         name="temperatures")
         self._beta = float(beta)
         self.skip_nonfinite = skip_nonfinite
@@ -179,10 +263,10 @@ class AmnLearner:
 
     def set_temperatures(self, taus) -> None:
         """The experts' temperatures, one per game in game order (read by the next step)."""
-        self.temperatures.assign(self._per_game_taus(taus, len(self.experts)))
+        self.temperatures.assign(self._per_game_taus(taus, self._games))
 
     def _per_game(self, states):
-        return tf.shape(states)[0] // len(self.experts)
+        return tf.shape(states)[0] // self._games
 
     def expert_targets(self, states):
         """Expert Q-values at ALE ids [B, 18] and features, game by game on its slice."""
@@ -211,9 +295,15 @@ class AmnLearner:
         return policy_loss, feature_loss, agreement
 
     def compute(self, batch):
-        """Loss (replica-scaled), gradients and metrics of one (states, game_index) batch."""
-        states, game_index = batch
-        expert_q, expert_features = self.expert_targets(states)
+        """Loss (replica-scaled), gradients and metrics of one batch: (states, game_index,
+        expert q_values, expert features) as stored, or (states, game_index), on which the
+        experts then run here."""
+        if len(batch) == 4:
+            states, game_index, expert_q, expert_features = batch
+            expert_q, expert_features = tf.cast(expert_q, tf.float32), tf.cast(expert_features, tf.float32)
+        else:
+            states, game_index = batch
+            expert_q, expert_features = self.expert_targets(states)
         scale = learning.replica_scale(tf.shape(states)[0])
         with tf.GradientTape() as tape:
             policy_loss, feature_loss, agreement = self.losses(states, game_index, expert_q, expert_features)
@@ -393,7 +483,12 @@ def train(config) -> dict:
     strategy = learning.make_strategy(config.distribution, config.devices)
     num_envs = config.env.num_envs
     streams = num_envs * max(1, config.num_actors)  # one stream per (actor, env)
-    memories = [replay.ReplayMemory(config.replay_capacity, streams, seed=config.seed + i)
+    callables = [expert_callable(loaded_by_game[g]) for g in games]
+    # Each state's expert outputs, computed once as it enters its memory (this process).
+    expert_outputs = ExpertOutputs(callables, masks, [loaded_by_game[g].feature_size for g in games],
+                                   features=config.beta > 0)
+    memories = [replay.ReplayMemory(config.replay_capacity, streams, seed=config.seed + i,
+                                    outputs=expert_outputs.memory_outputs(i))
                 for i, _ in enumerate(games)]
     dataset = replay.multitask_state_dataset(memories, config.batch_per_game,
                                              prefetch=0 if config.deterministic else 2,
@@ -404,7 +499,7 @@ def train(config) -> dict:
                                                  [loaded_by_game[g].feature_size for g in games])
         optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, 1e-7,
                                               config.batch_per_game * len(games))
-        learner = AmnLearner(amn, regressors, [expert_callable(loaded_by_game[g]) for g in games],
+        learner = AmnLearner(amn, regressors, None,  # the dataset carries the experts' outputs
                              masks, optimizer, dataset, 1.0, config.beta,  # taus: run_temperatures
                              config.jit_compile, config.skip_nonfinite, strategy)
     students = [dqn.GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), m) for m in masks]
@@ -459,11 +554,12 @@ def train(config) -> dict:
         play = actors.RemoteActors(ray, games, memories, num_envs, protocol, config.env.backend,
                                        config.network, config.epsilon, config.seed,
                                        config.num_actors, config.actor_chunk_steps,
-                                       config.actor_cpus, config.actor_gpus)
+                                       config.actor_cpus, config.actor_gpus, expert_outputs)
         play.start(amn.get_weights())
         label += f" ({config.num_actors} actors)"
     else:
-        play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
+        play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend,
+                                  expert_outputs)
         play.new_episodes(run.step, restored=run.replay_restored and config.deterministic)
     learning_starts = run.learning_starts(config.learning_starts)
     progress = runtime.Progress(label, config.steps_per_game, run.step)

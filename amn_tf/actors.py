@@ -7,7 +7,8 @@ steps epsilon-greedily on every game and returns a chunk: what the learner's mem
 need to record those steps (actions, rewards, end flags and the newest frame of each
 step, plus the full first observation of each new episode). The learner owns one replay
 stream per (actor, env); ``ingest`` writes a chunk into those streams in the order the
-steps happened, so the memory holds what an in-process run would have recorded.
+steps happened, so the memory holds what an in-process run would have recorded (with the
+AMN's expert outputs of every new state, computed in the learner process per chunk).
 
 ``RemoteActors`` runs the workers as Ray actors (``--num_actors`` with ``--ray_address``):
 each keeps one ``play`` call in flight; the learner takes chunks as they arrive, updates,
@@ -127,31 +128,86 @@ class ActorWorker:
             env.close()
 
 
-def ingest(chunk, memories, streams) -> None:
+def chunk_states(record, steps: int, before: np.ndarray):
+    """Each step's next state ``[steps, n, 84, 84, 4]`` in one game's chunk, rebuilt from its
+    newest frames the way the memory rebuilds them: the state before the step shifted by a
+    frame, the step's frame last (after an episode ended, the state before the next step is
+    the new episode's first observation). ``before`` [n, 84, 84, 4]: the states before the
+    chunk (ignored when the chunk begins with its ``initial`` observation)."""
+    current = record["initial"] if record["initial"] is not None else before
+    starts = {t: (ended, observations) for t, ended, observations in record["starts"]}
+    next_obs = np.empty((steps, *current.shape), np.uint8)
+    for t in range(steps):
+        next_obs[t, ..., :-1] = current[..., 1:]
+        next_obs[t, ..., -1] = record["frames"][t]
+        current = next_obs[t]
+        if t in starts:
+            ended, observations = starts[t]
+            current = current.copy()
+            current[ended] = observations
+    return next_obs
+
+
+class _Slices:
+    """Consecutive slices of per-state outputs (dicts of arrays), from ``start`` on; None
+    without outputs."""
+
+    def __init__(self, outputs, start: int = 0):
+        self.outputs, self.at = outputs, start
+
+    def take(self, count: int):
+        if self.outputs is None:
+            return None
+        self.at += count
+        return {name: value[self.at - count : self.at] for name, value in self.outputs.items()}
+
+
+def ingest(chunk, memories, streams, annotate=None) -> None:
     """Writes an actor's chunk into the learner's memories (one per game) on ``streams``
-    (that actor's stream ids), step by step in the order the steps happened."""
+    (that actor's stream ids), step by step in the order the steps happened.
+
+    ``annotate`` (memories that store outputs; see ``multigame.GamePlay``): the outputs of
+    every state the chunk writes, rebuilt here (``chunk_states``), computed in one call for
+    all games of the chunk before anything is written. Per game the states are, in order:
+    the first observations (a worker's first chunk), each step's next states, and the first
+    observation of each episode started in the chunk."""
     streams = np.asarray(streams, np.int64)
-    for memory, record in zip(memories, chunk["games"]):
+    steps, n = chunk["steps"], len(streams)
+    records = chunk["games"]
+    next_obs, outputs = [None] * len(records), [None] * len(records)
+    if annotate is not None:
+        states = []
+        for index, (memory, record) in enumerate(zip(memories, records)):
+            before = memory.latest_observations(streams) if record["initial"] is None else None
+            next_obs[index] = chunk_states(record, steps, before)
+            states.append(np.concatenate(
+                ([] if record["initial"] is None else [record["initial"]])
+                + [next_obs[index].reshape(-1, *envs.OBSERVATION_SHAPE)]
+                + [observations for _, _, observations in record["starts"]]))
+        outputs = annotate(states)
+    for memory, record, stacks, annotated in zip(memories, records, next_obs, outputs):
+        written = _Slices(annotated)
         if record["initial"] is not None:
-            memory.start_episodes(streams, record["initial"])
-        starts = {}
-        for t, ended, observations in record["starts"]:
-            starts[t] = (ended, observations)
-        for t in range(chunk["steps"]):
+            memory.start_episodes(streams, record["initial"], written.take(n))
+        started = _Slices(annotated, written.at + steps * n)
+        starts = {t: (ended, observations) for t, ended, observations in record["starts"]}
+        for t in range(steps):
             memory.append(streams, record["actions"][t], record["rewards"][t],
                           record["terminated"][t], record["truncated"][t], record["life_lost"][t],
-                          record["frames"][t][..., None])
+                          record["frames"][t][..., None] if stacks is None else stacks[t],
+                          written.take(n))
             if t in starts:
                 ended, observations = starts[t]
-                memory.start_episodes(streams[ended], observations)
+                memory.start_episodes(streams[ended], observations, started.take(len(ended)))
 
 
 class RemoteActors:
     """``num_actors`` Ray actors playing for one learner (see the module docstring)."""
 
     def __init__(self, ray, games, memories, num_envs, protocol, backend, network, epsilon,
-                 seed, num_actors, chunk_steps, cpus_per_actor, gpus_per_actor=0.0):
+                 seed, num_actors, chunk_steps, cpus_per_actor, gpus_per_actor=0.0, annotate=None):
         self.ray = ray
+        self.annotate = annotate  # see ``ingest``
         self.games = list(games)
         self.memories = memories
         self.num_envs = num_envs
@@ -207,7 +263,7 @@ class RemoteActors:
         except self.ray.exceptions.RayError as error:
             raise self._failed("an actor died", error) from None
         k, worker = self.pending.pop(ready)
-        ingest(chunk, self.memories, self.streams_of(k))
+        ingest(chunk, self.memories, self.streams_of(k), self.annotate)
         for game, record in zip(self.games, chunk["games"]):
             if record["returns"]:
                 self.last_returns[game] = record["returns"][-1]

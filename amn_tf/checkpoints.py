@@ -113,6 +113,7 @@ class CheckpointManager:
         """
         import tensorflow as tf
 
+        newest_error = None
         for path in self.complete():
             try:
                 with open(os.path.join(path, "state.json")) as handle:
@@ -129,9 +130,12 @@ class CheckpointManager:
                 return state
             except Exception as error:  # noqa: BLE001 - any failure means "not usable"
                 logging.warning("checkpoint %s is unusable (%s); trying an older one", path, error)
+                if newest_error is None:  # named in the error below
+                    reason = (str(error).splitlines() or [type(error).__name__])[0]
+                    newest_error = f"{os.path.basename(path)}: {reason}"
         if self.complete():
             raise CheckpointError(
-                f"no usable checkpoint in {self.directory}: every one failed to load; "
-                "move the directory away to start over"
+                f"no usable checkpoint in {self.directory}: every one failed to load (the newest, "
+                f"{newest_error}); move the directory away to start over"
             )
         return None

@@ -2,7 +2,9 @@
 shared by the AMN and the multitask DQN loops.
 
 One step sends each game's actions (the emulators then run in their C++ threads while the
-caller updates the learner), then receives every game's results into its memory.
+caller updates the learner), then receives every game's results into its memory. With
+``annotate`` (the AMN's ``ExpertOutputs``), the outputs of every new state of every game are
+computed in one call per step and stored with the states.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from amn_tf import envs
 
 
 class GamePlay:
-    def __init__(self, games, memories, num_envs, protocol, seed, backend):
+    def __init__(self, games, memories, num_envs, protocol, seed, backend, annotate=None):
+        """``annotate``: optional callable, [states of each game] -> [outputs of each game]
+        (dicts of per-state arrays) for memories that store outputs."""
         self.games = list(games)
         self.memories = memories
+        self.annotate = annotate
         self.num_envs = num_envs
         self.seed = seed
         self.envs = [envs.make_env(g, num_envs, protocol, seed + 1000 * i, backend)
@@ -31,12 +36,12 @@ class GamePlay:
         """Every env starts an episode seeded by ``step`` (deterministic runs do this at each
         checkpoint, so a resumed run sees what an uninterrupted one saw). ``restored``: the
         memories already hold these first observations (a restored deterministic checkpoint)."""
-        self.observations = []
-        for index, (memory, env) in enumerate(zip(self.memories, self.envs)):
-            obs = env.reset(seed=self.seed + 1000 * index + step)
-            if not restored:
-                memory.start_episodes(self.streams, obs)
-            self.observations.append(obs)
+        self.observations = [env.reset(seed=self.seed + 1000 * index + step)
+                             for index, env in enumerate(self.envs)]
+        if not restored:
+            outputs = self.annotate(self.observations) if self.annotate else [None] * len(self.envs)
+            for memory, obs, output in zip(self.memories, self.observations, outputs):
+                memory.start_episodes(self.streams, obs, output)
 
     def send(self, actions_per_game) -> None:
         self._actions = [np.asarray(a, np.int32) for a in actions_per_game]
@@ -45,13 +50,20 @@ class GamePlay:
 
     def recv(self) -> None:
         """Results of the last ``send`` into each game's memory; new episodes recorded."""
-        for index, (env, memory) in enumerate(zip(self.envs, self.memories)):
-            result = env.recv()
+        results = [env.recv() for env in self.envs]
+        ended = [result.terminated | result.truncated for result in results]
+        outputs = [(None, None)] * len(results)
+        if self.annotate:  # one call for every game: the next states, then new episodes' first
+            annotated = self.annotate([np.concatenate([r.final_obs, r.obs[e]])
+                                       for r, e in zip(results, ended)])
+            outputs = [({k: v[: self.num_envs] for k, v in a.items()},
+                        {k: v[self.num_envs :] for k, v in a.items()}) for a in annotated]
+        for index, (result, memory) in enumerate(zip(results, self.memories)):
             memory.append(self.streams, self._actions[index], result.reward, result.terminated,
-                          result.truncated, result.life_lost, result.final_obs)
-            ended = result.terminated | result.truncated
-            if ended.any():
-                memory.start_episodes(self.streams[ended], result.obs[ended])
+                          result.truncated, result.life_lost, result.final_obs, outputs[index][0])
+            if ended[index].any():
+                memory.start_episodes(self.streams[ended[index]], result.obs[ended[index]],
+                                      outputs[index][1])
             self.observations[index] = result.obs
             for _, episode_return, _ in result.episode_returns:
                 self.last_returns[self.games[index]] = episode_return

@@ -14,7 +14,15 @@ from its real next state. When the ring overwrites entry ``p``, the entries whos
 reach back into ``p`` (``p+1 .. p+3``) stop being sampled.
 
 Bytes per stored transition: 84*84 frame + 1 action + 4 reward + 1 flags = 7,062, plus
-four frames per episode for the start/end entries.
+four frames per episode for the start/end entries (and the AMN's outputs, see below).
+
+Optional per-entry *outputs* (``outputs=`` spec, used by the AMN only): arrays stored beside
+each entry's frame holding what a function of that entry's state (frames j-3 .. j) gave when
+the entry was written, e.g. the expert's Q-values and features. The writer computes them
+from the observation stacks it passes in (``append``'s ``next_obs``, ``start_episodes``'
+first observation: only the last of its four entries is ever a sampled state) and passes
+them in as ``outputs``; ``sample_states(..., outputs=True)`` returns them aligned with the
+sampled states. Memories without outputs (the DQN's) store and save nothing extra.
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ TERMINATED = 2  # the transition ended the game
 TRUNCATED = 4  # the transition hit the frame limit (bootstraps from the final state)
 LIFE_LOST = 8  # a life was lost on the transition
 
-_FORMAT_VERSION = 1
+# 2: optional per-entry outputs (``output_<name>`` arrays). A format-1 file (no outputs) still
+# restores into a memory without outputs (same layout); a memory with outputs refuses it.
+_FORMAT_VERSION = 2
+_ARRAYS = ("frames", "actions", "rewards", "flags", "cursor")
 
 
 class ReplayMemory:
@@ -42,9 +53,12 @@ class ReplayMemory:
       capacity: transitions in all (split evenly over streams).
       num_streams: parallel environments writing into this memory.
       seed: seed of the sampling generator.
+      outputs: optional ``{name: (shape, dtype)}`` of per-entry outputs stored beside each
+        frame (see the module docstring); every ``append``/``start_episodes`` must then
+        pass them.
     """
 
-    def __init__(self, capacity: int, num_streams: int = 1, seed: int = 0):
+    def __init__(self, capacity: int, num_streams: int = 1, seed: int = 0, outputs: dict | None = None):
         if num_streams < 1:
             raise ValueError(f"num_streams must be >= 1, got {num_streams}")
         stream_capacity = capacity // num_streams
@@ -62,36 +76,64 @@ class ReplayMemory:
         self.rewards = np.zeros(shape, np.float32)
         self.flags = np.zeros(shape, np.uint8)
         self.cursor = np.zeros(num_streams, np.int64)  # entries ever written, per stream
+        self.outputs = {name: np.zeros((*shape, *tuple(size)), np.dtype(dtype))
+                        for name, (size, dtype) in (outputs or {}).items()}
         self.rng = np.random.default_rng(seed)
         # Writers (the acting loop) and readers (tf.data's sampling thread) take this lock, so a
         # sampled window never holds a frame written after its transition was found valid.
         self.lock = threading.Lock()
 
     # ----------------------------------------------------------------- writing
-    def _write(self, streams: np.ndarray, frames: np.ndarray) -> None:
-        """Appends one frame per stream; the new entry starts no transition yet."""
+    def _checked_outputs(self, outputs, count: int):
+        """``outputs`` for ``count`` new states, as this memory stores them (or an error)."""
+        if not self.outputs:
+            if outputs is not None:
+                raise ValueError("this replay memory stores no outputs; pass none")
+            return None
+        if outputs is None or set(outputs) != set(self.outputs):
+            raise ValueError(f"this replay memory stores outputs {sorted(self.outputs)} for every "
+                             f"state written; got {sorted(outputs or {})}")
+        checked = {}
+        for name, mine in self.outputs.items():
+            value = np.asarray(outputs[name])
+            if value.shape != (count, *mine.shape[2:]):
+                raise ValueError(f"outputs[{name!r}] is {list(value.shape)}, expected "
+                                 f"{[count, *mine.shape[2:]]}")
+            checked[name] = value
+        return checked
+
+    def _write(self, streams: np.ndarray, frames: np.ndarray, outputs=None) -> None:
+        """Appends one frame per stream (and its state's outputs, or zeros); the new entry
+        starts no transition yet."""
         position = self.cursor[streams] % self.stream_capacity
         self.frames[streams, position] = frames
+        for name, array in self.outputs.items():
+            array[streams, position] = 0 if outputs is None else outputs[name]
         self.flags[streams, position] = 0
         for offset in range(1, envs.STACK):  # stacks of the oldest entries now reach into new data
             self.flags[streams, (position + offset) % self.stream_capacity] &= ~np.uint8(VALID)
         self.cursor[streams] += 1
 
-    def start_episodes(self, streams, observations: np.ndarray) -> None:
-        """Writes the first observation ``[n, 84, 84, 4]`` of new episodes."""
+    def start_episodes(self, streams, observations: np.ndarray, outputs: dict | None = None) -> None:
+        """Writes the first observation ``[n, 84, 84, 4]`` of new episodes (``outputs``: those
+        of the observations, stored with the last of the four entries, the only state)."""
         streams = np.atleast_1d(np.asarray(streams, np.int64))
+        outputs = self._checked_outputs(outputs, len(streams))
         with self.lock:
             for k in range(envs.STACK):
-                self._write(streams, observations[..., k])
+                self._write(streams, observations[..., k], outputs if k == envs.STACK - 1 else None)
 
-    def append(self, streams, actions, rewards, terminated, truncated, life_lost, next_obs):
+    def append(self, streams, actions, rewards, terminated, truncated, life_lost, next_obs,
+               outputs: dict | None = None):
         """Records the step taken from each stream's latest entry and its next observation.
 
         ``next_obs`` is the observation after the step (for an ended episode, the final
         one: ``StepResult.final_obs``). Call ``start_episodes`` for streams whose episode
-        ended before appending to them again.
+        ended before appending to them again. ``outputs``: those of the ``next_obs`` states
+        (memories with outputs only).
         """
         streams = np.atleast_1d(np.asarray(streams, np.int64))
+        outputs = self._checked_outputs(outputs, len(streams))
         if np.any(self.cursor[streams] < envs.STACK):
             raise RuntimeError("append() before start_episodes() on a stream")
         latest = (self.cursor[streams] - 1) % self.stream_capacity
@@ -102,7 +144,7 @@ class ReplayMemory:
         with self.lock:
             self.actions[streams, latest] = actions
             self.rewards[streams, latest] = rewards
-            self._write(streams, next_obs[..., -1])
+            self._write(streams, next_obs[..., -1], outputs)
             # Set after the write: the write may have cleared the bit on a wrapped ring.
             self.flags[streams, latest] = flags
 
@@ -204,16 +246,30 @@ class ReplayMemory:
             streams, entries = self.sample_indices(batch_size)
             return self.gather(streams, entries, gamma, life_loss_terminal, n_step, reward_clip)
 
-    def sample_states(self, batch_size: int) -> np.ndarray:
-        """States only ``[B, 84, 84, 4]`` (what the AMN learner needs)."""
+    def sample_states(self, batch_size: int, outputs: bool = False):
+        """States only ``[B, 84, 84, 4]`` (what the AMN learner needs); with ``outputs``,
+        ``(states, {name: [B, ...]})``: the stored outputs of those same states."""
         with self.lock:
             streams, entries = self.sample_indices(batch_size)
             window = (entries[:, None] + np.arange(-envs.STACK + 1, 1)) % self.stream_capacity
             frames = self.frames[streams[:, None], window]
+            stored = {name: array[streams, entries] for name, array in self.outputs.items()} if outputs else None
+        states = np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
+        return (states, stored) if outputs else states
+
+    def latest_observations(self, streams) -> np.ndarray:
+        """The state ``[n, 84, 84, 4]`` of each stream's newest entry (what its env shows now)."""
+        streams = np.atleast_1d(np.asarray(streams, np.int64))
+        if np.any(self.cursor[streams] < envs.STACK):
+            raise RuntimeError("latest_observations() before start_episodes() on a stream")
+        window = (self.cursor[streams][:, None] + np.arange(-envs.STACK, 0)) % self.stream_capacity
+        with self.lock:
+            frames = self.frames[streams[:, None], window]
         return np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.frames, self.actions, self.rewards, self.flags))
+        return sum(a.nbytes for a in (self.frames, self.actions, self.rewards, self.flags,
+                                      *self.outputs.values()))
 
     # ------------------------------------------------------------ save/restore
     def save(self, path: str) -> None:
@@ -228,30 +284,45 @@ class ReplayMemory:
                 rewards=self.rewards,
                 flags=self.flags,
                 cursor=self.cursor,
+                **{f"output_{name}": array for name, array in self.outputs.items()},
             )
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
 
     def restore(self, path: str) -> None:
-        """Loads contents saved by ``save``; shapes and dtypes must match this memory."""
+        """Loads contents saved by ``save``; shapes and dtypes must match this memory.
+
+        A format-1 file (written before outputs existed) restores into a memory without
+        outputs; a memory with outputs refuses a file that lacks any of them."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in ("frames", "actions", "rewards", "flags", "cursor")}
                 version = int(data["version"])
+                names = [*_ARRAYS, *(f"output_{n}" for n in self.outputs if f"output_{n}" in data.files)]
+                arrays = {k: data[k] for k in names}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"replay file {path} is unreadable or incomplete ({error})") from None
-        if version != _FORMAT_VERSION:
+        if version not in (1, _FORMAT_VERSION):
             raise ValueError(f"replay file {path} has format {version}, expected {_FORMAT_VERSION}")
+        missing = [n for n in self.outputs if f"output_{n}" not in arrays]
+        if missing:
+            raise ValueError(
+                f"replay file {path} (format {version}) lacks the outputs {missing} this memory "
+                "stores for every state (written by an older amn_tf or with another --beta); "
+                "resume without --save_replay and --deterministic: the memory refills")
         for name, array in arrays.items():
-            mine = getattr(self, name)
+            mine = self._array(name)
             if array.shape != mine.shape or array.dtype != mine.dtype:
                 raise ValueError(
                     f"replay file {path}: {name} is {array.dtype}{list(array.shape)}, "
                     f"this memory needs {mine.dtype}{list(mine.shape)} (different capacity or streams?)"
                 )
         for name, array in arrays.items():
-            getattr(self, name)[...] = array
+            self._array(name)[...] = array
+
+    def _array(self, name: str) -> np.ndarray:
+        """A saved array by its file name (``output_<name>`` for the outputs)."""
+        return self.outputs[name[len("output_"):]] if name.startswith("output_") else getattr(self, name)
 
 
 # ------------------------------------------------------------------- tf.data
@@ -334,11 +405,16 @@ def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_termin
 
 
 def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, replicas=1,
-                            block=8):
+                            block=8, outputs: bool | None = None):
     """Endless stream of ``(states [G*b, 84, 84, 4], game_index [G*b])``: ``b`` states
     from each game's own memory, concatenated in game order. With ``replicas`` R > 1 the
     batch is R consecutive groups, each holding b/R states of every game in game order, so
     that a strategy splitting the batch gives every replica every game.
+
+    ``outputs`` (default: whenever the memories store outputs): the batch also carries the
+    stored outputs of its states, aligned with them, as ``(states, game_index, q_values
+    [G*b, A], features [G*b, F])`` with the memories' ``q_values`` and ``features`` (F = 0
+    when they store no ``features``), in the dtypes stored.
 
     With ``prefetch > 0`` the background thread samples ``block`` batches per Python call
     (one call into each memory for all of them), which cuts the per-batch cost of
@@ -348,27 +424,53 @@ def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, rep
 
     if batch_per_game % replicas:
         raise ValueError(f"batch_per_game={batch_per_game} does not split over {replicas} replicas")
+    stored = [set(m.outputs) for m in memories]
+    if outputs is None:
+        outputs = bool(stored[0])
+    if outputs:
+        if any(s != stored[0] for s in stored) or "q_values" not in stored[0]:
+            raise ValueError(f"every memory must store q_values (and the same outputs) to sample "
+                             f"them; they store {[sorted(s) for s in stored]}")
+        specs = []
+        for name in ("q_values", "features"):
+            arrays = [m.outputs[name] for m in memories if name in m.outputs]
+            shapes = {(a.shape[2:], a.dtype) for a in arrays}
+            if len(shapes) > 1:
+                raise ValueError(f"the memories store {name} of different shapes or dtypes: {shapes}")
+            shape, dtype = shapes.pop() if shapes else ((0,), np.dtype(np.float16))
+            specs.append((name, shape, dtype))
     block = _block_size(block, prefetch)
     share = batch_per_game // replicas
     group = np.repeat(np.arange(len(memories), dtype=np.int32), share)
     game_index = np.tile(np.tile(group, replicas), (block, 1))
 
+    def by_replica(per_game):
+        """[G] x [block, b, ...] -> [block, G*b, ...] grouped by replica, then by game."""
+        return np.concatenate([p[:, r * share : (r + 1) * share] for r in range(replicas)
+                               for p in per_game], axis=1)
+
     def generate():
         while True:
-            per_game = [m.sample_states(batch_per_game * block).reshape(
-                block, batch_per_game, *envs.OBSERVATION_SHAPE) for m in memories]
-            states = np.concatenate([p[:, r * share : (r + 1) * share] for r in range(replicas)
-                                     for p in per_game], axis=1)
-            yield states, game_index
+            per_game = [m.sample_states(batch_per_game * block, outputs=outputs) for m in memories]
+            if not outputs:
+                yield by_replica([p.reshape(block, batch_per_game, *envs.OBSERVATION_SHAPE)
+                                  for p in per_game]), game_index
+                continue
+            parts = [by_replica([p[0].reshape(block, batch_per_game, *envs.OBSERVATION_SHAPE)
+                                 for p in per_game]), game_index]
+            for name, shape, dtype in specs:
+                parts.append(by_replica([
+                    p[1][name].reshape(block, batch_per_game, *shape) if name in p[1]
+                    else np.zeros((block, batch_per_game, *shape), dtype) for p in per_game]))
+            yield tuple(parts)
 
     total = len(memories) * batch_per_game
-    dataset = tf.data.Dataset.from_generator(
-        generate,
-        output_signature=(
-            tf.TensorSpec([block, total, *envs.OBSERVATION_SHAPE], tf.uint8),
-            tf.TensorSpec([block, total], tf.int32),
-        ),
-    )
+    signature = [tf.TensorSpec([block, total, *envs.OBSERVATION_SHAPE], tf.uint8),
+                 tf.TensorSpec([block, total], tf.int32)]
+    if outputs:
+        signature += [tf.TensorSpec([block, total, *shape], tf.as_dtype(dtype))
+                      for _, shape, dtype in specs]
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=tuple(signature))
     return _finish(dataset.unbatch(), prefetch)
 
 

@@ -67,20 +67,29 @@ def test_find_experts_resolves_directories_and_rejects_bad_sets(experts):
         actor_mimic.find_experts([empty])
 
 
-def _memories_with_states(count, seed=0):
+def _memories_with_states(count, seed=0, expert_outputs=None):
+    """``count`` one-stream memories of random states; with ``expert_outputs`` they store
+    each state's expert outputs, computed as the state is written (as training does)."""
     rng = np.random.default_rng(seed)
     memories = []
-    for _ in range(count):
-        memory = replay.ReplayMemory(64, 1, seed=seed)
-        memory.start_episodes([0], rng.integers(0, 255, (1, 84, 84, 4), dtype=np.uint8))
-        for _ in range(30):
-            memory.append([0], [0], [0.0], [False], [False], [False],
-                          rng.integers(0, 255, (1, 84, 84, 4), dtype=np.uint8))
+    for index in range(count):
+        outputs = (lambda states: None) if expert_outputs is None else (
+            lambda states, index=index: expert_outputs.of_game(index, states))
+        memory = replay.ReplayMemory(64, 1, seed=seed, outputs=expert_outputs.memory_outputs(index)
+                                     if expert_outputs is not None else None)
+        obs = rng.integers(0, 255, (1, 84, 84, 4), dtype=np.uint8)
+        memory.start_episodes([0], obs, outputs(obs))
+        for _ in range(30):  # each next observation: the last one shifted, a new frame last
+            obs = np.concatenate([obs[..., 1:], rng.integers(0, 255, (1, 84, 84, 1), dtype=np.uint8)], -1)
+            memory.append([0], [0], [0.0], [False], [False], [False], obs, outputs(obs))
         memories.append(memory)
     return memories
 
 
-def test_learner_runs_experts_in_graph_and_matches_hand_loss(experts):
+def test_learner_reads_stored_expert_outputs_and_matches_hand_loss(experts):
+    """The learner's batch carries the experts' outputs stored with its states; they equal
+    the experts run on those states (Q exactly, features to float16), and the loss computed
+    from them equals the cross-entropy and feature regression computed by hand in numpy."""
     keras.mixed_precision.set_global_policy("float32")
     root, paths = experts
     found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
@@ -89,37 +98,96 @@ def test_learner_runs_experts_in_graph_and_matches_hand_loss(experts):
     keras.utils.set_random_seed(3)
     amn = networks.build_network("small", 18, "amn")
     regressors = networks.feature_regressors(512, [512, 512])
-    memories = _memories_with_states(2)
-    dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
     callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
+    expert_outputs = actor_mimic.ExpertOutputs(callables, masks, [512, 512], features=True)
+    memories = _memories_with_states(2, expert_outputs=expert_outputs)
+    dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
+    # The experts are given too, only for the comparison with running them in the step.
     learner = actor_mimic.AmnLearner(amn, regressors, callables, masks, keras.optimizers.Adam(1e-3),
                                      dataset, tau=1.0, beta=0.01)
-    states, game_index = next(iter(replay.multitask_state_dataset(memories, 4, prefetch=0)))
-    expert_q, expert_features = learner.expert_targets(states)
-    # Expert Q placed at ALE ids: game 0 (Pong) rows carry Pong's q_values at its legal ids.
+    batch = next(iter(replay.multitask_state_dataset(memories, 4, prefetch=0)))
+    states, game_index, stored_q, stored_features = batch
+    assert stored_q.dtype == tf.float32 and stored_features.dtype == tf.float16
+    # Stored Q at ALE ids: game 0 (Pong) rows carry Pong's q_values at its legal ids, 0 elsewhere.
     pong_q = found[0][1].signature(frames=states[:4])["q_values"].numpy()
-    np.testing.assert_allclose(expert_q.numpy()[:4][:, envs.legal_actions(games[0])], pong_q, rtol=1e-5)
-    # The loss of the learner equals the cross-entropy computed by hand in numpy.
-    policy_loss, feature_loss, _ = learner.losses(states, game_index, expert_q, expert_features)
+    np.testing.assert_allclose(stored_q.numpy()[:4][:, envs.legal_actions(games[0])], pong_q,
+                               rtol=1e-6, atol=1e-6)
+    assert np.all(stored_q.numpy()[~masks[game_index.numpy()]] == 0)
+    # The same targets as the experts run in the step (the previous learner) give.
+    in_step_q, in_step_features = learner.expert_targets(states)
+    np.testing.assert_allclose(stored_q.numpy(), in_step_q.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(stored_features.numpy().astype(np.float32), in_step_features.numpy(),
+                               rtol=2**-11, atol=1e-6)
+    # The learner's loss on that batch equals the hand computation from the stored outputs.
+    expert_q = stored_q.numpy()
+    expert_features = stored_features.numpy().astype(np.float32)
+    loss, _, metrics = learner.compute(batch)
     logits, features = amn(states)
     expected = []
     for row in range(8):
         legal = masks[game_index[row].numpy()]
-        q = expert_q.numpy()[row][legal]
+        q = expert_q[row][legal]
         target = np.exp(q - q.max()) / np.exp(q - q.max()).sum()
         z = logits.numpy()[row][legal]
         log_student = z - z.max() - np.log(np.exp(z - z.max()).sum())
         expected.append(-(target * log_student).sum())
-    np.testing.assert_allclose(policy_loss.numpy(), np.mean(expected), rtol=1e-4)
+    np.testing.assert_allclose(metrics["policy_loss"].numpy(), np.mean(expected), rtol=1e-4)
     predicted = np.concatenate([regressors[i](features[i * 4 : (i + 1) * 4]).numpy() for i in range(2)])
-    hand_feature = np.mean(0.5 * ((predicted - expert_features.numpy()) ** 2).sum(-1))
-    np.testing.assert_allclose(feature_loss.numpy(), hand_feature, rtol=1e-4)
-    # A few updates move the AMN towards the experts.
+    hand_feature = np.mean(0.5 * ((predicted - expert_features) ** 2).sum(-1))
+    np.testing.assert_allclose(metrics["feature_loss"].numpy(), hand_feature, rtol=1e-4)
+    np.testing.assert_allclose(loss.numpy(), np.mean(expected) + 0.01 * hand_feature, rtol=1e-4)
+    # A batch of bare states still runs the experts in the step: the same policy loss.
+    _, _, in_step = learner.compute((states, game_index))
+    np.testing.assert_allclose(in_step["policy_loss"].numpy(), np.mean(expected), rtol=1e-5)
+    np.testing.assert_allclose(in_step["feature_loss"].numpy(), hand_feature, rtol=1e-3)
+    # A few updates from the stored outputs move the AMN towards the experts.
     first = float(learner.step()["policy_loss"])
     for _ in range(30):
         last = float(learner.step()["policy_loss"])
     assert last < first
     assert int(learner.updates.numpy()) == 31
+
+
+def test_stored_expert_outputs_equal_the_experts_on_sampled_states(experts):
+    """Real play of two games into small rings (wrapped around, episodes restarted): the
+    outputs stored with each sampled state equal its expert run on that state again."""
+    import dataclasses
+
+    from amn_tf import multigame
+
+    keras.mixed_precision.set_global_policy("float32")
+    root, paths = experts
+    found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
+    games = [g for g, _ in found]
+    masks = np.stack([envs.legal_mask(g) for g in games])
+    expert_outputs = actor_mimic.ExpertOutputs([actor_mimic.expert_callable(lp) for _, lp in found],
+                                               masks, [512, 512], features=True)
+    memories = [replay.ReplayMemory(2 * 24, 2, seed=i, outputs=expert_outputs.memory_outputs(i))
+                for i in range(2)]
+    protocol = dataclasses.replace(envs.PROTOCOLS["paper"], max_episode_frames=100)  # 25 steps
+    play = multigame.GamePlay(games, memories, 2, protocol, 0, "vector", annotate=expert_outputs)
+    rng = np.random.default_rng(0)
+    try:
+        play.new_episodes(0)
+        for _ in range(70):
+            play.send([envs.random_legal_actions(rng, env.legal_actions, 2) for env in play.envs])
+            play.recv()
+    finally:
+        play.close()
+    assert set(play.last_returns) == set(games)  # episodes ended and new ones started
+    for index, (_, loaded) in enumerate(found):
+        memory = memories[index]
+        assert memory.entries_written > 2 * memory.capacity  # wrapped, with episode starts
+        states, stored = memory.sample_states(48, outputs=True)
+        again = loaded.signature(frames=tf.constant(states))
+        np.testing.assert_allclose(stored["q_values"][:, masks[index]], again["q_values"].numpy(),
+                                   rtol=1e-6, atol=1e-6)
+        assert np.all(stored["q_values"][:, ~masks[index]] == 0)
+        recomputed = again["features"].numpy()
+        assert stored["features"].dtype == np.float16
+        # float16 storage: within rounding of the features recomputed now
+        np.testing.assert_allclose(stored["features"].astype(np.float32), recomputed, rtol=2**-11, atol=1e-6)
+        assert len(np.unique(stored["q_values"], axis=0)) > 10  # many different states
 
 
 def test_learner_uses_each_games_tau(experts):

@@ -12,6 +12,13 @@ from conftest import REPO_ROOT, main_command, run_main, subprocess_env
 from amn_tf import actors, envs, replay
 
 GAMES = ["Pong", "Breakout"]
+OUTPUTS = {"q_values": ((4,), np.float32), "features": ((6,), np.float16)}
+
+
+def fake_outputs(states):
+    """Stands in for an expert: outputs that depend on every frame of each state."""
+    return {"q_values": states.mean(axis=(1, 2), dtype=np.float64).astype(np.float32),
+            "features": states[:, 30:33, 40, 1:3].reshape(len(states), 6).astype(np.float16)}
 
 
 def test_actor_chunks_record_what_in_process_play_records(float32_policy):
@@ -21,19 +28,32 @@ def test_actor_chunks_record_what_in_process_play_records(float32_policy):
     assert worker.ready() == 2 * len(GAMES)  # warming up touches neither envs nor random stream
     weights = [w + 0.01 for w in worker.amn.get_weights()]
     memories = [replay.ReplayMemory(400, 4) for _ in GAMES]  # actor 1 of 2: streams 2 and 3
+    # AMN memories: each new state's outputs computed by the learner, one call per chunk.
+    annotated = [replay.ReplayMemory(400, 4, outputs=OUTPUTS) for _ in GAMES]
+    calls = []
+
+    def annotate(states_per_game):
+        calls.append([len(s) for s in states_per_game])
+        return [fake_outputs(s) for s in states_per_game]
+
     chunks = [worker.play(weights, 1, 30), worker.play(weights, 1, 30)]
     for got, want in zip(worker.amn.get_weights(), weights):
         np.testing.assert_array_equal(got, want)  # the actor plays with the weights it was sent
     for chunk in chunks:
         actors.ingest(chunk, memories, [2, 3])
+        actors.ingest(chunk, annotated, [2, 3], annotate)
+    assert len(calls) == 2  # one call per chunk for both games
     worker.close()
     assert sum(len(c["games"][0]["starts"]) for c in chunks) >= 1  # episodes did end in there
 
     for index, game in enumerate(GAMES):  # replay the actor's actions in-process
         env = envs.make_env(game, 2, protocol, 3 + 1000 * index, "vector")
         reference = replay.ReplayMemory(400, 4)
+        reference_annotated = replay.ReplayMemory(400, 4, outputs=OUTPUTS)
         streams = np.array([2, 3])
-        reference.start_episodes(streams, env.reset())
+        first = env.reset()
+        reference.start_episodes(streams, first)
+        reference_annotated.start_episodes(streams, first, fake_outputs(first))
         returns = []
         for chunk in chunks:
             actions = chunk["games"][index]["actions"]
@@ -41,15 +61,29 @@ def test_actor_chunks_record_what_in_process_play_records(float32_policy):
                 result = env.step(actions[t])
                 reference.append(streams, actions[t], result.reward, result.terminated,
                                  result.truncated, result.life_lost, result.final_obs)
+                reference_annotated.append(streams, actions[t], result.reward, result.terminated,
+                                           result.truncated, result.life_lost, result.final_obs,
+                                           fake_outputs(result.final_obs))
                 ended = result.terminated | result.truncated
                 if ended.any():
                     reference.start_episodes(streams[ended], result.obs[ended])
+                    reference_annotated.start_episodes(streams[ended], result.obs[ended],
+                                                       fake_outputs(result.obs[ended]))
                 returns += [r for _, r, _ in result.episode_returns]
         env.close()
         memory = memories[index]
         np.testing.assert_array_equal(memory.cursor, reference.cursor)
         for name in ("frames", "actions", "rewards", "flags"):
             np.testing.assert_array_equal(getattr(memory, name), getattr(reference, name), err_msg=name)
+        # With outputs: the same entries, and each state's outputs as in-process play stores them.
+        np.testing.assert_array_equal(annotated[index].frames, reference.frames)
+        np.testing.assert_array_equal(annotated[index].flags, reference.flags)
+        for name in OUTPUTS:
+            np.testing.assert_array_equal(annotated[index].outputs[name],
+                                          reference_annotated.outputs[name], err_msg=name)
+        states, stored = annotated[index].sample_states(64, outputs=True)
+        for name, value in fake_outputs(states).items():
+            np.testing.assert_array_equal(stored[name], value, err_msg=name)
         assert [r for c in chunks for r in c["games"][index]["returns"]] == returns
         assert len(memory) > 0 and np.all(memory.cursor[:2] == 0)  # actor 0's streams untouched
 

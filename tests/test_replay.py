@@ -50,8 +50,10 @@ class Writer:
     """Plays fake episodes into a memory the way ``dqn.train`` does: one ``append`` for all
     streams per step, then ``start_episodes`` for the streams whose episode ended."""
 
-    def __init__(self, memory: replay.ReplayMemory, seed=0, max_length=7, ends=("terminated",)):
+    def __init__(self, memory: replay.ReplayMemory, seed=0, max_length=7, ends=("terminated",),
+                 annotate=None):
         self.memory = memory
+        self.annotate = annotate  # states -> outputs, for memories that store outputs
         self.rng = np.random.default_rng(seed)
         self.n = memory.num_streams
         self.streams = np.arange(self.n)
@@ -61,7 +63,11 @@ class Writer:
         self.ends = ends
         self.length = self.rng.integers(1, max_length + 1, self.n)
         self.end_kind = [self.rng.choice(ends) for _ in range(self.n)]
-        memory.start_episodes(self.streams, np.stack([observation(s, 0, 0) for s in self.streams]))
+        first = np.stack([observation(s, 0, 0) for s in self.streams])
+        memory.start_episodes(self.streams, first, self.outputs(first))
+
+    def outputs(self, states):
+        return None if self.annotate is None else self.annotate(states)
 
     def advance(self):
         actions = np.array([action_of(s, self.episode[s], self.step[s]) for s in self.streams])
@@ -71,7 +77,8 @@ class Writer:
         truncated = ended & ~terminated
         life_lost = np.zeros(self.n, bool)
         next_obs = np.stack([observation(s, self.episode[s], self.step[s] + 1) for s in self.streams])
-        self.memory.append(self.streams, actions, rewards, terminated, truncated, life_lost, next_obs)
+        self.memory.append(self.streams, actions, rewards, terminated, truncated, life_lost, next_obs,
+                           self.outputs(next_obs))
         self.step += 1
         for s in np.flatnonzero(ended):
             self.episode[s] = (self.episode[s] + 1) % 256
@@ -80,7 +87,8 @@ class Writer:
             self.end_kind[s] = self.rng.choice(self.ends)
         if ended.any():
             starts = np.flatnonzero(ended)
-            self.memory.start_episodes(starts, np.stack([observation(s, self.episode[s], 0) for s in starts]))
+            first = np.stack([observation(s, self.episode[s], 0) for s in starts])
+            self.memory.start_episodes(starts, first, self.outputs(first))
 
 
 
@@ -526,3 +534,130 @@ def test_multitask_state_dataset_orders_games():
         assert last >= 3  # the newest frame is a real step, not padding
         for k in range(4):
             assert tuple(states[i, 0, :3, k]) == (stream, episode, last - 3 + k)
+
+
+# ------------------------------------------------------ per-state outputs (AMN)
+OUTPUTS = {"q_values": ((12,), np.float32), "features": ((8,), np.float16)}
+
+
+def fake_outputs(states: np.ndarray) -> dict:
+    """Stands in for an expert: outputs that depend on every frame of each state (the
+    identity labels of its four frames, and a few pixels of each)."""
+    n = len(states)
+    return {"q_values": states[:, 0, :3, :].reshape(n, 12).astype(np.float32) + 0.5,
+            "features": states[:, 5, :2, :].reshape(n, 8).astype(np.float16) / 7}
+
+
+def test_outputs_follow_their_states_through_wrap_around():
+    """Every sampled state comes with the outputs computed on that state when it was written,
+    also once each small ring has wrapped around many times."""
+    memory = replay.ReplayMemory(capacity=3 * 14, num_streams=3, seed=2, outputs=OUTPUTS)
+    writer = Writer(memory, seed=6, max_length=6, ends=("terminated", "truncated"), annotate=fake_outputs)
+    for _ in range(90):
+        writer.advance()
+    assert memory.entries_written > 5 * memory.capacity  # wrapped
+    states, outputs = memory.sample_states(256, outputs=True)
+    assert set(outputs) == {"q_values", "features"}
+    expected = fake_outputs(states)
+    for name, (shape, dtype) in OUTPUTS.items():
+        assert outputs[name].dtype == dtype and outputs[name].shape == (256, *shape)
+        np.testing.assert_array_equal(outputs[name], expected[name], err_msg=name)
+    for i in range(256):  # and the states are whole states of one episode
+        tm1 = [decode(states[i, ..., k]) for k in range(4)]
+        stream, episode, step = tm1[-1]
+        assert step >= 0 and tm1 == [(stream, episode, step - 3 + k) for k in range(4)]
+    # Without outputs=True sample_states gives the states alone.
+    assert memory.sample_states(4).shape == (4, 84, 84, 4)
+
+
+def test_outputs_are_required_exactly_where_stored():
+    first = observation(0, 0, 0)[None]
+    with_outputs = replay.ReplayMemory(capacity=32, num_streams=1, outputs=OUTPUTS)
+    with pytest.raises(ValueError, match="stores outputs"):
+        with_outputs.start_episodes([0], first)
+    with pytest.raises(ValueError, match="expected \\[1, 8\\]"):
+        with_outputs.start_episodes([0], first, {**fake_outputs(first), "features": np.zeros((1, 9))})
+    assert with_outputs.entries_written == 0  # nothing written by a refused call
+    plain = replay.ReplayMemory(capacity=32, num_streams=1)
+    with pytest.raises(ValueError, match="stores no outputs"):
+        plain.start_episodes([0], first, fake_outputs(first))
+
+
+def test_multitask_state_dataset_carries_stored_outputs_aligned():
+    games = [replay.ReplayMemory(capacity=2 * 20, num_streams=2, seed=s, outputs=OUTPUTS) for s in (31, 32)]
+    for seed, memory in enumerate(games):
+        writer = Writer(memory, seed=seed, max_length=6, annotate=fake_outputs)
+        for _ in range(50):
+            writer.advance()
+    for replicas in (1, 2):
+        dataset = replay.multitask_state_dataset(games, batch_per_game=4, prefetch=0, replicas=replicas)
+        states, game_index, q_values, features = (t.numpy() for t in next(iter(dataset)))
+        assert states.shape == (8, 84, 84, 4) and q_values.shape == (8, 12) and features.shape == (8, 8)
+        assert q_values.dtype == np.float32 and features.dtype == np.float16
+        expected = fake_outputs(states)
+        np.testing.assert_array_equal(q_values, expected["q_values"])
+        np.testing.assert_array_equal(features, expected["features"])
+        group = np.repeat(np.arange(2), 4 // replicas)
+        np.testing.assert_array_equal(game_index, np.tile(group, replicas))
+    # outputs=False: bare states from the same memories; background sampling works too.
+    states, game_index = next(iter(replay.multitask_state_dataset(games, 4, prefetch=0, outputs=False)))
+    assert states.shape == (8, 84, 84, 4)
+    batch = next(iter(replay.multitask_state_dataset(games, 4, prefetch=2)))
+    np.testing.assert_array_equal(batch[2].numpy(), fake_outputs(batch[0].numpy())["q_values"])
+
+
+def test_save_restore_round_trip_with_outputs(tmp_path):
+    original = replay.ReplayMemory(capacity=3 * 20, num_streams=3, seed=4, outputs=OUTPUTS)
+    writer = Writer(original, seed=4, max_length=6, annotate=fake_outputs)
+    for _ in range(40):
+        writer.advance()
+    path = str(tmp_path / "replay.npz")
+    original.save(path)
+    with np.load(path) as saved:
+        assert int(saved["version"]) == 2 and saved["output_features"].dtype == np.float16
+    restored = replay.ReplayMemory(capacity=3 * 20, num_streams=3, seed=99, outputs=OUTPUTS)
+    restored.restore(path)
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(restored.outputs[name], original.outputs[name])
+    restored.rng.bit_generator.state = original.rng.bit_generator.state
+    a_states, a_outputs = original.sample_states(32, outputs=True)
+    b_states, b_outputs = restored.sample_states(32, outputs=True)
+    np.testing.assert_array_equal(a_states, b_states)
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(a_outputs[name], b_outputs[name])
+    # A memory storing other outputs (another --beta) refuses the file in one line.
+    no_features = replay.ReplayMemory(capacity=3 * 20, num_streams=3,
+                                      outputs={"q_values": OUTPUTS["q_values"], "other": ((2,), np.float16)})
+    with pytest.raises(ValueError, match=r"lacks the outputs \['other'\]") as error:
+        no_features.restore(path)
+    assert "\n" not in str(error.value)
+
+
+def test_format_1_file_restores_without_outputs_and_is_refused_with_them(tmp_path):
+    """A replay file of the previous format (no outputs): a DQN memory restores it as before;
+    an AMN memory, which keeps outputs for every state, refuses it in one line."""
+    original = filled_memory()
+    path = str(tmp_path / "replay-v1.npz")
+    with open(path, "wb") as handle:  # what format 1 wrote
+        np.savez(handle, version=np.int64(1), frames=original.frames, actions=original.actions,
+                 rewards=original.rewards, flags=original.flags, cursor=original.cursor)
+    plain = replay.ReplayMemory(capacity=3 * 40, num_streams=3)
+    plain.restore(path)
+    np.testing.assert_array_equal(plain.frames, original.frames)
+    assert len(plain) == len(original)
+    amn = replay.ReplayMemory(capacity=3 * 40, num_streams=3, outputs=OUTPUTS)
+    with pytest.raises(ValueError, match="format 1") as error:
+        amn.restore(path)
+    message = str(error.value)
+    assert "\n" not in message and "lacks the outputs" in message and "resume without --save_replay" in message
+    assert amn.entries_written == 0  # nothing half-restored
+
+
+def test_bytes_per_transition_with_outputs():
+    plain = replay.ReplayMemory(1000, 1)
+    q_only = replay.ReplayMemory(1000, 1, outputs={"q_values": ((18,), np.float32)})
+    both = replay.ReplayMemory(1000, 1, outputs={"q_values": ((18,), np.float32),
+                                                  "features": ((512,), np.float16)})
+    assert plain.nbytes() / 1000 == 7062  # the DQN's memory: unchanged
+    assert q_only.nbytes() / 1000 == 7062 + 72
+    assert both.nbytes() / 1000 == 7062 + 72 + 1024
