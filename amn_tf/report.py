@@ -307,7 +307,27 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
     for key in others:
         lines.append(f"\n{key}: at least {bar:.0f}% of the expert on {met[key]} of "
                      f"{sum(1 for g in games if g in by_name[key])} games.")
+    lines.append("\n" + capped_line(by_name))
     return "\n".join(lines)
+
+
+def capped_line(by_name: dict) -> str:
+    """How many scored episodes hit the per-episode cap, per model; results written before
+    test play counted capped episodes (and before it scored a fixed quota of episodes per
+    emulator) are named as such."""
+    counted, older = [], []
+    for name, results in by_name.items():
+        if all("capped" in r for r in results.values()):
+            capped = sum(r["capped"] for r in results.values())
+            episodes = sum(r["episodes"] for r in results.values())
+            counted.append(f"{name} {capped} of {episodes}")
+        else:
+            older.append(name)
+    text = "Episodes cut by the per-episode cap: " + (", ".join(counted) or "none counted") + "."
+    if older:
+        text += (" Measured by the older test play (first episodes to finish kept, capped "
+                 "episodes not counted): " + ", ".join(older) + ".")
+    return text
 
 
 def report_evals(evals, output_dir) -> dict:

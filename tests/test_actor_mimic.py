@@ -498,5 +498,15 @@ def test_saved_model_table_percent_of_expert_and_bar(tmp_path):
     assert "| Seaquest | - | 900.0 (901) | 30 | 720.0 (721) | 80% | 900.0 (901) | 100% |" in lines
     assert "amn-cpu/1: at least 90% of the expert on 1 of 2 games." in text
     assert "mdqn-cpu/1: at least 90% of the expert on 2 of 2 games." in text
+    # None of these records count capped episodes: all named as measured the older way.
+    assert "Episodes cut by the per-episode cap: none counted." in text
+    assert "older test play" in text and "amn-cpu/1" in text.split("older test play")[1]
+    # With capped counts: summed over each model's games.
+    counted = [dict(item, results={g: dict(r, capped=c) for (g, r), c in zip(item["results"].items(), (2, 1))})
+               for p in paths for item in report.load_eval(p)]
+    text = report.saved_model_table(counted)
+    # expert: two files of one game each (2 + 2); amn-cpu/1: one file of two games (2 + 1)
+    assert "Episodes cut by the per-episode cap: expert 4 of 60, random 2 of 30, amn-cpu/1 3 of 60" in text
+    assert "older test play" not in text
     with pytest.raises(config.ConfigError, match="is not an eval JSON"):
         report.load_eval(write("bad.json", {"runs": []}))
