@@ -86,17 +86,22 @@ def _memories_with_states(count, seed=0, expert_outputs=None):
     return memories
 
 
-def test_learner_reads_stored_expert_outputs_and_matches_hand_loss(experts):
-    """The learner's batch carries the experts' outputs stored with its states; they equal
-    the experts run on those states (Q exactly, features to float16), and the loss computed
-    from them equals the cross-entropy and feature regression computed by hand in numpy."""
+def _pong_breakout_amn(experts):
+    """The Pong and Breakout experts, their game order and masks, and a fresh small AMN."""
     keras.mixed_precision.set_global_policy("float32")
-    root, paths = experts
+    _, paths = experts
     found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
     games = [g for g, _ in found]
     masks = np.stack([envs.legal_mask(g) for g in games])
     keras.utils.set_random_seed(3)
-    amn = networks.build_network("small", 18, "amn")
+    return found, games, masks, networks.build_network("small", 18, "amn")
+
+
+def test_learner_reads_stored_expert_outputs_and_matches_hand_loss(experts):
+    """The learner's batch carries the experts' outputs stored with its states; they equal
+    the experts run on those states (Q exactly, features to float16), and the loss computed
+    from them equals the cross-entropy and feature regression computed by hand in numpy."""
+    found, games, masks, amn = _pong_breakout_amn(experts)
     regressors = networks.feature_regressors(512, [512, 512])
     callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
     expert_outputs = actor_mimic.ExpertOutputs(callables, masks, [512, 512], features=True)
@@ -192,13 +197,7 @@ def test_stored_expert_outputs_equal_the_experts_on_sampled_states(experts):
 
 def test_learner_uses_each_games_tau(experts):
     """Two games, two temperatures: each sample's target is softmax(Q / its game's tau)."""
-    keras.mixed_precision.set_global_policy("float32")
-    root, paths = experts
-    found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
-    games = [g for g, _ in found]
-    masks = np.stack([envs.legal_mask(g) for g in games])
-    keras.utils.set_random_seed(3)
-    amn = networks.build_network("small", 18, "amn")
+    found, games, masks, amn = _pong_breakout_amn(experts)
     memories = _memories_with_states(2)
     dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
     callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
