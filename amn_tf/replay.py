@@ -233,18 +233,14 @@ class ReplayMemory:
     def gather(self, streams, entries, gamma: float, life_loss_terminal: bool, n_step: int = 1,
                reward_clip: float = 0.0) -> dict:
         """Rebuilds transitions ``(s_tm1, a_tm1, r_t, discount_t, s_t)`` as numpy arrays."""
-        batch = self.gather_window(streams, entries, gamma, life_loss_terminal, n_step, reward_clip)
-        frames = batch.pop("frames").transpose(0, 2, 3, 1)  # [B, 84, 84, 5 or 8]
-        split = 1 if frames.shape[-1] == envs.STACK + 1 else envs.STACK
-        batch["s_tm1"] = np.ascontiguousarray(frames[..., : envs.STACK])
-        batch["s_t"] = np.ascontiguousarray(frames[..., split:])
-        return batch
+        return _split_numpy(self.gather_window(streams, entries, gamma, life_loss_terminal, n_step,
+                                               reward_clip))
 
     def sample(self, batch_size: int, gamma: float = 0.99, life_loss_terminal=True, n_step: int = 1,
                reward_clip: float = 0.0) -> dict:
-        with self.lock:
-            streams, entries = self.sample_indices(batch_size)
-            return self.gather(streams, entries, gamma, life_loss_terminal, n_step, reward_clip)
+        """``sample_window`` as numpy transitions (see ``gather``)."""
+        return _split_numpy(self.sample_window(batch_size, gamma, life_loss_terminal, n_step,
+                                               reward_clip))
 
     def sample_states(self, batch_size: int, outputs: bool = False):
         """States only ``[B, 84, 84, 4]`` (what the AMN learner needs); with ``outputs``,
@@ -338,6 +334,15 @@ def _finish(dataset, prefetch: int):
     options.experimental_optimization.inject_prefetch = False
     options.experimental_optimization.map_parallelization = False
     return dataset.with_options(options)
+
+
+def _split_numpy(batch: dict) -> dict:
+    """Numpy side of ``split_window``: the window's frames -> s_tm1, s_t [B, 84, 84, 4]."""
+    frames = batch.pop("frames").transpose(0, 2, 3, 1)  # [B, 84, 84, 5 or 8]
+    split = 1 if frames.shape[-1] == envs.STACK + 1 else envs.STACK
+    batch["s_tm1"] = np.ascontiguousarray(frames[..., : envs.STACK])
+    batch["s_t"] = np.ascontiguousarray(frames[..., split:])
+    return batch
 
 
 def split_window(batch):
