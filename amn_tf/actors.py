@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import envs, losses
+from amn_tf import envs, losses, seeds
 
 
 class MultitaskPolicy:
@@ -215,7 +215,7 @@ class RemoteActors:
         cls = ray.remote(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor, max_restarts=0)(ActorWorker)
         threads = max(1, int(cpus_per_actor)) if cpus_per_actor else 0
         self.workers = [cls.remote(self.games, num_envs, protocol, backend, network, epsilon,
-                                   seed + 7919 * (k + 1), threads) for k in range(num_actors)]
+                                   seeds.actor(seed, k), threads) for k in range(num_actors)]
         self.last_returns = {}
         self.pending = {}
         self.weights_ref = None

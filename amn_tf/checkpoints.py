@@ -105,11 +105,13 @@ class CheckpointManager:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def restore(self, trackables: dict, replays=()):
+    def restore(self, trackables: dict, replays=(), validate=None):
         """Restores the newest checkpoint that loads; returns its state dict or None.
 
         A checkpoint that fails to load (truncated, garbage) is reported and skipped in
-        favour of the previous one; it is not deleted.
+        favour of the previous one; it is not deleted. ``validate(state)`` may refuse a
+        readable state with a ``CheckpointError``, which stops the restore (a checkpoint of
+        a newer format is not a damaged one to skip).
         """
         import tensorflow as tf
 
@@ -118,6 +120,15 @@ class CheckpointManager:
             try:
                 with open(os.path.join(path, "state.json")) as handle:
                     state = json.load(handle)
+                if not isinstance(state, dict):
+                    raise ValueError("state.json does not hold an object")
+            except (OSError, ValueError) as error:
+                logging.warning("checkpoint %s is unusable (%s); trying an older one", path, error)
+                newest_error = newest_error or f"{os.path.basename(path)}: {error}"
+                continue
+            if validate is not None:
+                validate(state)
+            try:
                 status = tf.train.Checkpoint(**trackables).read(os.path.join(path, "weights"))
                 status.assert_existing_objects_matched()
                 if state.get("replay_saved") and replays:

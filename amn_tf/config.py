@@ -1,7 +1,9 @@
-"""Every flag, its help text and validators; builds the frozen config dataclasses.
+"""The frozen run configurations every mode takes, the errors of bad input, and the small
+parsers of flag values (``--tau``, ``--init``) that modes and reports share.
 
-Units: every schedule and budget counts *agent steps* (one agent step = 4 emulator
-frames); progress lines and tables also print frames. Only this module reads FLAGS.
+Nothing here reads a flag: ``amn_tf/cli.py`` defines the flags and builds these from them
+once, in the entry point. Units: every schedule and budget counts *agent steps* (one agent
+step = 4 emulator frames); progress lines and tables also print frames.
 """
 
 from __future__ import annotations
@@ -10,199 +12,9 @@ import dataclasses
 import math
 import os
 
-from absl import flags
-
-from amn_tf import envs, runtime
-
-MODES = ("dqn", "amn", "transfer", "rank_sources", "multitask_dqn", "eval", "report")
-
-FLAGS = flags.FLAGS
-
-# ------------------------------------------------------------------------ general
-flags.DEFINE_enum("mode", None, MODES, "What to run: dqn (train an expert), amn (distill experts "
-                  "into an Actor-Mimic Network), transfer (DQN on a new game from an AMN or random "
-                  "init), rank_sources (which AMN sources relate to a target game), multitask_dqn (the "
-                  "MDQN/MCDQN baselines), eval (play a SavedModel), report (tables and plots).")
-flags.DEFINE_string("run_dir", None, "Directory of this run: checkpoints, TensorBoard logs, "
-                    "resolved flags, evaluation history. Re-running the same command resumes it. "
-                    "Default: runs/<mode>-<game(s)>.")
-flags.DEFINE_integer("seed", 0, "Seed of the environments, exploration, replay sampling and "
-                     "network initialisation.", lower_bound=0)
-flags.DEFINE_enum("protocol", "paper", sorted(envs.PROTOCOLS), "Episode protocol: 'paper' (Nature "
-                  "DQN: no sticky actions, 1..30 no-op starts, life loss terminal for learning) or "
-                  "'machado' (sticky actions 0.25, no life-loss terminal).")
-flags.DEFINE_enum("env_backend", "vector", list(envs.BACKENDS), "'vector': ale_py AtariVectorEnv "
-                  "(C++ threads, fast); 'gym': gymnasium ALE/<Game>-v5 with AtariPreprocessing.")
-flags.DEFINE_integer("num_envs", 4, "Parallel environments per game for acting.", lower_bound=1)
-flags.DEFINE_boolean("deterministic", False, "TF op determinism and synchronous replay sampling: "
-                     "same seed, same weights (slower).")
-flags.DEFINE_integer("log_period", 10_000, "Agent steps between progress lines and train scalars.",
-                     lower_bound=1)
-
-# -------------------------------------------------------------------- DQN (experts)
-flags.DEFINE_string("game", None, "Game to train or evaluate, e.g. Pong, space_invaders, ALE/Pong-v5.")
-flags.DEFINE_integer("training_steps", 500_000, "Agent steps to train (x4 for frames).", lower_bound=1)
-flags.DEFINE_integer("replay_capacity", 200_000, "Replay memory size in transitions (per game for "
-                     "the AMN). The authors used 1M for experts, 100k per game for the AMN.",
-                     lower_bound=16)
-flags.DEFINE_integer("learning_starts", 20_000, "Agent steps of acting before the first update "
-                     "(per game for the AMN).", lower_bound=0)
-flags.DEFINE_integer("update_period", 4, "Agent steps between learner updates (per game for the AMN).",
-                     lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "DQN minibatch size.", lower_bound=1)
-flags.DEFINE_integer("target_update_period", 2_000, "Agent steps between target-network copies.",
-                     lower_bound=1)
-flags.DEFINE_float("gamma", 0.99, "Discount factor.", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_float("epsilon_start", 1.0, "Initial exploration rate.", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_float("epsilon_end", 0.01, "Final exploration rate.", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_integer("epsilon_decay_steps", 250_000, "Agent steps of linear epsilon decay.",
-                     lower_bound=1)
-flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop", "authors_adam"], "DQN optimizer: "
-                  "'adam' (modern default), 'rmsprop' (the authors' DQN: centered, rho 0.95, eps "
-                  "0.01; pair with --batch_loss=sum) or 'authors_adam' (their AMN Adam variant).")
-flags.DEFINE_float("learning_rate", 1e-4, "DQN learning rate.", lower_bound=0.0)
-flags.DEFINE_float("adam_epsilon", 1.5e-4, "Adam epsilon.", lower_bound=0.0)
-flags.DEFINE_boolean("double_dqn", True, "Double DQN targets (online argmax, target value).")
-flags.DEFINE_float("reward_clip", 1.0, "Clip learning rewards to [-c, c]; 0 disables.", lower_bound=0.0)
-flags.DEFINE_enum("batch_loss", "mean", ["mean", "sum"], "How the DQN's TD loss combines a "
-                  "minibatch: 'mean' (modern default) or 'sum' (the authors' Lua code: their "
-                  "gradient is summed over the batch, the scale their RMSProp epsilon 0.01 acts on; "
-                  "flags/expert.flags).")
-flags.DEFINE_integer("n_step", 1, "Steps of the bootstrapped return: r_0 + gamma r_1 + ... + gamma^(n-1) "
-                     "r_(n-1) + gamma^n max Q(s_n) (1: the authors' one-step Q-learning; 3: the fast "
-                     "expert recipe). Cut short at episode ends.", lower_bound=1, upper_bound=10)
-flags.DEFINE_float("eval_epsilon", 0.05, "Exploration rate of test play.", lower_bound=0.0,
-                   upper_bound=1.0)
-flags.DEFINE_integer("eval_period", 100_000, "Agent steps between test plays during training.",
-                     lower_bound=1)
-flags.DEFINE_integer("eval_episodes", 8, "Completed episodes per test play (per game).", lower_bound=1)
-flags.DEFINE_integer("eval_max_steps", 27_000, "Agent-step cap of each test-play "
-                     "episode (27,000: 108k frames, the usual 30 minutes); a capped episode is "
-                     "scored with its return so far and reported as capped.",
-                     lower_bound=1)
-flags.DEFINE_integer("eval_envs", 8, "Parallel environments for test play.", lower_bound=1)
-flags.DEFINE_integer("checkpoint_period", 50_000, "Agent steps between checkpoints.", lower_bound=1)
-flags.DEFINE_boolean("save_replay", False, "Store replay contents in checkpoints (large); without "
-                     "them a resumed run refills the memory before learning again.")
-flags.DEFINE_string("export_dir", "saved_models", "Root of exported SavedModels "
-                    "(<export_dir>/<kind>/<name>/<version>/).")
-flags.DEFINE_boolean("jit_compile", False, "XLA-compile the learner step (measured slower on "
-                     "2-core CPUs; try it on GPUs).")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"], "Compute precision of "
-                  "the networks (variables stay float32). 'auto': mixed_bfloat16 where the CPU has "
-                  "AVX512-BF16/AMX or a GPU is visible (measured 1.4x faster updates), else float32.")
-flags.DEFINE_enum("distribution", "none", ["none", "mirrored"], "Learner strategy: 'none' (one "
-                  "device) or 'mirrored' (tf.distribute.MirroredStrategy over --devices GPUs; each "
-                  "takes a slice of every batch). DQN and AMN learners.")
-flags.DEFINE_integer("devices", 2, "Devices for --distribution=mirrored.", lower_bound=1)
-flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to try "
-                     "--distribution=mirrored without GPUs, as the tests do).", lower_bound=1)
-flags.DEFINE_list("profile_steps", None, "START,STOP: capture a TensorFlow profiler trace of "
-                  "learner updates START..STOP-1 (counted over the run, after warm-up) into the "
-                  "run's TensorBoard directory.")
-flags.DEFINE_boolean("skip_nonfinite", False, "Skip updates whose loss or gradients are not finite "
-                     "instead of stopping the run.")
-
-# ----------------------------------------------------------------------------- AMN
-flags.DEFINE_list("experts", ["saved_models/experts"], "Expert SavedModels: paths of versions, or "
-                  "directories holding <Game>/<version>/ (the newest version of each game is taken).")
-flags.DEFINE_list("games", None, "Subset of the experts' games to distill (default: all found).")
-flags.DEFINE_enum("amn_network", "small", ["small", "large"], "'small' (Nature DQN shape) or "
-                  "'large' (the authors' transfer network).")
-flags.DEFINE_string("tau", "1.0", "Temperature of the experts' Boltzmann policies softmax(Q/tau): "
-                    "a positive number (the same tau for every expert; 1.0 as the authors) or "
-                    "'auto': one tau per expert, chosen on its held-out states so that the median "
-                    "over states of its top-action probability max_a softmax(Q(s, legal)/tau)_a "
-                    "equals --tau_target_top_probability (bisection on log tau, clamped to "
-                    "[0.001, 10]). The taus are printed, kept in the run directory "
-                    "(temperatures.json) and in the exported AMN's metadata.")
-flags.DEFINE_float("tau_target_top_probability", 0.5, "--tau=auto: the median top-action "
-                   "probability of every expert's targets, in (1/|A|, 1) for A the game's legal "
-                   "actions (higher: more peaked targets, smaller tau).")
-flags.DEFINE_float("beta", 0.01, "Weight of feature regression (0 turns it off).")
-flags.DEFINE_integer("batch_per_game", 8, "States from each game's replay per AMN update.")
-flags.DEFINE_float("amn_epsilon", 0.1, "Constant exploration rate of the AMN's acting policy.",
-                   lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_enum("amn_actor", "student", ["student", "expert"], "Who plays to collect states: the "
-                  "AMN itself (the paper's choice) or the expert.")
-flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (constant).", lower_bound=0.0)
-flags.DEFINE_enum("amn_optimizer", "adam", ["adam", "authors_adam"], "AMN optimizer: 'adam' (Keras "
-                  "Adam, default) or 'authors_adam' (the authors' AMN update: beta1 = beta2 = 0.95, "
-                  "epsilon 0.01 inside the root on a batch-summed gradient, no bias correction).")
-flags.DEFINE_integer("amn_steps", 60_000, "AMN training budget in agent steps per game.", lower_bound=1)
-flags.DEFINE_integer("amn_replay_capacity", 100_000, "AMN replay size per game, in transitions.",
-                     lower_bound=16)
-flags.DEFINE_integer("amn_learning_starts", 5_000, "Agent steps per game before the first AMN update.",
-                     lower_bound=0)
-flags.DEFINE_integer("amn_eval_period", 20_000, "Agent steps per game between AMN test plays.",
-                     lower_bound=1)
-flags.DEFINE_integer("num_actors", 0, "amn: actor processes playing for the one learner (Ray actors, "
-                     "so it needs --ray_address; 0: the learner's own process plays).", lower_bound=0)
-flags.DEFINE_integer("actor_sync_period", 100, "amn: learner updates between pushes of the AMN's "
-                     "weights to the actors.", lower_bound=1)
-flags.DEFINE_integer("actor_chunk_steps", 25, "amn: vector steps each actor plays per round trip "
-                     "to the learner.", lower_bound=1)
-flags.DEFINE_string("amn_name", None, "Name of the exported AMN (default: the run directory's name).")
-
-# ------------------------------------------------------------------------ transfer
-flags.DEFINE_string("init", "random", "transfer: 'random', or 'amn:PATH' with PATH an AMN SavedModel "
-                    "(saved_models/amn/<name>/<version>) or an AMN run directory.")
-
-# ------------------------------------------------------------------- multitask DQN
-flags.DEFINE_enum("multitask_network", "mdqn", ["mdqn", "mcdqn"], "multitask_dqn: 'mdqn' (one "
-                  "shared Nature DQN, an output layer per game) or 'mcdqn' (shared convolutions, "
-                  "an FC layer and output layer per game).")
-
-# ------------------------------------------------------------------------- fan-out
-flags.DEFINE_string("ray_address", None, "Fan runs out as Ray tasks: 'local' (start Ray here), "
-                    "'auto' (the running cluster) or HOST:PORT. Without it nothing imports Ray. "
-                    "With --mode=dqn --games=A,B each game trains in its own run directory; with "
-                    "--mode=eval --saved_models=P,Q each SavedModel is evaluated; with --mode=amn "
-                    "--num_actors=N the AMN's actors are Ray actors.")
-flags.DEFINE_float("ray_cpus_per_task", 1.0, "CPUs Ray reserves per task (or per AMN actor).",
-                   lower_bound=0.0)
-flags.DEFINE_float("ray_gpus_per_task", 0.0, "GPUs (fractions allowed) Ray reserves per task "
-                   "(or per AMN actor).",
-                   lower_bound=0.0)
-flags.DEFINE_integer("ray_max_retries", 3, "Retries of a task whose worker died (it resumes from "
-                     "its checkpoint).", lower_bound=0)
-flags.DEFINE_list("saved_models", None, "eval: several SavedModels to evaluate (fanned out with "
-                  "--ray_address, else one after another).")
-
-# ---------------------------------------------------------------------------- eval
-flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version directory, or "
-                    "of a finished training run's directory (evaluates what that run exported).")
-flags.DEFINE_boolean("random_policy", False, "eval: play uniformly random legal actions instead "
-                     "(the baseline every expert must beat).")
-flags.DEFINE_string("output_json", None, "eval: also write the results to this JSON file.")
-
 
 class ConfigError(ValueError):
     """A bad flag value or combination; the message says how to fix it."""
-
-
-def _devices(values, batch: int, name: str) -> int:
-    if values.distribution == "none":
-        return 1
-    if batch % values.devices:
-        raise ConfigError(f"{name}={batch} does not split evenly over --devices={values.devices}")
-    return values.devices
-
-
-def _profile_steps(values, total_updates: int):
-    if not values.profile_steps:
-        return None
-    try:
-        start, stop = (int(v) for v in values.profile_steps)
-    except ValueError:
-        raise ConfigError(f"--profile_steps={','.join(values.profile_steps)}: give two integers "
-                          "START,STOP (learner updates), e.g. --profile_steps=20,30") from None
-    if not 0 <= start < stop:
-        raise ConfigError(f"--profile_steps={start},{stop}: need 0 <= START < STOP")
-    if stop > total_updates:
-        raise ConfigError(f"--profile_steps={start},{stop} is outside the run: it makes only "
-                          f"{total_updates} learner updates; lower STOP or train longer")
-    return (start, stop)
 
 
 def parse_tau(text) -> float | str:
@@ -214,8 +26,10 @@ def parse_tau(text) -> float | str:
     except (TypeError, ValueError):
         raise ConfigError(f"--tau={text!r}: give a positive number (e.g. --tau=0.1) or 'auto' "
                           "(one tau per expert, from its action gaps)") from None
-    _require(math.isfinite(value), f"--tau={text} is not a finite number: give a positive number or 'auto'")
-    _require(value > 0, f"--tau must be > 0, got {value}")
+    if not math.isfinite(value):
+        raise ConfigError(f"--tau={text} is not a finite number: give a positive number or 'auto'")
+    if value <= 0:
+        raise ConfigError(f"--tau must be > 0, got {value}")
     return value
 
 
@@ -306,6 +120,7 @@ class DqnConfig:
     distribution: str
     devices: int
     seed: int
+    flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +163,7 @@ class AmnConfig:
     devices: int
     seed: int
     tau_target_top_probability: float = 0.5  # with tau "auto"
+    flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,18 +209,13 @@ class MultitaskDqnConfig:
     skip_nonfinite: bool
     profile_steps: tuple | None
     seed: int
-
-
-@dataclasses.dataclass(frozen=True)
-class FanOutJob:
-    dqn: DqnConfig
-    flags: dict
+    flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 
 @dataclasses.dataclass(frozen=True)
 class FanOutConfig:
     kind: str  # 'dqn' or 'eval'
-    jobs: tuple
+    jobs: tuple  # DqnConfig (each with its own flags) or EvalRunConfig
     ray_address: str | None
     cpus_per_task: float
     gpus_per_task: float
@@ -446,231 +257,3 @@ class ReportConfig:
     reach_score: float | None = None
     evals: tuple = ()  # --mode=eval --output_json files: Table 1 through the SavedModels
 
-
-def _env(values) -> EnvConfig:
-    return EnvConfig(values.protocol, values.env_backend, values.num_envs, values.seed)
-
-
-def _eval(values) -> EvalConfig:
-    return EvalConfig(values.eval_epsilon, values.eval_episodes, values.eval_max_steps, values.eval_envs)
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _require_finite(values) -> None:
-    """Every float flag must be a finite number (``--beta=inf`` would fill the replay, then
-    stop on a non-finite loss)."""
-    for name, value in resolved_flags(values).items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"--{name}={value} is not a finite number: give a real value")
-
-
-def _fan_out(values, kind, jobs):
-    return FanOutConfig(kind, tuple(jobs), values.ray_address, values.ray_cpus_per_task,
-                        values.ray_gpus_per_task, values.ray_max_retries)
-
-
-def build(values=None):
-    """Builds the frozen config of ``values.mode`` from parsed flags (FLAGS by default)."""
-    values = values or FLAGS
-    _require(values.mode is not None, "--mode is required: one of " + ", ".join(MODES))
-    _require_finite(values)
-    if values.mode == "dqn" and values.games:
-        _require(not values.game, "--game and --games exclude each other: --games trains one "
-                 "expert per game")
-        games = [envs.canonical_game(g) for g in values.games]
-        _require(len(set(games)) == len(games), "--games lists a game twice")
-        jobs = []
-        for game in games:
-            values.game = game  # build each game's config through the single-game path
-            try:
-                single = build_single(values)
-            finally:
-                values.game = None
-            run_dir = os.path.join(values.run_dir, game) if values.run_dir else os.path.join("runs", f"dqn-{game}")
-            single = dataclasses.replace(single, run_dir=run_dir)
-            jobs.append(FanOutJob(single, {**resolved_flags(values), "game": game}))
-        return _fan_out(values, "dqn", jobs)
-    if values.mode == "dqn" and values.ray_address:
-        single = build_single(values)
-        return _fan_out(values, "dqn", [FanOutJob(single, resolved_flags(values))])
-    if values.mode == "eval" and values.saved_models:
-        _require(values.saved_model is None, "--saved_model and --saved_models exclude each other")
-        jobs = []
-        for path in values.saved_models:
-            values.saved_model = path
-            try:  # the fan-out writes one JSON with every job's results, not each job
-                jobs.append(dataclasses.replace(build_single(values), output_json=None))
-            finally:
-                values.saved_model = None
-        return dataclasses.replace(_fan_out(values, "eval", jobs), output_json=values.output_json)
-    return build_single(values)
-
-
-def build_single(values):
-    """The config of one run of ``values.mode``."""
-    if values.mode in ("dqn", "transfer"):
-        _require(values.game is not None, f"--mode={values.mode} needs --game (e.g. --game=Pong)")
-        game = envs.canonical_game(values.game)
-        _require(values.epsilon_end <= values.epsilon_start,
-                 f"--epsilon_end={values.epsilon_end} is above --epsilon_start={values.epsilon_start}")
-        _require(values.learning_starts < values.training_steps,
-                 f"--learning_starts={values.learning_starts} is not below --training_steps="
-                 f"{values.training_steps}: the run would never learn")
-        _require(values.batch_size <= values.replay_capacity,
-                 "--batch_size is larger than --replay_capacity")
-        if values.mode == "transfer":
-            label = init_label(values.init)
-            default_dir = os.path.join("runs", f"transfer-{game}-{label}-seed{values.seed}")
-        else:
-            default_dir = os.path.join("runs", f"dqn-{game}")
-        run_dir = values.run_dir or default_dir
-        dqn_config = DqnConfig(
-            game=game, run_dir=run_dir, env=_env(values), evaluation=_eval(values),
-            training_steps=values.training_steps, replay_capacity=values.replay_capacity,
-            learning_starts=values.learning_starts, update_period=values.update_period,
-            batch_size=values.batch_size, target_update_period=values.target_update_period,
-            gamma=values.gamma, epsilon_start=values.epsilon_start, epsilon_end=values.epsilon_end,
-            epsilon_decay_steps=values.epsilon_decay_steps, optimizer=values.optimizer,
-            learning_rate=values.learning_rate, adam_epsilon=values.adam_epsilon,
-            double_dqn=values.double_dqn, reward_clip=values.reward_clip, n_step=values.n_step,
-            batch_loss=values.batch_loss, eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
-            save_replay=values.save_replay, export_dir=values.export_dir,
-            log_period=values.log_period, jit_compile=values.jit_compile,
-            precision=values.precision, deterministic=values.deterministic, skip_nonfinite=values.skip_nonfinite,
-            profile_steps=_profile_steps(values, (values.training_steps - values.learning_starts) // values.update_period),
-            distribution=values.distribution, devices=_devices(values, values.batch_size, "--batch_size"),
-            seed=values.seed,
-        )  # fmt: skip
-        if values.mode == "transfer":
-            return TransferConfig(dqn_config, values.init, values.amn_network)
-        return dqn_config
-    if values.mode == "amn":
-        tau = parse_tau(values.tau)
-        _require(0 < values.tau_target_top_probability < 1, "--tau_target_top_probability must be "
-                 f"in (0, 1), got {values.tau_target_top_probability}")
-        _require(values.beta >= 0, f"--beta must be >= 0, got {values.beta}")
-        _require(values.batch_per_game >= 1, f"--batch_per_game must be >= 1, got {values.batch_per_game}")
-        _require(bool(values.experts), "--experts is empty: give SavedModel paths or a directory")
-        games = tuple(envs.canonical_game(g) for g in values.games) if values.games else None
-        if games:
-            duplicates = sorted({g for g in games if games.count(g) > 1})
-            _require(not duplicates, f"--games lists {', '.join(duplicates)} twice")
-        if values.num_actors:
-            _require(values.ray_address is not None, f"--num_actors={values.num_actors} needs "
-                     "--ray_address (use --ray_address=local on one machine), or --num_actors=0 to "
-                     "play in the learner's process")
-            _require(values.amn_actor == "student", "--num_actors plays with the AMN: drop "
-                     "--amn_actor=expert or use --num_actors=0")
-            _require(not values.deterministic, "--deterministic needs --num_actors=0: actors "
-                     "run asynchronously")
-        else:
-            _require(values.ray_address is None, "--mode=amn uses --ray_address only for its "
-                     "actors: add --num_actors=N or drop --ray_address")
-        return AmnConfig(
-            experts=tuple(values.experts), games=games, run_dir=values.run_dir, env=_env(values),
-            evaluation=_eval(values), network=values.amn_network, tau=tau, beta=values.beta,
-            batch_per_game=values.batch_per_game, epsilon=values.amn_epsilon, actor=values.amn_actor,
-            num_actors=values.num_actors, ray_address=values.ray_address,
-            actor_sync_period=values.actor_sync_period, actor_chunk_steps=values.actor_chunk_steps,
-            actor_cpus=values.ray_cpus_per_task, actor_gpus=values.ray_gpus_per_task,
-            learning_rate=values.amn_learning_rate, optimizer=values.amn_optimizer,
-            steps_per_game=values.amn_steps,
-            replay_capacity=values.amn_replay_capacity, learning_starts=values.amn_learning_starts,
-            update_period=values.update_period, eval_period=values.amn_eval_period,
-            checkpoint_period=values.checkpoint_period, save_replay=values.save_replay,
-            export_dir=values.export_dir, name=values.amn_name, log_period=values.log_period,
-            jit_compile=values.jit_compile, precision=values.precision, deterministic=values.deterministic,
-            skip_nonfinite=values.skip_nonfinite, seed=values.seed,
-            profile_steps=_profile_steps(values, (values.amn_steps - values.amn_learning_starts) // values.update_period),
-            distribution=values.distribution,
-            devices=_devices(values, values.batch_per_game, "--batch_per_game"),
-            tau_target_top_probability=values.tau_target_top_probability,
-        )  # fmt: skip
-    if values.mode == "multitask_dqn":
-        _require(bool(values.games) and len(values.games) >= 2,
-                 "--mode=multitask_dqn needs --games with at least two games (e.g. --games=Pong,Boxing)")
-        games = tuple(envs.canonical_game(g) for g in values.games)
-        duplicates = sorted({g for g in games if games.count(g) > 1})
-        _require(not duplicates, f"--games lists {', '.join(duplicates)} twice")
-        _require(values.epsilon_end <= values.epsilon_start,
-                 f"--epsilon_end={values.epsilon_end} is above --epsilon_start={values.epsilon_start}")
-        _require(values.learning_starts < values.training_steps,
-                 f"--learning_starts={values.learning_starts} is not below --training_steps="
-                 f"{values.training_steps}: the run would never learn")
-        # Experts only give the % of expert column: the default directory is optional.
-        experts = tuple(values.experts or ())
-        if not values["experts"].present:
-            experts = tuple(p for p in experts if os.path.isdir(p) and os.listdir(p))
-        run_dir = values.run_dir or os.path.join(
-            "runs", f"{values.multitask_network}-{'-'.join(games)}")
-        return MultitaskDqnConfig(
-            games=games, network=values.multitask_network, experts=experts,
-            experts_required=values["experts"].present, run_dir=run_dir,
-            env=_env(values), evaluation=_eval(values), steps_per_game=values.training_steps,
-            replay_capacity=values.replay_capacity, learning_starts=values.learning_starts,
-            update_period=values.update_period, batch_per_game=values.batch_per_game,
-            target_update_period=values.target_update_period, gamma=values.gamma,
-            epsilon_start=values.epsilon_start, epsilon_end=values.epsilon_end,
-            epsilon_decay_steps=values.epsilon_decay_steps, optimizer=values.optimizer,
-            learning_rate=values.learning_rate, adam_epsilon=values.adam_epsilon,
-            double_dqn=values.double_dqn, reward_clip=values.reward_clip, n_step=values.n_step,
-            eval_period=values.eval_period, checkpoint_period=values.checkpoint_period,
-            save_replay=values.save_replay, export_dir=values.export_dir, name=values.amn_name,
-            log_period=values.log_period, precision=values.precision,
-            deterministic=values.deterministic, skip_nonfinite=values.skip_nonfinite,
-            seed=values.seed,
-            profile_steps=_profile_steps(values, (values.training_steps - values.learning_starts) // values.update_period),
-        )  # fmt: skip
-    if values.mode == "rank_sources":
-        _require(values.game is not None, "--mode=rank_sources needs --game (the target)")
-        _require(values.init.startswith("amn:"), "--mode=rank_sources needs --init=amn:PATH")
-        return RankConfig(envs.canonical_game(values.game), values.init, values.protocol,
-                          values.env_backend, values.seed, 512, values.eval_episodes,
-                          values.eval_epsilon, values.eval_envs, values.eval_max_steps,
-                          values.output_json)
-    if values.mode == "eval":
-        _require(values.saved_model is not None or values.random_policy,
-                 "--mode=eval needs --saved_model=PATH (or --random_policy with --game)")
-        _require(not (values.saved_model and values.random_policy),
-                 "--saved_model and --random_policy exclude each other")
-        if values.random_policy:
-            _require(values.game is not None, "--random_policy needs --game")
-        game = envs.canonical_game(values.game) if values.game else None
-        saved_model = values.saved_model
-        if saved_model and runtime.is_run_dir(saved_model):
-            try:  # a training run's directory: evaluate what that run exported
-                saved_model = runtime.run_export(saved_model)
-            except runtime.RunError as error:
-                raise ConfigError(str(error)) from None
-        return EvalRunConfig(saved_model, game, values.random_policy, _env(values),
-                             _eval(values), values.output_json, values.seed)
-    if values.mode == "report":
-        for path in values.report_evals or ():
-            _require(os.path.isfile(path), f"--report_evals: {path} does not exist (write it "
-                     "with --mode=eval --saved_model=... --output_json=FILE)")
-        return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
-                            values.report_blocks, values.reach_score,
-                            tuple(values.report_evals or ()))
-    raise ConfigError(f"unknown mode {values.mode}")
-
-
-flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
-                  "experts' evaluations inside).")
-flags.DEFINE_list("report_evals", None, "report: eval JSONs (--mode=eval --output_json) of "
-                  "experts, random play and AMN/multitask SavedModels: Table 1 through the SavedModels.")
-flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
-flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
-flags.DEFINE_float("reach_score", None, "report: score whose first reaching Table 2 reports, in "
-                   "frames (default: half the best final score among the inits).")
-
-
-def resolved_flags(values=None) -> dict:
-    """Every flag of amn_tf with its value, for writing into run directories."""
-    values = values or FLAGS
-    names = [f.name for module, defined in values.flags_by_module_dict().items()
-             if "amn_tf" in module or module.endswith("config.py") for f in defined]
-    return {name: getattr(values, name) for name in sorted(set(names))}

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from amn_tf import envs, faults
+from amn_tf import envs, faults, seeds
 
 IDLE_ACTION = 0  # NOOP, sent to emulators that have played their quota
 
@@ -52,6 +52,18 @@ def episode_quotas(episodes: int, num_envs: int) -> list:
     return [base + (index < extra) for index in range(num_envs)]
 
 
+def _test_actions(policy, obs, rng, legal, epsilon) -> np.ndarray:
+    """Test play's epsilon-greedy ids (``policy`` None: uniformly random). It draws the random
+    actions before the exploration coins, unlike ``policies.epsilon_greedy``, and keeps that
+    order so every published test play reruns to the same episodes."""
+    random_actions = envs.random_legal_actions(rng, legal, len(obs))
+    if policy is None:
+        return random_actions
+    greedy = np.asarray(policy(obs), np.int32)
+    explore = rng.random(len(obs)) < epsilon
+    return np.where(explore, random_actions, greedy)
+
+
 def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend="vector",
          make_env=envs.make_env):
     """Plays ``episodes`` episodes of ``game`` on up to ``num_envs`` emulators.
@@ -70,7 +82,7 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
     Returns:
       EvalResult over the ``episodes`` scored episodes (returns in the order they ended).
     """
-    rng = np.random.default_rng(seed + 7919)
+    rng = np.random.default_rng(seed + seeds.TEST_PLAY_EXPLORATION)
     quotas = np.asarray(episode_quotas(episodes, num_envs))
     num_envs = len(quotas)
     if isinstance(protocol, str):
@@ -88,13 +100,7 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
             active = played < quotas
             if not active.any():
                 break
-            random_actions = envs.random_legal_actions(rng, legal, num_envs)
-            if policy is None:
-                actions = random_actions
-            else:
-                greedy = np.asarray(policy(obs), np.int32)
-                explore = rng.random(num_envs) < epsilon
-                actions = np.where(explore, random_actions, greedy)
+            actions = _test_actions(policy, obs, rng, legal, epsilon)
             result = env.step(np.where(active, actions, IDLE_ACTION).astype(np.int32))
             if iteration == 2:
                 faults.fault_point("evaluation")
@@ -119,47 +125,3 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
 def saved_model_policy(loaded, game):
     """Greedy ALE ids from a ``export.LoadedPolicy`` for ``game``."""
     return lambda frames: loaded.act(frames, game)
-
-
-def evaluate(config) -> dict:
-    """Plays a SavedModel (every game it knows, or ``--game``) or random, printing a line per
-    game; returns the eval JSON payload (who played: saved_model, kind; per-game results)."""
-    from amn_tf import export
-
-    results = []
-    if config.random_policy:
-        games, loaded = [config.game], None
-    else:
-        loaded = export.LoadedPolicy(config.saved_model)
-        games = [config.game] if config.game else loaded.games
-        for game in games:
-            loaded.game_id(game)  # clear error for a game the model was not trained on
-    for game in games:
-        policy = None if loaded is None else saved_model_policy(loaded, game)
-        result = play(policy, game, config.env.protocol, config.evaluation.episodes,
-                      config.evaluation.epsilon, config.evaluation.num_envs,
-                      config.evaluation.max_steps, config.seed, config.env.backend)
-        who = "random policy" if loaded is None else f"{loaded.kind} {config.saved_model}"
-        print(f"[eval] {who} | protocol {config.env.protocol} | epsilon "
-              f"{config.evaluation.epsilon if loaded else 1.0} | {result.line()}")
-        results.append(result)
-    return {
-        "saved_model": config.saved_model,
-        "kind": "random" if loaded is None else loaded.kind,
-        "games": [r.game for r in results],
-        "random_policy": config.random_policy,
-        "protocol": config.env.protocol,
-        "epsilon": config.evaluation.epsilon if loaded else 1.0,
-        "results": [r.as_dict() for r in results],
-    }
-
-
-def run(config) -> dict:
-    """``--mode=eval``: ``evaluate``, then the payload written to ``--output_json`` (atomically)."""
-    from amn_tf import checkpoints
-
-    payload = evaluate(config)
-    if config.output_json:
-        checkpoints.write_json_atomically(config.output_json, payload)
-        print(f"[eval] results written to {config.output_json}")
-    return payload

@@ -13,8 +13,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from amn_tf import cli, envs  # noqa: E402
 from amn_tf import config as config_lib  # noqa: E402
-from amn_tf import envs  # noqa: E402
+
+# config class -> (module, function) of the mode that runs it; modes are siblings, imported
+# only when chosen (report and a bad flag never import TensorFlow).
+MODES = {
+    config_lib.DqnConfig: ("amn_tf.dqn", "train"),
+    config_lib.TransferConfig: ("amn_tf.transfer", "train"),
+    config_lib.MultitaskDqnConfig: ("amn_tf.multitask_dqn", "train"),
+    config_lib.RankConfig: ("amn_tf.transfer", "rank_sources"),
+    config_lib.AmnConfig: ("amn_tf.actor_mimic", "train"),
+    config_lib.EvalRunConfig: ("amn_tf.evaluate", "run"),
+    config_lib.ReportConfig: ("amn_tf.report", "run"),
+}
 
 
 def _user_errors():
@@ -24,68 +36,50 @@ def _user_errors():
 
     errors = [config_lib.ConfigError, envs.UnknownGameError, runtime.RunError,
               runtime.NonFiniteError, checkpoints.CheckpointError]
-    for module, names in (("amn_tf.transfer", ("InitError",)),
-                          ("amn_tf.export", ("SavedModelError", "ExportError"))):
-        if module in sys.modules:
-            errors += [getattr(sys.modules[module], name) for name in names]
+    if "amn_tf.export" in sys.modules:
+        errors += [sys.modules["amn_tf.export"].SavedModelError, sys.modules["amn_tf.export"].ExportError]
     return tuple(errors)
+
+
+def _mode(config_class):
+    import importlib
+
+    module, function = MODES[config_class]
+    return getattr(importlib.import_module(module), function)
 
 
 def dispatch(config):
     if isinstance(config, config_lib.FanOutConfig):
         from amn_tf import fanout
 
-        return fanout.run(config)
-    if isinstance(config, config_lib.DqnConfig):
-        from amn_tf import dqn
+        if config.kind == "dqn":
+            return fanout.run(config, _mode(config_lib.DqnConfig))
+        from amn_tf import evaluate
 
-        return dqn.train(config)
-    if isinstance(config, config_lib.TransferConfig):
-        from amn_tf import transfer
+        return fanout.run(config, evaluate.evaluate)
+    if type(config) not in MODES:
+        raise config_lib.ConfigError(f"no handler for {type(config).__name__}")
+    return _mode(type(config))(config)
 
-        return transfer.train(config)
-    if isinstance(config, config_lib.MultitaskDqnConfig):
-        from amn_tf import multitask_dqn
 
-        return multitask_dqn.train(config)
-    if isinstance(config, config_lib.RankConfig):
-        from amn_tf import transfer
+def _split_cpu(devices: int) -> None:
+    """Splits the CPU into ``devices`` logical devices, before TensorFlow touches one."""
+    import tensorflow as tf
 
-        return transfer.rank_sources(config)
-    if isinstance(config, config_lib.AmnConfig):
-        from amn_tf import actor_mimic
-
-        return actor_mimic.train(config)
-    if isinstance(config, config_lib.EvalRunConfig):
-        from amn_tf import evaluation
-
-        return evaluation.run(config)
-    if isinstance(config, config_lib.ReportConfig):
-        from amn_tf import report
-
-        return report.run(config)
-    raise config_lib.ConfigError(f"no handler for {type(config).__name__}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
 
 
 def main(argv):
+    """Reads the flags (here, once), builds the mode's config and runs it."""
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise config_lib.ConfigError(f"unexpected arguments {argv[1:]}: flags look like --name=value")
-    config = config_lib.build()
-    if config_lib.FLAGS.cpu_devices > 1:  # before TensorFlow touches a device
-        import tensorflow as tf
-
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * config_lib.FLAGS.cpu_devices)
-    if isinstance(config, config_lib.DqnConfig):
-        from amn_tf import runtime
-
-        runtime.prepare_run_dir(config.run_dir, {"mode": "dqn", "game": config.game},
-                                config_lib.resolved_flags())
-
+    config = cli.build()
+    if cli.FLAGS.cpu_devices > 1:
+        _split_cpu(cli.FLAGS.cpu_devices)
     dispatch(config)
 
 

@@ -21,22 +21,23 @@ import numpy as np
 import tensorflow as tf
 
 from amn_tf import (
-    actor_mimic,
-    dqn,
     envs,
     evaluation,
+    experts,
     export,
     learning,
     losses,
     multigame,
     networks,
     optimizers,
+    policies,
     replay,
+    runner,
     runtime,
+    seeds,
+    tables,
 )
-from amn_tf import (
-    config as config_lib,
-)
+from amn_tf.config import ConfigError
 
 
 class MultitaskDqnLearner:
@@ -45,7 +46,7 @@ class MultitaskDqnLearner:
         self.torso, self.heads = torso, heads
         self.target_torso, self.target_heads = target_torso, target_heads
         self.optimizer = optimizer
-        tables = [dqn.action_tables(legal, len(legal))[2] for legal in legal_by_game]
+        tables = [policies.action_tables(legal, len(legal))[2] for legal in legal_by_game]
         self._action_to_output = [tf.constant(t, tf.int32) for t in tables]
         self._b = batch_per_game
         self._double = double_dqn
@@ -95,26 +96,103 @@ class MultitaskDqnLearner:
             target_variable.assign(variable)
 
 
-class HeadPolicy:
-    """Greedy ALE ids for one game through the torso and that game's head."""
-
-    def __init__(self, torso, head, legal):
-        self._torso, self._head = torso, head
-        self._legal = tf.constant(legal, tf.int32)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8)])
-    def _greedy(self, frames):
-        q_values, _ = self._head(self._torso(frames, training=False), training=False)
-        return tf.gather(self._legal, tf.argmax(q_values, axis=-1, output_type=tf.int32))
-
-    def __call__(self, frames) -> np.ndarray:
-        return self._greedy(tf.convert_to_tensor(frames)).numpy()
-
-
 def _clone(model):
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+class MultitaskDqnAgent(multigame.EpsilonGreedyPlay):
+    """MDQN or MCDQN on ``config.games``: epsilon-greedy acting through each game's head,
+    Q-learning, test play (with % of expert when experts are given), export."""
+
+    budget_flag = "--training_steps"
+
+    def __init__(self, config, found_experts=None):
+        self.config = config
+        self.games = list(config.games)
+        self.label = f"{config.network} {'+'.join(self.games)}"
+        self.found_experts = found_experts
+        self.reference = None
+        name = config.name or os.path.basename(os.path.normpath(config.run_dir))
+        self.export_base = os.path.join(config.export_dir, "multitask_dqn", name)
+        legal_by_game = [envs.legal_actions(g) for g in self.games]
+        self.memories = [replay.ReplayMemory(config.replay_capacity, config.env.num_envs,
+                                             seed=seeds.replay(config.seed, i))
+                         for i, _ in enumerate(self.games)]
+        self._build_learner(legal_by_game)
+        self.policies = [policies.HeadPolicy(self.torso, head, legal)
+                         for head, legal in zip(self.heads, legal_by_game)]
+        self.rng = np.random.default_rng(config.seed)
+        self.play = multigame.GamePlay(self.games, self.memories, config.env.num_envs,
+                                       config.env.protocol, config.seed, config.env.backend)
+        self.epsilon = config.epsilon_start
+
+    def _build_learner(self, legal_by_game) -> None:
+        c = self.config
+        self.torso, self.heads = networks.multitask_dqn(c.network, [len(a) for a in legal_by_game])
+        target_torso, target_heads = _clone(self.torso), [_clone(h) for h in self.heads]
+        optimizer = optimizers.make_optimizer(c.optimizer, c.learning_rate, c.adam_epsilon,
+                                              c.batch_per_game * len(self.games))
+        life_loss_terminal = envs.get_protocol(c.env.protocol).life_loss_terminal
+        dataset = replay.multitask_transition_dataset(self.memories, c.batch_per_game, c.gamma,
+                                                      life_loss_terminal,
+                                                      prefetch=0 if c.deterministic else 2,
+                                                      n_step=c.n_step, reward_clip=c.reward_clip)
+        self.learner = MultitaskDqnLearner(self.torso, self.heads, target_torso, target_heads, optimizer,
+                                           dataset, legal_by_game, c.batch_per_game, c.double_dqn,
+                                           c.skip_nonfinite)
+        self.trackables = {"torso": self.torso, "target_torso": target_torso, "optimizer": optimizer,
+                           "updates": self.learner.updates, "skipped": self.learner.skipped}
+        self.trackables.update({f"head_{i}": h for i, h in enumerate(self.heads)})
+        self.trackables.update({f"target_head_{i}": h for i, h in enumerate(target_heads)})
+
+    def prepare(self, run_dir: str) -> None:
+        """Expert scores under the same protocol, for % of expert; measured once per run
+        directory, so rerunning a finished run that lacks them fills them in."""
+        if self.found_experts:
+            c = self.config
+            self.reference, _ = experts.measure_experts(run_dir, self.games, self.found_experts,
+                                                        c.env.protocol, c.evaluation, c.seed,
+                                                        c.env.backend, self.label)
+
+    # ------------------------------------------------------------ reporting
+    def progress_text(self, metrics: dict, history: list) -> str:
+        loss = float(metrics["td_loss"]) if metrics else float("nan")
+        return f"loss {loss:.4f} | eps {self.epsilon:.3f} | last episodes: {self.play.scores()}"
+
+    def train_scalars(self, metrics: dict, fps: float) -> dict:
+        scalars = {"charts/frames_per_second_per_game": fps, "charts/epsilon": self.epsilon}
+        if metrics:
+            scalars["losses/td_loss"] = float(metrics["td_loss"])
+        return scalars
+
+    def evaluate(self, step: int, plays_so_far: int) -> tuple:
+        c = self.config
+        record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
+        for index, game in enumerate(self.games):
+            result = evaluation.play(self.policies[index], game, c.env.protocol, c.evaluation.episodes,
+                                     c.evaluation.epsilon, c.evaluation.num_envs, c.evaluation.max_steps,
+                                     seeds.test_play(c.seed, plays_so_far, index), c.env.backend)
+            record["games"][game] = {**result.as_dict(), "agreement": float("nan")}
+        return record, {f"eval/{g}/mean_return": record["games"][g]["mean"] for g in self.games}
+
+    def eval_text(self, record: dict) -> str:
+        return tables.scores_line(record, self.games, self.reference)
+
+    def finished_text(self, summary: dict) -> str:
+        return ""
+
+    # ------------------------------------------------------------ export
+    def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
+        provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
+                      "network": self.config.network, "final_eval": record,
+                      "run_dir": os.path.abspath(run_dir)}
+        export.export_multitask_dqn(self.torso, self.heads, self.games, path, provenance,
+                                    self.config.env.protocol)
+
+    def summary(self, record: dict, path: str, step: int) -> dict:
+        return {"final": record}
 
 
 @runtime.releases_run_dirs
@@ -122,141 +200,19 @@ def train(config) -> dict:
     """``--mode=multitask_dqn``: MDQN or MCDQN on ``config.games``; resumable."""
     if runtime.is_run_dir(config.run_dir):  # a rerun: refused at once if it is in use
         runtime.lock_run_dir(config.run_dir)
-    games = list(config.games)
-    legal_by_game = [envs.legal_actions(g) for g in games]
-    run_dir = config.run_dir
-    label = f"{config.network} {'+'.join(games)}"
-    experts = None  # checked before anything is written
+    label = f"{config.network} {'+'.join(config.games)}"
+    found = None  # checked before anything is written
     if config.experts:
         try:
-            experts = dict(actor_mimic.find_experts(config.experts, games))
-        except config_lib.ConfigError as error:
+            found = dict(experts.find_experts(config.experts, list(config.games)))
+        except ConfigError as error:
             if config.experts_required:
                 raise
             print(f"[{label}] no % of expert column: {error}")
-    runtime.prepare_run_dir(run_dir, {"mode": "multitask_dqn", "games": games,
-                                      "network": config.network}, config_lib.resolved_flags())
+    runtime.prepare_run_dir(config.run_dir, {"mode": "multitask_dqn", "games": list(config.games),
+                                             "network": config.network}, config.flags)
     runtime.set_seeds(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
-    protocol = config.env.protocol
-    life_loss_terminal = envs.get_protocol(protocol).life_loss_terminal
-
-    torso, heads = networks.multitask_dqn(config.network, [len(a) for a in legal_by_game])
-    target_torso, target_heads = _clone(torso), [_clone(h) for h in heads]
-    optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.adam_epsilon,
-                                          config.batch_per_game * len(games))
-    num_envs = config.env.num_envs
-    memories = [replay.ReplayMemory(config.replay_capacity, num_envs, seed=config.seed + i)
-                for i, _ in enumerate(games)]
-    dataset = replay.multitask_transition_dataset(memories, config.batch_per_game, config.gamma,
-                                                  life_loss_terminal,
-                                                  prefetch=0 if config.deterministic else 2,
-                                                  n_step=config.n_step, reward_clip=config.reward_clip)
-    learner = MultitaskDqnLearner(torso, heads, target_torso, target_heads, optimizer, dataset,
-                                  legal_by_game, config.batch_per_game, config.double_dqn,
-                                  config.skip_nonfinite)
-    policies = [HeadPolicy(torso, head, legal) for head, legal in zip(heads, legal_by_game)]
-
-    trackables = {"torso": torso, "target_torso": target_torso, "optimizer": optimizer,
-                  "updates": learner.updates, "skipped": learner.skipped}
-    trackables.update({f"head_{i}": h for i, h in enumerate(heads)})
-    trackables.update({f"target_head_{i}": h for i, h in enumerate(target_heads)})
-    save_replay = config.save_replay or config.deterministic
-    run = multigame.RunState(run_dir, trackables, memories, save_replay, config.seed, label, games)
-    reference = None
-    if experts:  # expert scores under the same protocol, for % of expert; measured once per
-        # run directory, so rerunning a finished run that lacks them fills them in
-        reference, _ = actor_mimic.measure_experts(run_dir, games, experts, protocol, config, label)
-    if run.finished(config.steps_per_game):
-        print(f"[{label}] run already finished: {run.state['summary'].get('export')}")
-        return run.state["summary"]
-    writer = run.open_logs()
-
-    def run_evaluation():
-        step = run.step
-        record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
-        for index, game in enumerate(games):
-            result = evaluation.play(policies[index], game, protocol, config.evaluation.episodes,
-                                     config.evaluation.epsilon, config.evaluation.num_envs,
-                                     config.evaluation.max_steps,
-                                     config.seed + 1 + len(run.history) * 31 + index, config.env.backend)
-            record["games"][game] = {**result.as_dict(), "agreement": float("nan")}
-            with writer.as_default(step=step * envs.FRAMES_PER_STEP):
-                tf.summary.scalar(f"eval/{game}/mean_return", result.mean)
-        return run.record_eval(record)
-
-    def summary_line(record):
-        parts = []
-        for game in games:
-            mean = record["games"][game]["mean"]
-            if reference:
-                percent = actor_mimic.percent_of_expert(mean, reference[game]["mean"])
-                parts.append(f"{game} {mean:.1f} ({percent:.0f}% of expert)")
-            else:
-                parts.append(f"{game} {mean:.1f}")
-        return ", ".join(parts)
-
-    play = multigame.GamePlay(games, memories, num_envs, protocol, config.seed, config.env.backend)
-    play.new_episodes(run.step, restored=run.replay_restored and config.deterministic)
-    learning_starts = run.learning_starts(config.learning_starts)
-    progress = runtime.Progress(label, config.steps_per_game, run.step)
-    profiler = runtime.StepProfiler(config.profile_steps, os.path.join(run_dir, "tensorboard"),
-                                    int(learner.updates.numpy()))
-    rng = run.rng
-    last_loss = float("nan")
-    with runtime.StopSignal() as stop:
-        while run.step < config.steps_per_game and not stop.requested:
-            # One epsilon schedule per game; the games advance in lockstep, so one value.
-            epsilon = dqn.linear_epsilon(run.step, config.epsilon_start, config.epsilon_end,
-                                         config.epsilon_decay_steps)
-            all_actions = []
-            for index, (env, obs) in enumerate(zip(play.envs, play.observations)):
-                explore = rng.random(num_envs) < epsilon
-                random_actions = envs.random_legal_actions(rng, env.legal_actions, num_envs)
-                greedy = random_actions if explore.all() else policies[index](obs)
-                all_actions.append(np.where(explore, random_actions, greedy))
-            play.send(all_actions)
-            if run.step >= learning_starts:
-                run.update_credit += num_envs / config.update_period
-                while run.update_credit >= 1.0:
-                    last_loss = float(profiler.step(learner.step)["td_loss"])
-                    run.update_credit -= 1.0
-            play.recv()
-            before = run.step
-            run.step += num_envs
-            step = run.step
-            if runtime.crossed(before, step, config.target_update_period):
-                learner.update_target()
-            if runtime.crossed(before, step, config.log_period):
-                fps = progress.print(step, f"loss {last_loss:.4f} | eps {epsilon:.3f} | "
-                                     f"last episodes: {play.scores()}")
-                with writer.as_default(step=step * envs.FRAMES_PER_STEP):
-                    tf.summary.scalar("charts/frames_per_second_per_game", fps)
-                    tf.summary.scalar("losses/td_loss", last_loss)
-                    tf.summary.scalar("charts/epsilon", epsilon)
-            if runtime.crossed(before, step, config.eval_period) and step < config.steps_per_game:
-                print(f"[{label}] eval at frame {step * 4:,} per game: {summary_line(run_evaluation())}",
-                      flush=True)
-            run.save_if_due(before, config.checkpoint_period,
-                            play.new_episodes if config.deterministic else None)
-    profiler.finish()
-    play.close()
-    if stop.requested:
-        run.save()
-        print(run.stop_message())
-        return {"stopped": True}
-    step = run.step
-    record = run.final_record(run_evaluation)
-    name = config.name or os.path.basename(os.path.normpath(run_dir))
-    provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
-                  "network": config.network, "final_eval": record,
-                  "run_dir": os.path.abspath(run_dir)}
-    path = run.export_once(os.path.join(config.export_dir, "multitask_dqn", name),
-                           lambda path: export.export_multitask_dqn(torso, heads, games, path,
-                                                                    provenance, protocol))
-    summary = {"export": path, "run_dir": run_dir, "final": record}
-    run.save(finished=True, summary=summary)
-    print(f"[{label}] final eval at frame {step * 4:,} per game: {summary_line(record)}")
-    print(f"[{label}] SavedModel: {path}\n[{label}] TensorBoard: tensorboard --logdir "
-          f"{os.path.join(run_dir, 'tensorboard')}", flush=True)
-    return summary
+    agent = MultitaskDqnAgent(config, found)
+    schedule = runner.schedule_of(config, config.steps_per_game, config.target_update_period, per_game=True)
+    return runner.Runner(config.run_dir, agent, schedule).run()

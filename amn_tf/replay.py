@@ -409,6 +409,24 @@ def transition_dataset(memory: ReplayMemory, batch_size, gamma, life_loss_termin
     return _finish(dataset.unbatch().map(split_window), prefetch)
 
 
+def _output_specs(memories) -> list:
+    """``[(name, per-state shape, dtype)]`` of the ``q_values`` and ``features`` that every
+    memory stores alike (features of shape (0,) where none are stored)."""
+    stored = [set(m.outputs) for m in memories]
+    if any(s != stored[0] for s in stored) or "q_values" not in stored[0]:
+        raise ValueError(f"every memory must store q_values (and the same outputs) to sample "
+                         f"them; they store {[sorted(s) for s in stored]}")
+    specs = []
+    for name in ("q_values", "features"):
+        arrays = [m.outputs[name] for m in memories if name in m.outputs]
+        shapes = {(a.shape[2:], a.dtype) for a in arrays}
+        if len(shapes) > 1:
+            raise ValueError(f"the memories store {name} of different shapes or dtypes: {shapes}")
+        shape, dtype = shapes.pop() if shapes else ((0,), np.dtype(np.float16))
+        specs.append((name, shape, dtype))
+    return specs
+
+
 def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, replicas=1,
                             block=8, outputs: bool | None = None):
     """Endless stream of ``(states [G*b, 84, 84, 4], game_index [G*b])``: ``b`` states
@@ -432,18 +450,7 @@ def multitask_state_dataset(memories: list, batch_per_game: int, prefetch=2, rep
     stored = [set(m.outputs) for m in memories]
     if outputs is None:
         outputs = bool(stored[0])
-    if outputs:
-        if any(s != stored[0] for s in stored) or "q_values" not in stored[0]:
-            raise ValueError(f"every memory must store q_values (and the same outputs) to sample "
-                             f"them; they store {[sorted(s) for s in stored]}")
-        specs = []
-        for name in ("q_values", "features"):
-            arrays = [m.outputs[name] for m in memories if name in m.outputs]
-            shapes = {(a.shape[2:], a.dtype) for a in arrays}
-            if len(shapes) > 1:
-                raise ValueError(f"the memories store {name} of different shapes or dtypes: {shapes}")
-            shape, dtype = shapes.pop() if shapes else ((0,), np.dtype(np.float16))
-            specs.append((name, shape, dtype))
+    specs = _output_specs(memories) if outputs else []
     block = _block_size(block, prefetch)
     share = batch_per_game // replicas
     group = np.repeat(np.arange(len(memories), dtype=np.int32), share)

@@ -20,8 +20,8 @@ import os
 
 import numpy as np
 
-from amn_tf import actor_mimic, runtime
 from amn_tf import config as config_lib
+from amn_tf import runtime, tables
 
 
 def run_mode(run_dir: str) -> str:
@@ -54,7 +54,7 @@ def rows(run: dict) -> list:
         mine = final["games"][game]
         result.append({"game": game, "expert_mean": expert["mean"], "expert_max": expert["max"],
                        "amn_mean": mine["mean"], "amn_max": mine["max"],
-                       "percent": actor_mimic.percent_of_expert(mine["mean"], expert["mean"]),
+                       "percent": tables.percent_of_expert(mine["mean"], expert["mean"]),
                        "agreement": mine["agreement"]})
     return result
 
@@ -74,7 +74,7 @@ def comparison(runs: list) -> str:
                 cells.append("-")
                 continue
             mean = run["history"][-1]["games"][game]["mean"]
-            cells.append(f"{mean:.1f} ({actor_mimic.percent_of_expert(mean, expert):.0f}%)")
+            cells.append(f"{mean:.1f} ({tables.percent_of_expert(mean, expert):.0f}%)")
         lines.append(f"| {game} | {expert:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -298,7 +298,7 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
         for key in others:
             mine = by_name[key].get(game)
             percent = (None if mine is None or expert is None
-                       else actor_mimic.percent_of_expert(mine["mean"], expert["mean"]))
+                       else tables.percent_of_expert(mine["mean"], expert["mean"]))
             if percent is not None and percent >= bar:
                 met[key] += 1
             shown = "-" if percent is None or math.isnan(percent) else f"{percent + 0.0:.0f}%"
@@ -436,7 +436,7 @@ def report_amn(runs, output_dir) -> dict:
     for run in runs:
         frames = run["history"][-1]["frames"]
         sections.append(f"## {run['kind']}: {run['name']} ({frames:,} frames per game)\n")
-        sections.append(actor_mimic.table(rows(run), run["kind"]) + "\n")
+        sections.append(tables.table(rows(run), run["kind"]) + "\n")
     table_path = os.path.join(output_dir, "table1.md")
     with open(table_path, "w") as handle:
         handle.write("\n".join(sections))

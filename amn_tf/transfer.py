@@ -5,7 +5,7 @@ As in the authors' code: the whole AMN is copied, its trained 18-way output laye
 included; the feature-regression heads are dropped (they are not part of the AMN
 network); no layer is frozen; the target network starts as a copy. The target game's
 legal-action mask applies to action choice and to the max in the TD target
-(``dqn.action_tables`` for an 18-output network).
+(``policies.action_tables`` for an 18-output network).
 """
 
 from __future__ import annotations
@@ -16,12 +16,18 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import checkpoints, dqn, envs, evaluation, export, networks, runtime
-from amn_tf import config as config_lib
-
-InitError = config_lib.InitError
-parse_init = config_lib.parse_init
-init_label = config_lib.init_label
+from amn_tf import (
+    checkpoints,
+    dqn_agent,
+    envs,
+    evaluation,
+    export,
+    networks,
+    policies,
+    runtime,
+    seeds,
+)
+from amn_tf.config import InitError, init_label, parse_init, transfer_export_name
 
 
 def _amn_from_saved_model(path: str, network: str | None):
@@ -87,13 +93,13 @@ def train(config) -> dict:
     model, origin = build_initial_network(config.init, config.dqn.game, config.network)
     # The run directory is made only once the init is known to be good.
     runtime.prepare_run_dir(config.dqn.run_dir, {"mode": "transfer", "game": config.dqn.game,
-                                                 "init": config.init}, config_lib.resolved_flags())
+                                                 "init": config.init}, config.dqn.flags)
     print(f"[transfer] {config.dqn.game} from {config.init} ({model.count_params():,} parameters)",
           flush=True)
     label = init_label(config.init)
     checkpoints.write_json_atomically(os.path.join(config.dqn.run_dir, "init.json"), origin)
-    return dqn.train(config.dqn, network=model, export_kind="transfer",
-                     export_name=config_lib.transfer_export_name(config.dqn.game, label))
+    return dqn_agent.train(config.dqn, network=model, export_kind="transfer",
+                           export_name=transfer_export_name(config.dqn.game, label))
 
 
 def initial_weights_equal(model_a, model_b) -> bool:
@@ -121,6 +127,52 @@ def _states(game, protocol, count, seed, backend) -> tuple:
     return np.concatenate(states)[:count], returns
 
 
+def _rank_row(model, game, source, index, target_features, random_mean, config) -> dict:
+    """One source's zero-shot gain on the target and its feature overlap with it."""
+    head = envs.legal_mask(source) & envs.legal_mask(game)
+    source_states, _ = _states(source, config.protocol, config.states,
+                               config.seed + seeds.RANK_STATES + index, config.backend)
+    source_features = model(source_states, training=False)[1].numpy().mean(0)
+    overlap = float(np.dot(target_features, source_features)
+                    / (np.linalg.norm(target_features) * np.linalg.norm(source_features) + 1e-8))
+    if head.sum() < 2:
+        score, gain = float("nan"), float("nan")
+    else:
+        result = evaluation.play(policies.amn_policy(model, head), game, config.protocol,
+                                 config.episodes, config.epsilon, config.num_envs, config.max_steps,
+                                 config.seed + seeds.RANK_ZERO_SHOT + index, config.backend)
+        score = result.mean
+        gain = (score - random_mean) / (abs(random_mean) + 1.0)
+    return {"source": source, "shared_actions": int(head.sum()), "zero_shot": score,
+            "zero_shot_gain": gain, "feature_overlap": overlap}
+
+
+def _rank(rows) -> list:
+    """Rows sorted by the mean of their zero-shot-gain rank and feature-overlap rank."""
+    gains = np.nan_to_num(np.asarray([r["zero_shot_gain"] for r in rows]), nan=-np.inf)
+    overlaps = np.asarray([r["feature_overlap"] for r in rows])
+    gain_rank = (-gains).argsort().argsort()
+    overlap_rank = (-overlaps).argsort().argsort()
+    for row, a, b in zip(rows, gain_rank, overlap_rank):
+        row["rank_score"] = float(a + b) / 2.0
+    return sorted(rows, key=lambda r: r["rank_score"])
+
+
+def _print_ranking(rows, game, random_result, init) -> None:
+    print(f"[rank_sources] target {game}: random play {random_result.mean:.1f} over "
+          f"{random_result.episodes} episodes; AMN {init}")
+    print("| rank | source | shared actions | zero-shot | gain vs random | feature overlap |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for position, row in enumerate(rows, 1):
+        print(f"| {position} | {row['source']} | {row['shared_actions']} | {row['zero_shot']:.1f} | "
+              f"{row['zero_shot_gain']:+.2f} | {row['feature_overlap']:.2f} |")
+    related = [r for r in rows if r["zero_shot_gain"] > 0 and r["feature_overlap"] > 0.5]
+    if not related:
+        print(f"[rank_sources] warning: no source game looks related to {game} (no positive "
+              "zero-shot gain together with feature overlap > 0.5): AMN initialisation may "
+              "transfer negatively here (the paper's Robotank case); compare with --init=random")
+
+
 def rank_sources(config) -> list:
     """``--mode=rank_sources``: how related is each of the AMN's source games to the target?
 
@@ -138,49 +190,13 @@ def rank_sources(config) -> list:
     model, origin = build_initial_network(config.init, game)
     if origin["init"] != "amn":
         raise InitError("--mode=rank_sources needs --init=amn:PATH")
-    sources = origin["source_games"]
-    protocol, backend, seed = config.protocol, config.backend, config.seed
-    target_states, random_returns = _states(game, protocol, config.states, seed, backend)
+    target_states, _ = _states(game, config.protocol, config.states, config.seed, config.backend)
     target_features = model(target_states, training=False)[1].numpy().mean(0)
-    random_result = evaluation.play(None, game, protocol, config.episodes, 1.0, config.num_envs,
-                                    config.max_steps, seed, backend)
-    target_legal = envs.legal_mask(game)
-    rows = []
-    for index, source in enumerate(sources):
-        head = envs.legal_mask(source) & target_legal
-        source_states, _ = _states(source, protocol, config.states, seed + 1 + index, backend)
-        source_features = model(source_states, training=False)[1].numpy().mean(0)
-        overlap = float(np.dot(target_features, source_features)
-                        / (np.linalg.norm(target_features) * np.linalg.norm(source_features) + 1e-8))
-        if head.sum() < 2:
-            score, gain = float("nan"), float("nan")
-        else:
-            policy = dqn.GreedyPolicy(model, np.arange(envs.NUM_ACTIONS, dtype=np.int32), head)
-            result = evaluation.play(policy, game, protocol, config.episodes, config.epsilon,
-                                     config.num_envs, config.max_steps, seed + 100 + index, backend)
-            score = result.mean
-            gain = (score - random_result.mean) / (abs(random_result.mean) + 1.0)
-        rows.append({"source": source, "shared_actions": int(head.sum()), "zero_shot": score,
-                     "zero_shot_gain": gain, "feature_overlap": overlap})
-    gains = np.nan_to_num(np.asarray([r["zero_shot_gain"] for r in rows]), nan=-np.inf)
-    overlaps = np.asarray([r["feature_overlap"] for r in rows])
-    gain_rank = (-gains).argsort().argsort()
-    overlap_rank = (-overlaps).argsort().argsort()
-    for row, a, b in zip(rows, gain_rank, overlap_rank):
-        row["rank_score"] = float(a + b) / 2.0
-    rows.sort(key=lambda r: r["rank_score"])
-    print(f"[rank_sources] target {game}: random play {random_result.mean:.1f} over "
-          f"{random_result.episodes} episodes; AMN {config.init}")
-    print("| rank | source | shared actions | zero-shot | gain vs random | feature overlap |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
-    for position, row in enumerate(rows, 1):
-        print(f"| {position} | {row['source']} | {row['shared_actions']} | {row['zero_shot']:.1f} | "
-              f"{row['zero_shot_gain']:+.2f} | {row['feature_overlap']:.2f} |")
-    related = [r for r in rows if r["zero_shot_gain"] > 0 and r["feature_overlap"] > 0.5]
-    if not related:
-        print(f"[rank_sources] warning: no source game looks related to {game} (no positive "
-              "zero-shot gain together with feature overlap > 0.5): AMN initialisation may "
-              "transfer negatively here (the paper's Robotank case); compare with --init=random")
+    random_result = evaluation.play(None, game, config.protocol, config.episodes, 1.0, config.num_envs,
+                                    config.max_steps, config.seed, config.backend)
+    rows = _rank([_rank_row(model, game, source, index, target_features, random_result.mean, config)
+                  for index, source in enumerate(origin["source_games"])])
+    _print_ranking(rows, game, random_result, config.init)
     if config.output_json:
         checkpoints.write_json_atomically(config.output_json, {"target": game, "init": config.init,
                                                                "random": random_result.mean,

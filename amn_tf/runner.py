@@ -1,0 +1,311 @@
+"""One run loop for every training mode (DQN, transfer, AMN, multitask DQN).
+
+The ``Runner`` owns the run directory: it restores the last complete checkpoint into the
+agent (a typed ``RunState``), keeps the evaluation history and TensorBoard events in step
+with it, turns SIGINT/SIGTERM into a checkpoint and a clean stop, and runs the loop
+
+    added = agent.act(step)       # choose and send actions (emulators step in C++ threads)
+    learn(added)                  # update credit: one learner update per update_period steps
+    episodes = agent.observe()    # results into the replay memories
+    advance(added)                # target sync, progress line, test play, checkpoint
+
+then the final test play and the export, exactly once per run (the export path is fixed in a
+checkpoint before writing, so a restart after a crash finishes that version). An agent
+supplies only what is its own: its networks and memories (``trackables``, ``memories``), its
+learner (``learner.step()``, ``learner.updates``, ``learner.update_target()`` when it has a
+target network), acting, test play, progress text and export; see ``Agent``.
+
+Steps are agent steps (per game for the multi-game agents); frames = steps x 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Protocol
+
+import numpy as np
+
+from amn_tf import checkpoints, envs, export, runtime
+
+STATE_VERSION = 2  # 1: written before the one run loop (no "version" key; DQN: "replay_rng")
+
+
+@dataclasses.dataclass
+class RunState:
+    """What a checkpoint's ``state.json`` holds besides the trackables' weights."""
+
+    step: int = 0  # agent steps (per game) done
+    actor_rng: dict | None = None  # the acting generator's bit_generator.state
+    replay_rngs: list = dataclasses.field(default_factory=list)  # one per memory
+    replay_saved: bool = False  # the memories are in the checkpoint (replay-<i>.npz)
+    update_credit: float = 0.0  # learner updates owed to the steps already played
+    finished: bool = False  # exported; a larger budget reopens it
+    summary: dict = dataclasses.field(default_factory=dict)  # the result, or a pending export
+    games: list = dataclasses.field(default_factory=list)
+    # Known only after a restore, never saved:
+    path: str | None = None
+    replay_restored: bool = False
+
+    def to_json(self) -> dict:
+        payload = dataclasses.asdict(self)
+        del payload["path"], payload["replay_restored"]
+        return {"version": STATE_VERSION, **payload}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> RunState:
+        """Reads version 2, and version 1 (the single-game ``replay_rng`` of old DQN runs)."""
+        check_version(payload)
+        rngs = payload.get("replay_rngs")
+        if rngs is None:
+            rngs = [payload["replay_rng"]] if "replay_rng" in payload else []
+        return cls(step=int(payload["step"]), actor_rng=payload.get("actor_rng"), replay_rngs=rngs,
+                   replay_saved=bool(payload.get("replay_saved")),
+                   update_credit=float(payload.get("update_credit", 0.0)),
+                   finished=bool(payload.get("finished")), summary=payload.get("summary") or {},
+                   games=list(payload.get("games") or []), path=payload.get("path"),
+                   replay_restored=bool(payload.get("replay_restored")))
+
+
+def check_version(payload: dict) -> None:
+    """Refuses, in one line, a checkpoint written by a newer amn_tf (its state may mean
+    something this version cannot read)."""
+    version = payload.get("version", 1)
+    if not isinstance(version, int) or version > STATE_VERSION:
+        raise checkpoints.CheckpointError(
+            f"checkpoint state version {version!r} is newer than this amn_tf reads "
+            f"({STATE_VERSION}): resume it with the amn_tf that wrote it (pip install -e . at "
+            "that commit), or start over in a new --run_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When things happen, in agent steps (per game for multi-game agents)."""
+
+    total_steps: int
+    learning_starts: int
+    update_period: int
+    log_period: int
+    eval_period: int
+    checkpoint_period: int
+    target_update_period: int | None = None  # None: no target network
+    save_replay: bool = False
+    deterministic: bool = False  # new episodes seeded by the step at each checkpoint
+    profile_steps: tuple | None = None
+    per_game: bool = False  # messages say "per game"
+
+
+def schedule_of(config, total_steps: int, target_update_period: int | None = None,
+                per_game: bool = False) -> Schedule:
+    """The schedule of a mode's config (``learning_starts``, ``update_period``, the periods,
+    ``save_replay``, ``deterministic``, ``profile_steps``: named alike in every mode's config).
+    A deterministic run keeps its replay in every checkpoint."""
+    return Schedule(total_steps, config.learning_starts, config.update_period, config.log_period,
+                    config.eval_period, config.checkpoint_period, target_update_period,
+                    config.save_replay or config.deterministic, config.deterministic,
+                    config.profile_steps, per_game)
+
+
+class Agent(Protocol):
+    """What a mode gives the runner (``dqn_agent.DqnAgent`` is the simplest one)."""
+
+    label: str  # "[label]" starts every line
+    games: list
+    memories: list  # replay.ReplayMemory per game, in game order
+    trackables: dict  # name -> TF object saved in every checkpoint
+    learner: object  # .step() -> metrics, .updates (tf.Variable), .update_target()
+    rng: np.random.Generator  # acting
+    export_base: str  # <export_dir>/<kind>/<name>: versions go under it
+    budget_flag: str  # the flag that extends a finished run
+
+    def prepare(self, run_dir: str) -> None: ...  # after the restore, before anything else
+    def start(self, step: int, restored: bool) -> None: ...  # first episodes (or actors)
+    def new_episodes(self, step: int) -> None: ...  # deterministic runs, at each checkpoint
+    def act(self, step: int) -> int: ...  # agent steps (per game) the next observe adds
+    def observe(self) -> list: ...  # [(game, return)] of the episodes that ended
+    def progress_text(self, metrics: dict, history: list) -> str: ...
+    def train_scalars(self, metrics: dict, fps: float) -> dict: ...
+    def evaluate(self, step: int, plays_so_far: int) -> tuple: ...  # (record, scalars)
+    def eval_text(self, record: dict) -> str: ...
+    def export(self, path: str, record: dict, step: int, run_dir: str) -> None: ...
+    def summary(self, record: dict, path: str, step: int) -> dict: ...
+    def finished_text(self, summary: dict) -> str: ...
+    def close(self) -> None: ...
+
+
+class Runner:
+    """Runs ``agent`` on ``schedule`` in ``run_dir`` (claimed by the caller) to the end, or
+    to a stop signal; returns the run's summary dict."""
+
+    def __init__(self, run_dir: str, agent, schedule: Schedule):
+        self.run_dir = run_dir
+        self.agent = agent
+        self.schedule = schedule
+        self.state = RunState(games=list(agent.games), replay_saved=schedule.save_replay)
+        self.history: list = []
+        self.metrics: dict = {}
+        self.manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
+        self.writer = None
+        self.per_game = " per game" if schedule.per_game else ""
+
+    # ------------------------------------------------------------ checkpoints
+    def restore(self) -> None:
+        memories = self.agent.memories if self.schedule.save_replay else ()
+        payload = self.manager.restore(self.agent.trackables, memories, validate=check_version)
+        if payload is None:
+            return
+        self.state = RunState.from_json(payload)
+        self.agent.rng.bit_generator.state = self.state.actor_rng
+        for memory, rng_state in zip(self.agent.memories, self.state.replay_rngs):
+            memory.rng.bit_generator.state = rng_state
+        refill = "" if self.state.replay_restored else " (replay refills before learning resumes)"
+        print(f"[{self.agent.label}] resumed from {self.state.path} at frame "
+              f"{self.frames(self.state.step):,}{self.per_game}{refill}", flush=True)
+
+    def save(self, finished: bool = False, summary: dict | None = None) -> None:
+        if self.writer is not None:
+            self.writer.flush()  # every event up to this step is on disk before the checkpoint
+        self.state.actor_rng = self.agent.rng.bit_generator.state
+        self.state.replay_rngs = [m.rng.bit_generator.state for m in self.agent.memories]
+        self.state.replay_saved = self.schedule.save_replay
+        self.state.finished, self.state.summary = finished, summary or {}
+        self.manager.save(self.state.step, self.agent.trackables, self.state.to_json(),
+                          self.agent.memories if self.schedule.save_replay else ())
+
+    @staticmethod
+    def frames(step: int) -> int:
+        return step * envs.FRAMES_PER_STEP
+
+    # ------------------------------------------------------------ the run
+    def run(self) -> dict:
+        self.restore()
+        self.agent.prepare(self.run_dir)
+        if self._finished():
+            return self._already_finished()
+        self._open_logs()
+        profiler = runtime.StepProfiler(self.schedule.profile_steps, self._tensorboard(),
+                                        int(self.agent.learner.updates.numpy()))
+        try:
+            self.agent.start(self.state.step, self.state.replay_restored and self.schedule.deterministic)
+            stopped = self._loop(profiler)
+        finally:
+            profiler.finish()
+            self.agent.close()
+        if stopped:
+            self.save()
+            print(f"[{self.agent.label}] stopped at frame {self.frames(self.state.step):,}"
+                  f"{self.per_game}; run the same command to resume", flush=True)
+            return {"stopped": True, "run_dir": self.run_dir}
+        return self._finish()
+
+    def _finished(self) -> bool:
+        """A finished run stays finished unless the budget goes past its step; then it is
+        reopened (a fresh export version follows)."""
+        if not self.state.finished:
+            return False
+        if self.schedule.total_steps <= self.state.step:
+            return True
+        print(f"[{self.agent.label}] extending the finished run from {self.frames(self.state.step):,} "
+              f"to {self.frames(self.schedule.total_steps):,} frames{self.per_game} (exports a new "
+              "version)", flush=True)
+        self.state.finished, self.state.summary = False, {}
+        return False
+
+    def _already_finished(self) -> dict:
+        summary = self.state.summary
+        print(f"[{self.agent.label}] run already finished: {summary.get('export')} (a larger "
+              f"{self.agent.budget_flag} trains it further)", flush=True)
+        text = self.agent.finished_text(summary)
+        if text:
+            print(text, flush=True)
+        self.agent.close()
+        return {"run_dir": self.run_dir, **summary}
+
+    def _tensorboard(self) -> str:
+        return os.path.join(self.run_dir, "tensorboard")
+
+    def _open_logs(self) -> None:
+        """Keeps exactly the evaluations and TensorBoard events made up to the restored step."""
+        import tensorflow as tf
+
+        self.eval_path = os.path.join(self.run_dir, "eval.jsonl")
+        self.history = [r for r in runtime.read_jsonl(self.eval_path) if r["step"] <= self.state.step]
+        runtime.rewrite_jsonl(self.eval_path, self.history)
+        runtime.trim_tensorboard(self._tensorboard(), self.frames(self.state.step))
+        self.writer = tf.summary.create_file_writer(self._tensorboard())
+
+    def _loop(self, profiler) -> bool:
+        """Plays and learns to the budget; returns whether a stop signal ended it."""
+        s = self.schedule
+        learning_starts = s.learning_starts
+        if self.state.path and not self.state.replay_restored:  # the replay refills first
+            learning_starts = self.state.step + s.learning_starts
+        self.progress = runtime.Progress(self.agent.label, s.total_steps, self.state.step)
+        with runtime.StopSignal() as stop:
+            while self.state.step < s.total_steps and not stop.requested:
+                added = self.agent.act(self.state.step)
+                if self.state.step >= learning_starts:
+                    self._learn(added, profiler)
+                self._advance(added, self.agent.observe())
+        return stop.requested
+
+    def _learn(self, added: int, profiler) -> None:
+        self.state.update_credit += added / self.schedule.update_period
+        while self.state.update_credit >= 1.0:
+            self.metrics = profiler.step(self.agent.learner.step)
+            self.state.update_credit -= 1.0
+
+    def _scalars(self, step: int, scalars: dict) -> None:
+        import tensorflow as tf
+
+        with self.writer.as_default(step=self.frames(step)):
+            for tag, value in scalars.items():
+                tf.summary.scalar(tag, value)
+
+    def _advance(self, added: int, episodes: list) -> None:
+        s = self.schedule
+        before = self.state.step
+        step = self.state.step = before + added
+        for game, episode_return in episodes:
+            tag = "charts/episodic_return" if len(self.agent.games) == 1 else f"charts/{game}/episodic_return"
+            self._scalars(step, {tag: episode_return})
+        if s.target_update_period and runtime.crossed(before, step, s.target_update_period):
+            self.agent.learner.update_target()
+        if runtime.crossed(before, step, s.log_period):
+            fps = self.progress.frames_per_second(step)
+            print(self.progress.line(step, fps, self.agent.progress_text(self.metrics, self.history)),
+                  flush=True)
+            self._scalars(step, self.agent.train_scalars(self.metrics, fps))
+        if runtime.crossed(before, step, s.eval_period) and step < s.total_steps:
+            record = self._evaluate()
+            print(f"[{self.agent.label}] eval at frame {self.frames(step):,}{self.per_game}: "
+                  f"{self.agent.eval_text(record)}", flush=True)
+        if runtime.crossed(before, step, s.checkpoint_period):
+            if s.deterministic:  # new episodes from a seed an uninterrupted run shares
+                self.agent.new_episodes(step)
+            self.save()
+
+    def _evaluate(self) -> dict:
+        record, scalars = self.agent.evaluate(self.state.step, len(self.history))
+        self.history.append(record)
+        runtime.append_jsonl(self.eval_path, record)
+        self._scalars(self.state.step, scalars)
+        return record
+
+    def _finish(self) -> dict:
+        step = self.state.step
+        if self.history and self.history[-1]["step"] == step:  # a restart after the final one
+            record = self.history[-1]
+        else:
+            record = self._evaluate()
+        path = export.run_export_path({"summary": self.state.summary}, self.agent.export_base)
+        self.save(summary={"pending_export": path})
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            self.agent.export(path, record, step, self.run_dir)
+        summary = {**self.agent.summary(record, path, step), "export": path, "run_dir": self.run_dir}
+        self.save(finished=True, summary=summary)
+        print(f"[{self.agent.label}] final test play at frame {self.frames(step):,}{self.per_game}: "
+              f"{self.agent.eval_text(record)}", flush=True)
+        print(f"[{self.agent.label}] SavedModel: {path}\n[{self.agent.label}] TensorBoard: "
+              f"tensorboard --logdir {self._tensorboard()}", flush=True)
+        return summary
