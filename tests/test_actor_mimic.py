@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from amn_tf import actor_mimic, config, envs, export, losses, networks, replay
+from amn_tf import experts as experts_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,18 +54,18 @@ def test_masks_for_real_games_with_different_action_sets():
 
 def test_find_experts_resolves_directories_and_rejects_bad_sets(experts):
     root, paths = experts
-    found = actor_mimic.find_experts([os.path.join(root, "experts")])
+    found = experts_lib.find_experts([os.path.join(root, "experts")])
     assert sorted(game for game, _ in found) == ["Breakout", "Pong"]
-    only = actor_mimic.find_experts([paths["Pong"]], ["Pong"])
+    only = experts_lib.find_experts([paths["Pong"]], ["Pong"])
     assert [g for g, _ in only] == ["Pong"]
     with pytest.raises(ValueError, match="more than one expert for Pong"):
-        actor_mimic.find_experts([paths["Pong"], os.path.join(root, "experts", "Pong")])
+        experts_lib.find_experts([paths["Pong"], os.path.join(root, "experts", "Pong")])
     with pytest.raises(ValueError, match="no expert for Seaquest"):
-        actor_mimic.find_experts([os.path.join(root, "experts")], ["Seaquest"])
+        experts_lib.find_experts([os.path.join(root, "experts")], ["Seaquest"])
     empty = os.path.join(root, "empty")
     os.makedirs(empty, exist_ok=True)
     with pytest.raises(ValueError, match="no expert SavedModels found"):
-        actor_mimic.find_experts([empty])
+        experts_lib.find_experts([empty])
 
 
 def _memories_with_states(count, seed=0, expert_outputs=None):
@@ -90,7 +91,7 @@ def _pong_breakout_amn(experts):
     """The Pong and Breakout experts, their game order and masks, and a fresh small AMN."""
     keras.mixed_precision.set_global_policy("float32")
     _, paths = experts
-    found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
+    found = experts_lib.find_experts([paths["Pong"], paths["Breakout"]])
     games = [g for g, _ in found]
     masks = np.stack([envs.legal_mask(g) for g in games])
     keras.utils.set_random_seed(3)
@@ -103,8 +104,8 @@ def test_learner_reads_stored_expert_outputs_and_matches_hand_loss(experts):
     from them equals the cross-entropy and feature regression computed by hand in numpy."""
     found, games, masks, amn = _pong_breakout_amn(experts)
     regressors = networks.feature_regressors(512, [512, 512])
-    callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
-    expert_outputs = actor_mimic.ExpertOutputs(callables, masks, [512, 512], features=True)
+    callables = [experts_lib.expert_callable(loaded) for _, loaded in found]
+    expert_outputs = experts_lib.ExpertOutputs(callables, masks, [512, 512], features=True)
     memories = _memories_with_states(2, expert_outputs=expert_outputs)
     dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
     # The experts are given too, only for the comparison with running them in the step.
@@ -162,10 +163,10 @@ def test_stored_expert_outputs_equal_the_experts_on_sampled_states(experts):
 
     keras.mixed_precision.set_global_policy("float32")
     root, paths = experts
-    found = actor_mimic.find_experts([paths["Pong"], paths["Breakout"]])
+    found = experts_lib.find_experts([paths["Pong"], paths["Breakout"]])
     games = [g for g, _ in found]
     masks = np.stack([envs.legal_mask(g) for g in games])
-    expert_outputs = actor_mimic.ExpertOutputs([actor_mimic.expert_callable(lp) for _, lp in found],
+    expert_outputs = experts_lib.ExpertOutputs([experts_lib.expert_callable(lp) for _, lp in found],
                                                masks, [512, 512], features=True)
     memories = [replay.ReplayMemory(2 * 24, 2, seed=i, outputs=expert_outputs.memory_outputs(i))
                 for i in range(2)]
@@ -200,7 +201,7 @@ def test_learner_uses_each_games_tau(experts):
     found, games, masks, amn = _pong_breakout_amn(experts)
     memories = _memories_with_states(2)
     dataset = replay.multitask_state_dataset(memories, 4, prefetch=0)
-    callables = [actor_mimic.expert_callable(loaded) for _, loaded in found]
+    callables = [experts_lib.expert_callable(loaded) for _, loaded in found]
     taus = [0.05, 2.0]  # game 0, game 1
     learner = actor_mimic.AmnLearner(amn, networks.feature_regressors(512, [512, 512]), callables,
                                      masks, keras.optimizers.Adam(1e-3), dataset, tau=taus, beta=0.0)
@@ -273,7 +274,7 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
                       f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=tiny")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| Pong |" in result.stdout and "| Breakout |" in result.stdout
-    assert "AMN SavedModel:" in result.stdout
+    assert "SavedModel:" in result.stdout
     # Before any training: each expert named with its provenance, and the untrained ones
     # (here: fresh networks that score what random play scores in 50 steps) warned about.
     lines = result.stdout.splitlines()

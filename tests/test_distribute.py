@@ -14,7 +14,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 keras.mixed_precision.set_global_policy("float32")
-from amn_tf import actor_mimic, dqn, envs, learning, networks
+from amn_tf import actor_mimic, dqn_agent, envs, learning, networks, policies
 
 rng = np.random.default_rng(0)
 strategy = learning.make_strategy("mirrored", 2)
@@ -28,16 +28,16 @@ batch = {"s_tm1": rng.integers(0, 255, (8, 84, 84, 4), dtype=np.uint8),
          "discount_t": np.full(8, 0.99, np.float32),
          "s_t": rng.integers(0, 255, (8, 84, 84, 4), dtype=np.uint8)}
 dataset = tf.data.Dataset.from_tensors(batch).repeat()
-_, mask, a2o = dqn.action_tables(legal, len(legal))
+_, mask, a2o = policies.action_tables(legal, len(legal))
 keras.utils.set_random_seed(1)
 online = networks.nature_dqn(4); weights = online.get_weights()
 target = keras.models.clone_model(online); target.set_weights(weights)
-single = dqn.DqnLearner(online, target, keras.optimizers.Adam(1e-3), dataset, a2o, mask)
+single = dqn_agent.DqnLearner(online, target, keras.optimizers.Adam(1e-3), dataset, a2o, mask)
 loss_single = float(single.step()["td_loss"])
 with strategy.scope():
     d_online = networks.nature_dqn(4); d_online.set_weights(weights)
     d_target = keras.models.clone_model(d_online); d_target.set_weights(weights)
-    mirrored = dqn.DqnLearner(d_online, d_target, keras.optimizers.Adam(1e-3), dataset, a2o, mask,
+    mirrored = dqn_agent.DqnLearner(d_online, d_target, keras.optimizers.Adam(1e-3), dataset, a2o, mask,
                               strategy=strategy)
 loss_mirrored = float(mirrored.step()["td_loss"])
 assert abs(loss_single - loss_mirrored) < 1e-5, (loss_single, loss_mirrored)

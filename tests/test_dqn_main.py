@@ -263,7 +263,7 @@ FLAGFILES = sorted(glob.glob(os.path.join(FLAGS_DIR, "*.flags")))
 
 PARSE = """
 import dataclasses, json, sys
-from amn_tf import config
+from amn_tf import cli as config
 config.FLAGS(sys.argv)
 built = config.build()
 print(json.dumps({"type": type(built).__name__, **dataclasses.asdict(built)}, default=str))

@@ -143,7 +143,7 @@ def test_episodes_running_past_the_cap_fail_loudly():
 
 
 def test_old_records_without_capped_still_load(tmp_path):
-    # An eval.jsonl record written before ``capped`` existed (dqn.py rebuilds its final eval).
+    # An eval.jsonl record written before ``capped`` existed (the run loop rebuilds its final test play from it).
     record = {"step": 600, "frames": 2400, "game": "Pong", "mean": -21.0, "std": 0.0,
               "max": -21.0, "min": -21.0, "episodes": 2, "agent_steps": 1600,
               "returns": [-21.0, -21.0]}

@@ -181,7 +181,7 @@ def test_authors_update_summed_loss_with_centered_rmsprop_by_hand():
     g = 0.05 dw, g2 = 0.05 dw^2 (first step from zeros), w += lr dw / sqrt(g2 - g^2 + 0.01)."""
     import keras
 
-    from amn_tf import dqn, optimizers
+    from amn_tf import dqn_agent, optimizers
 
     keras.mixed_precision.set_global_policy("float32")
     num_actions = 3
@@ -211,7 +211,7 @@ def test_authors_update_summed_loss_with_centered_rmsprop_by_hand():
              "discount_t": tf.constant([0.99, 0.0])}
     optimizer = optimizers.make_optimizer("rmsprop", 0.00025)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    learner = dqn.DqnLearner(online, target, optimizer, dataset, np.arange(num_actions, dtype=np.int32),
+    learner = dqn_agent.DqnLearner(online, target, optimizer, dataset, np.arange(num_actions, dtype=np.int32),
                              np.ones(num_actions, bool), double_dqn=False, batch_loss="sum")
     learner._update(batch)
 

@@ -96,7 +96,7 @@ def test_tiny_multitask_run_exports_and_reloads(tmp_path, kind):
                       "--learning_starts=100", f"--run_dir={run_dir}", f"--export_dir={export_dir}",
                       "--amn_name=tiny")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "final eval" in result.stdout
+    assert "final test play" in result.stdout
     path = export_dir / "multitask_dqn" / "tiny" / "1"
     loaded = export.LoadedPolicy(str(path))
     assert loaded.kind == "multitask_dqn" and loaded.games == GAMES
@@ -145,7 +145,7 @@ def test_report_puts_baselines_beside_the_experts(tmp_path):
         result = run_main(*command, f"--experts={tmp_path / 'experts'}")
         assert result.returncode == 0, result.stderr[-2000:]
         if kind == "mdqn":  # rerunning the finished run measures the experts, trains nothing
-            assert "run already finished" in result.stdout and "final eval" not in result.stdout
+            assert "run already finished" in result.stdout and "final test play" not in result.stdout
             assert (run_dir / "experts.json").exists()
         else:
             assert "% of expert)" in result.stdout

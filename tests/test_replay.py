@@ -47,7 +47,7 @@ def reward_of(stream, episode, step):
 
 
 class Writer:
-    """Plays fake episodes into a memory the way ``dqn.train`` does: one ``append`` for all
+    """Plays fake episodes into a memory the way ``multigame.GamePlay`` does: one ``append`` for all
     streams per step, then ``start_episodes`` for the streams whose episode ended."""
 
     def __init__(self, memory: replay.ReplayMemory, seed=0, max_length=7, ends=("terminated",),

@@ -144,7 +144,7 @@ def test_claims_are_reentrant_in_a_process_and_released_when_the_train_function_
     @runtime.releases_run_dirs
     def train(fail=False):
         runtime.prepare_run_dir(run_dir, {"mode": "dqn", "game": "Pong"}, {})
-        runtime.lock_run_dir(run_dir)  # as dqn.train claims again what main already claimed
+        runtime.lock_run_dir(run_dir)  # as dqn_agent.train claims again what the mode already claimed
         held.append(held_by_another_open_file(run_dir))
         if fail:
             raise runtime.NonFiniteError("loss is NaN")

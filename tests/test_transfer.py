@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from amn_tf import checkpoints, dqn, envs, export, networks, replay, transfer
+from amn_tf import checkpoints, dqn_agent, envs, export, networks, policies, replay, transfer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,7 +79,7 @@ def test_legal_mask_applies_to_the_max_in_td_targets():
     online.get_layer(networks.OUTPUT_LAYER).set_weights([np.zeros_like(kernel), bias])
     target = keras.models.clone_model(online)
     target.set_weights(online.get_weights())
-    output_actions, mask, action_to_output = dqn.action_tables(legal, 18)
+    output_actions, mask, action_to_output = policies.action_tables(legal, 18)
     np.testing.assert_array_equal(mask, envs.legal_mask("Breakout"))
     np.testing.assert_array_equal(output_actions, np.arange(18))
     memory = replay.ReplayMemory(64, 1)
@@ -88,7 +88,7 @@ def test_legal_mask_applies_to_the_max_in_td_targets():
     batch = {"s_tm1": frames, "a_tm1": np.array([3, 3], np.int32), "r_t": np.zeros(2, np.float32),
              "discount_t": np.full(2, 0.99, np.float32), "s_t": frames}
     for double in (False, True):
-        learner = dqn.DqnLearner(online, target, keras.optimizers.Adam(), dataset, action_to_output,
+        learner = dqn_agent.DqnLearner(online, target, keras.optimizers.Adam(), dataset, action_to_output,
                                  mask, double_dqn=double)
         # target = 0 + 0.99 * max_{legal} Q = 0.99 * 4 = 3.96; Q(s, 3) = 3; error 0.96
         # Huber(0.96) = 0.5 * 0.96^2 = 0.4608. Without the mask: 0.99 * 100 - 3 = 96.
