@@ -85,14 +85,14 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    from amn_tf import dqn, envs, networks, runtime
+    from amn_tf import envs, networks, policies, runtime
 
     precision = runtime.set_precision(FLAGS.bench_precision)
     game = envs.canonical_game(FLAGS.bench_game)
     legal = envs.legal_actions(game)
     model = networks.nature_dqn(len(legal))
-    output_actions, mask, _ = dqn.action_tables(legal, len(legal))
-    policy = dqn.GreedyPolicy(model, output_actions, mask)
+    output_actions, mask, _ = policies.action_tables(legal, len(legal))
+    policy = policies.GreedyPolicy(model, output_actions, mask)
     policy(np.zeros((1, 84, 84, 4), np.uint8))
     print(f"# bench_actor: {game}, precision {precision}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d')}")

@@ -7,7 +7,7 @@ For G games (batch_per_game states each) and each network size, prints updates/s
   * old full: the batch sampled per game from G replay memories through tf.data, every
     expert SavedModel run in-graph on its slice of the batch, then the update;
   * new full: the same sampling, the batch carrying the expert outputs stored with each
-    state when it was written (``actor_mimic.ExpertOutputs``); no expert runs in the step;
+    state when it was written (``experts.ExpertOutputs``); no expert runs in the step;
   * their overheads over bare (target: new <= 25%);
   * new + insert: the new step charged with what computing the outputs at insertion costs
     the acting loop per update (one ``ExpertOutputs`` call for a vector step of
@@ -90,13 +90,13 @@ def measure(paths, network, per_game, seconds, num_envs, update_period):
     import keras
     import tensorflow as tf
 
-    from amn_tf import actor_mimic, envs, export, networks, replay
+    from amn_tf import actor_mimic, envs, experts, export, networks, replay
 
     loaded = [export.LoadedPolicy(p) for p in paths]
     games = [lp.games[0] for lp in loaded]
     masks = np.stack([envs.legal_mask(g) for g in games])
-    callables = [actor_mimic.expert_callable(lp) for lp in loaded]
-    expert_outputs = actor_mimic.ExpertOutputs(callables, masks, [lp.feature_size for lp in loaded],
+    callables = [experts.expert_callable(lp) for lp in loaded]
+    expert_outputs = experts.ExpertOutputs(callables, masks, [lp.feature_size for lp in loaded],
                                                features=True)  # beta > 0: features stored too
     memories = [random_memory(expert_outputs, i, seed=i) for i in range(len(games))]
     amn = networks.build_network(network, 18, "amn")

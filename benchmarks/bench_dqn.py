@@ -73,15 +73,15 @@ def learner_rates(game, memory, seconds, jit):
     import keras
     import tensorflow as tf
 
-    from amn_tf import dqn, envs, networks, optimizers, replay
+    from amn_tf import dqn_agent, envs, networks, optimizers, policies, replay
 
     legal = envs.legal_actions(game)
     online = networks.nature_dqn(len(legal))
     target = keras.models.clone_model(online)
-    _, mask, a2o = dqn.action_tables(legal, len(legal))
+    _, mask, a2o = policies.action_tables(legal, len(legal))
     dataset = replay.transition_dataset(memory, 32, 0.99, True, n_step=FLAGS.bench_n_step,
                                         reward_clip=1.0)
-    learner = dqn.DqnLearner(online, target, optimizers.make_optimizer("adam", 1e-4), dataset, a2o, mask,
+    learner = dqn_agent.DqnLearner(online, target, optimizers.make_optimizer("adam", 1e-4), dataset, a2o, mask,
                              jit_compile=jit)
     batch = {k: tf.constant(v) for k, v in memory.sample(32, n_step=FLAGS.bench_n_step).items()}
     for _ in range(10):
