@@ -236,6 +236,7 @@ class AmnAgent:
         self._build_learner(feature_sizes)
         self.students = [policies.amn_policy(self.amn, mask) for mask in self.masks]
         self.acting_policy = actors.MultitaskPolicy(self.amn, self.masks)  # every env, one pass
+        self.game_of_env = np.repeat(np.arange(len(self.games), dtype=np.int32), config.env.num_envs)
         self.rng = np.random.default_rng(config.seed)
         self.play = self.ray = None
         self.reference, self.held_out, self.taus = {}, {}, {}
@@ -290,8 +291,7 @@ class AmnAgent:
             return self.play.collect()
         observations = self.play.observations
         if self.config.actor == "student":
-            game_of_env = np.repeat(np.arange(len(self.games), dtype=np.int32), self.config.env.num_envs)
-            greedy = self.acting_policy(np.concatenate(observations), game_of_env).reshape(len(self.games), -1)
+            greedy = self.acting_policy(np.concatenate(observations), self.game_of_env).reshape(len(self.games), -1)
         else:
             greedy = [self.loaded[g].act(obs, g) for g, obs in zip(self.games, observations)]
         self.play.send(self.play.explore(self.rng, self.config.epsilon, lambda index: greedy[index]))
