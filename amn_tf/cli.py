@@ -123,13 +123,13 @@ flags.DEFINE_list("experts", ["saved_models/experts"], "Expert SavedModels: path
 flags.DEFINE_list("games", None, "Subset of the experts' games to distill (default: all found).")
 flags.DEFINE_enum("amn_network", "small", ["small", "large"], "'small' (Nature DQN shape) or "
                   "'large' (the authors' transfer network).")
-flags.DEFINE_string("tau", "1.0", "Temperature of the experts' Boltzmann policies softmax(Q/tau): "
+flags.DEFINE_string("tau", "auto", "Temperature of the experts' Boltzmann policies softmax(Q/tau): "
                     "a positive number (the same tau for every expert; 1.0 as the authors) or "
-                    "'auto': one tau per expert, chosen on its held-out states so that the median "
-                    "over states of its top-action probability max_a softmax(Q(s, legal)/tau)_a "
-                    "equals --tau_target_top_probability (bisection on log tau, clamped to "
-                    "[0.001, 10]). The taus are printed, kept in the run directory "
-                    "(temperatures.json) and in the exported AMN's metadata.")
+                    "'auto' (the default; measured against tau 1 in docs/results/amn-tau/): one "
+                    "tau per expert, chosen on its held-out states so that the median over states "
+                    "of its top-action probability max_a softmax(Q(s, legal)/tau)_a equals "
+                    "--tau_target_top_probability (bisection on log tau, clamped to [0.001, 10]). "
+                    "The taus are printed, kept in the run directory (temperatures.json) and in the exported AMN's metadata.")
 flags.DEFINE_float("tau_target_top_probability", 0.5, "--tau=auto: the median top-action "
                    "probability of every expert's targets, in (1/|A|, 1) for A the game's legal "
                    "actions (higher: more peaked targets, smaller tau).")
@@ -143,7 +143,8 @@ flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (constan
 flags.DEFINE_enum("amn_optimizer", "adam", ["adam", "authors_adam"], "AMN optimizer: 'adam' (Keras "
                   "Adam, default) or 'authors_adam' (the authors' AMN update: beta1 = beta2 = 0.95, "
                   "epsilon 0.01 inside the root on a batch-summed gradient, no bias correction).")
-flags.DEFINE_integer("amn_steps", 60_000, "AMN training budget in agent steps per game.", lower_bound=1)
+flags.DEFINE_integer("amn_steps", 40_000, "AMN training budget in agent steps per game (x4 for "
+                     "frames; the default is the README's main job).", lower_bound=1)
 flags.DEFINE_integer("amn_replay_capacity", 100_000, "AMN replay size per game, in transitions.",
                      lower_bound=16)
 flags.DEFINE_integer("amn_learning_starts", 5_000, "Agent steps per game before the first AMN update.",
