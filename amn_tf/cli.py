@@ -125,7 +125,7 @@ flags.DEFINE_enum("amn_network", "small", ["small", "large"], "'small' (Nature D
                   "'large' (the authors' transfer network).")
 flags.DEFINE_string("tau", "auto", "Temperature of the experts' Boltzmann policies softmax(Q/tau): "
                     "a positive number (the same tau for every expert; 1.0 as the authors) or "
-                    "'auto' (the default; measured against tau 1 in docs/results/amn-tau/): one "
+                    "'auto' (the default; measured against tau 1 in docs/results/main-job/): one "
                     "tau per expert, chosen on its held-out states so that the median over states "
                     "of its top-action probability max_a softmax(Q(s, legal)/tau)_a equals "
                     "--tau_target_top_probability (bisection on log tau, clamped to [0.001, 10]). "
