@@ -37,10 +37,10 @@ class SavedModelError(ValueError):
     """A SavedModel that is missing, unreadable or not what was asked for."""
 
 
-def run_export_path(state, base: str) -> str:
-    """The version directory a run exports to: the one fixed in its checkpoint before an
-    interrupted export (so a restart finishes that version), else the next free one."""
-    path = (state or {}).get("summary", {}).get("pending_export")
+def run_export_path(summary: dict, base: str) -> str:
+    """The version directory a run exports to: the one its checkpoint's ``summary`` fixed
+    before an interrupted export (so a restart finishes that version), else the next free one."""
+    path = (summary or {}).get("pending_export")
     return path or os.path.join(base, str(next_version(base)))
 
 

@@ -298,7 +298,7 @@ class Runner:
             record = self.history[-1]
         else:
             record = self._evaluate()
-        path = export.run_export_path({"summary": self.state.summary}, self.agent.export_base)
+        path = export.run_export_path(self.state.summary, self.agent.export_base)
         self.save(summary={"pending_export": path})
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             self.agent.export(path, record, step, self.run_dir)
