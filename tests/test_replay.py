@@ -355,17 +355,21 @@ def test_sampling_beside_a_writing_thread_never_mixes_frames(n_step):
     for _ in range(20):
         writer.advance()
     stop = threading.Event()
+    writes = [0]
 
     def write():
         while not stop.is_set():
             writer.advance()
+            writes[0] += 1
 
     thread = threading.Thread(target=write)
     thread.start()
     checked = 0
     try:
-        deadline = time.time() + 3.0
-        while time.time() < deadline:
+        # Counted, not timed: enough windows checked while the writer wrapped the rings many
+        # times over (a slow machine takes longer, it does not check less).
+        deadline = time.time() + 120.0
+        while (checked < 1280 or writes[0] < 400) and time.time() < deadline:
             batch = memory.sample(64, gamma=GAMMA, n_step=n_step)
             for i in range(64):
                 tm1 = [decode(batch["s_tm1"][i, ..., k]) for k in range(4)]
@@ -380,7 +384,7 @@ def test_sampling_beside_a_writing_thread_never_mixes_frames(n_step):
     finally:
         stop.set()
         thread.join()
-    assert checked > 1000
+    assert checked >= 1280 and writes[0] >= 400, (checked, writes[0])
 
 
 # ----------------------------------------------------------- save/restore
