@@ -156,9 +156,9 @@ class DqnAgent(multigame.EpsilonGreedyPlay):
     # ------------------------------------------------------------ reporting
     def progress_text(self, metrics: dict, history: list) -> str:
         latest = round(history[-1]["mean"], 1) if history else None
-        loss = float(metrics["td_loss"]) if metrics else float("nan")
+        loss = f"loss {float(metrics['td_loss']):.4f}" if metrics else "filling replay"
         return (f"eval {latest} | last episode {self.play.last_returns.get(self.game)} | "
-                f"loss {loss:.4f} | eps {self.epsilon:.3f}")
+                f"{loss} | eps {self.epsilon:.3f}")
 
     def train_scalars(self, metrics: dict, fps: float) -> dict:
         scalars = {"charts/SPS": fps / envs.FRAMES_PER_STEP, "charts/frames_per_second": fps,

@@ -158,8 +158,8 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay):
 
     # ------------------------------------------------------------ reporting
     def progress_text(self, metrics: dict, history: list) -> str:
-        loss = float(metrics["td_loss"]) if metrics else float("nan")
-        return f"loss {loss:.4f} | eps {self.epsilon:.3f} | last episodes: {self.play.scores()}"
+        loss = f"loss {float(metrics['td_loss']):.4f}" if metrics else "filling replay"
+        return f"{loss} | eps {self.epsilon:.3f} | last episodes: {self.play.scores()}"
 
     def train_scalars(self, metrics: dict, fps: float) -> dict:
         scalars = {"charts/frames_per_second_per_game": fps, "charts/epsilon": self.epsilon}
