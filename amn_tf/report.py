@@ -274,14 +274,14 @@ def load_eval(path: str) -> list:
 
 def saved_model_table(evals: list, bar: float = 90.0) -> str:
     """Table 1 through the SavedModels: per game, random and expert means, then every other
-    evaluated model's mean (max) and its mean as % of the expert's (plain ratio, as in the
-    paper), with the games at or above ``bar`` % counted per model."""
+    evaluated model's mean (max) and its mean and max as % of the expert's (plain ratios, as
+    in the paper's Table 1), with the games whose mean is at or above ``bar`` % counted per model."""
     by_name = {}
     for item in evals:
         by_name.setdefault(item["name"], {}).update(item["results"])
     others = [k for k in by_name if k not in ("expert", "random")]
     games = sorted({g for results in by_name.values() for g in results})
-    header = "".join(f" {k} mean (max) | {k} % of expert |" for k in others)
+    header = "".join(f" {k} mean (max) | {k} % of expert (mean / max) |" for k in others)
     lines = ["| game | random mean | expert mean (max) | episodes |" + header,
              "| --- | ---: | ---: | ---: |" + " ---: | ---: |" * len(others)]
 
@@ -297,11 +297,14 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
         row = f"| {game} | {random_cell} | {cell(expert)} | {'/'.join(str(e) for e in episodes)} |"
         for key in others:
             mine = by_name[key].get(game)
-            percent = (None if mine is None or expert is None
-                       else tables.percent_of_expert(mine["mean"], expert["mean"]))
-            if percent is not None and percent >= bar:
+            if mine is None or expert is None:
+                row += f" {cell(mine)} | - |"
+                continue
+            percent = tables.percent_of_expert(mine["mean"], expert["mean"])
+            if percent >= bar:
                 met[key] += 1
-            shown = "-" if percent is None or math.isnan(percent) else f"{percent + 0.0:.0f}%"
+            shown = " / ".join(_percent_text(tables.percent_of_expert(mine[k], expert[k]))
+                               for k in ("mean", "max"))
             row += f" {cell(mine)} | {shown} |"
         lines.append(row)
     for key in others:
@@ -309,6 +312,10 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
                      f"{sum(1 for g in games if g in by_name[key])} games.")
     lines.append("\n" + capped_line(by_name))
     return "\n".join(lines)
+
+
+def _percent_text(percent: float) -> str:
+    return "-" if math.isnan(percent) else f"{percent + 0.0:.0f}%"
 
 
 def capped_line(by_name: dict) -> str:

@@ -479,8 +479,9 @@ def test_saved_model_table_percent_of_expert_and_bar(tmp_path):
         path.write_text(json.dumps(payload))
         return str(path)
 
-    def results(**means):
-        return [{"game": g, "mean": m, "max": m + 1, "episodes": 30} for g, m in means.items()]
+    def results(**means):  # a mean, or (mean, max); the max is mean + 1 unless given
+        pairs = {g: m if isinstance(m, tuple) else (m, m + 1) for g, m in means.items()}
+        return [{"game": g, "mean": m, "max": x, "episodes": 30} for g, (m, x) in pairs.items()]
 
     paths = [
         write("e1.json", {"saved_model": "saved_models/experts/Boxing/1", "kind": "expert",
@@ -488,15 +489,17 @@ def test_saved_model_table_percent_of_expert_and_bar(tmp_path):
         write("e2.json", {"saved_model": "saved_models/experts/Seaquest/1", "results": results(Seaquest=900.0)}),
         write("r.json", {"saved_model": None, "random_policy": True, "results": results(Boxing=0.5)}),
         write("a.json", {"saved_model": "saved_models/amn/amn-cpu/1", "kind": "amn",
-                         "results": results(Boxing=38.0, Seaquest=720.0)}),
+                         "results": results(Boxing=(38.0, 20.0), Seaquest=720.0)}),
         write("m.json", {"saved_model": "runs/exports/multitask_dqn/mdqn-cpu/1", "kind": "multitask_dqn",
                          "results": results(Boxing=40.0, Seaquest=900.0)}),
     ]
     text = report.saved_model_table([item for p in paths for item in report.load_eval(p)])
     lines = text.splitlines()
-    assert lines[0].startswith("| game | random mean | expert mean (max) | episodes | amn-cpu/1 mean (max) |")
-    assert "| Boxing | 0.5 | 40.0 (41) | 30 | 38.0 (39) | 95% | 40.0 (41) | 100% |" in lines
-    assert "| Seaquest | - | 900.0 (901) | 30 | 720.0 (721) | 80% | 900.0 (901) | 100% |" in lines
+    assert lines[0].startswith("| game | random mean | expert mean (max) | episodes | amn-cpu/1 mean (max) "
+                               "| amn-cpu/1 % of expert (mean / max) |")
+    # % of the expert's mean and of its max, as the paper's Table 1 (38/40, 20/41; 720/900, 721/901)
+    assert "| Boxing | 0.5 | 40.0 (41) | 30 | 38.0 (20) | 95% / 49% | 40.0 (41) | 100% / 100% |" in lines
+    assert "| Seaquest | - | 900.0 (901) | 30 | 720.0 (721) | 80% / 80% | 900.0 (901) | 100% / 100% |" in lines
     assert "amn-cpu/1: at least 90% of the expert on 1 of 2 games." in text
     assert "mdqn-cpu/1: at least 90% of the expert on 2 of 2 games." in text
     # None of these records count capped episodes: all named as measured the older way.
