@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Random vs AMN-policy (beta 0) vs AMN-feature (beta > 0) initialisation on one target game,
-# same seeds and budget (flags/transfer_cpu.flags), then each run's exported DQN and random
+# same seeds and budget (FLAGFILE, default flags/transfer_cpu.flags), then each run's exported DQN and random
 # play evaluated through their SavedModels, then Table 2 and the curves.
 # Usage: scripts/transfer_compare.sh GAME AMN_POLICY_PATH AMN_FEATURE_PATH [SEEDS...]
 #   e.g. scripts/transfer_compare.sh Breakout saved_models/amn/policy/1 saved_models/amn/feature/1 0 1
 # Env: JOBS (trainings at once, default 1: one DQN keeps 2 cores busy; give the number of
 #   2-core slices you have), STEPS (any of "train evals report", default all three),
 #   EVAL_FLAGS (--eval_episodes=30), EXTRA_FLAGS (training only), REPORT_FLAGS (e.g. --reach_score=250),
-#   RUN_ROOT (runs), EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/transfer-GAME), PYTHON.
+#   FLAGFILE (flags/transfer_cpu.flags; flags/transfer_fast.flags for the fast recipe), RUN_ROOT (runs), EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/transfer-GAME), PYTHON.
 # Each run resumes if interrupted and an eval JSON already written is kept: rerun the same
 # command. A run that fails stops the script after the others finish, with its log named.
 set -euo pipefail
@@ -41,7 +41,7 @@ fi
 train() {  # index -> one training run, its output also in <run dir>.log
   local i=$1 run_dir=${runs[$1]}
   mkdir -p "$(dirname "$run_dir")"
-  "$python" -m amn_tf.main --flagfile=flags/transfer_cpu.flags --game="$game" \
+  "$python" -m amn_tf.main --flagfile="${FLAGFILE:-flags/transfer_cpu.flags}" --game="$game" \
     --init="${inits[$i]}" --seed="${seeds[$((i / 3))]}" --run_dir="$run_dir" \
     --export_dir="${EXPORT_DIR:-runs/exports}" ${EXTRA_FLAGS:-} 2>&1 | tee -a "$run_dir.log"
 }
