@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 
 import numpy as np
@@ -74,7 +73,7 @@ def comparison(runs: list) -> str:
                 cells.append("-")
                 continue
             mean = run["history"][-1]["games"][game]["mean"]
-            cells.append(f"{mean:.1f} ({tables.percent_of_expert(mean, expert):.0f}%)")
+            cells.append(f"{mean:.1f} ({tables.percent_text(tables.percent_of_expert(mean, expert))})")
         lines.append(f"| {game} | {expert:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -303,7 +302,7 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
             percent = tables.percent_of_expert(mine["mean"], expert["mean"])
             if percent >= bar:
                 met[key] += 1
-            shown = " / ".join(_percent_text(tables.percent_of_expert(mine[k], expert[k]))
+            shown = " / ".join(tables.percent_text(tables.percent_of_expert(mine[k], expert[k]))
                                for k in ("mean", "max"))
             row += f" {cell(mine)} | {shown} |"
         lines.append(row)
@@ -312,10 +311,6 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
                      f"{sum(1 for g in games if g in by_name[key])} games.")
     lines.append("\n" + capped_line(by_name))
     return "\n".join(lines)
-
-
-def _percent_text(percent: float) -> str:
-    return "-" if math.isnan(percent) else f"{percent + 0.0:.0f}%"
 
 
 def capped_line(by_name: dict) -> str:

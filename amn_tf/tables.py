@@ -20,13 +20,14 @@ def table(rows, kind: str = "AMN") -> str:
         agreement = row["agreement"]
         agreement = "-" if agreement != agreement else f"{100 * agreement:.0f}%"  # NaN: none
         lines.append(f"| {row['game']} | {row['expert_mean']:.1f} | {row['expert_max']:.1f} | "
-                     f"{row['amn_mean']:.1f} | {row['amn_max']:.1f} | {_percent(row['percent'])} | "
+                     f"{row['amn_mean']:.1f} | {row['amn_max']:.1f} | {percent_text(row['percent'])} | "
                      f"{agreement} |")
     return "\n".join(lines)
 
 
-def _percent(percent: float) -> str:
-    return "-" if percent != percent else f"{percent:.0f}%"  # NaN: the expert scored 0
+def percent_text(percent: float) -> str:
+    """``95%``, or ``-`` where there is no ratio (NaN: the expert scored 0)."""
+    return "-" if percent != percent else f"{percent + 0.0:.0f}%"  # + 0.0: no "-0%"
 
 
 def rows_of(record: dict, reference: dict, games) -> list:
