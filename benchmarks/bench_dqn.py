@@ -102,25 +102,17 @@ def learner_rates(game, memory, seconds, jit):
 
 def full_loop_fps(game, num_envs, seconds, precision, learner_rate):
     """Runs the real ``--mode=dqn`` command and reads its frames/s after learning starts."""
-    import re
-    import subprocess
-    import tempfile
+    from loop_fps import command_fps
 
     steps = int(seconds * learner_rate * 4 * 1.2) + 4_000
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable, "-m", "amn_tf.main", "--mode=dqn", f"--game={game}",
-            f"--run_dir={tmp}/run", f"--export_dir={tmp}/export", f"--num_envs={num_envs}",
-            f"--training_steps={steps}", "--learning_starts=2000", "--replay_capacity=50000",
-            "--batch_size=32", "--update_period=4", f"--log_period={max(400, steps // 10)}",
-            "--eval_period=100000000", "--checkpoint_period=100000000", "--eval_episodes=1",
-            "--eval_max_steps=10", "--eval_envs=1", f"--precision={precision}",
-            f"--jit_compile={FLAGS.bench_jit}", f"--n_step={FLAGS.bench_n_step}",
-        ]  # fmt: skip
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rates = [float(m.replace(",", "")) for m in re.findall(r"\| ([\d,]+) frames/s", output)]
-    after_learning = rates[2:]  # the first reports include the replay fill at random
-    return float(np.median(after_learning))
+    return command_fps([
+        "--mode=dqn", f"--game={game}", f"--num_envs={num_envs}",
+        f"--training_steps={steps}", "--learning_starts=2000", "--replay_capacity=50000",
+        "--batch_size=32", "--update_period=4", f"--log_period={max(400, steps // 10)}",
+        "--eval_period=100000000", "--checkpoint_period=100000000", "--eval_episodes=1",
+        "--eval_max_steps=10", "--eval_envs=1", f"--precision={precision}",
+        f"--jit_compile={FLAGS.bench_jit}", f"--n_step={FLAGS.bench_n_step}",
+    ], skip=2)  # fmt: skip
 
 
 def main(argv):

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -134,20 +132,16 @@ def peer(game: str, seconds: float, capacity: int) -> dict:
 # ------------------------------------------------------------------ our loop
 def ours(game: str, seconds: float) -> dict:
     """The real ``--mode=dqn`` command on the fast recipe; frames/s read from its progress lines."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from loop_fps import ROOT, command_fps
+
     steps = int(seconds * 110) + 6_000  # about `seconds` of learning at ~100 agent steps/s
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable, "-m", "amn_tf.main", f"--flagfile={root}/flags/expert_fast.flags",
-            f"--game={game}", f"--run_dir={tmp}/run", f"--export_dir={tmp}/export",
-            f"--training_steps={steps}", "--learning_starts=2000", "--replay_capacity=50000",
-            f"--log_period={max(400, steps // 12)}", "--eval_period=100000000",
-            "--checkpoint_period=100000000", "--eval_episodes=1", "--eval_max_steps=10",
-            "--eval_envs=1",
-        ]  # fmt: skip
-        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=root).stdout
-    rates = [float(m.replace(",", "")) for m in re.findall(r"\| ([\d,]+) frames/s", output)]
-    fps = sorted(rates[3:])[len(rates[3:]) // 2]  # the first reports include the replay fill
+    fps = command_fps([
+        f"--flagfile={ROOT}/flags/expert_fast.flags", f"--game={game}",
+        f"--training_steps={steps}", "--learning_starts=2000", "--replay_capacity=50000",
+        f"--log_period={max(400, steps // 12)}", "--eval_period=100000000",
+        "--checkpoint_period=100000000", "--eval_episodes=1", "--eval_max_steps=10",
+        "--eval_envs=1",
+    ], skip=3)  # fmt: skip
     return {"agent_steps_per_s": fps / FRAMES_PER_STEP, "updates_per_s": fps / FRAMES_PER_STEP / 4,
             "bytes_per_transition": None}
 
