@@ -262,7 +262,8 @@ class AmnAgent:
         """The experts' reference scores, held-out states and temperatures (once per run)."""
         c = self.config
         self.reference, self.held_out = experts.measure_experts(
-            run_dir, self.games, self.loaded, self.protocol, c.evaluation, c.seed, c.env.backend, self.label)
+            run_dir, self.games, self.loaded, self.protocol, c.evaluation, c.seed, c.env.backend, self.label,
+            c.remeasure_experts)
         self.taus = run_temperatures(run_dir, self.games, self.loaded, self.held_out, c, self.label)
         self.learner.set_temperatures([self.taus[g] for g in self.games])
 

@@ -190,6 +190,12 @@ flags.DEFINE_string("saved_model", None, "eval: path of a SavedModel version dir
 flags.DEFINE_boolean("random_policy", False, "eval: play uniformly random legal actions instead "
                      "(the baseline every expert must beat).")
 flags.DEFINE_string("output_json", None, "eval: also write the results to this JSON file.")
+flags.DEFINE_boolean("store_test_play", False, "eval: of an expert SavedModel, also play uniformly "
+                     "random on its game (same seed and episodes) and store both results with the "
+                     "protocol in <SavedModel>/assets.extra/test_play.json; AMN and multitask runs "
+                     "take their reference scores from it instead of playing the expert.")
+flags.DEFINE_boolean("remeasure_experts", False, "amn, multitask_dqn: play every expert for its "
+                     "reference score even where a matching stored test play exists.")
 
 
 def _devices(values, batch: int, name: str) -> int:
@@ -422,8 +428,10 @@ def _build_eval(values):
             saved_model = runtime.run_export(saved_model)
         except runtime.RunError as error:
             raise ConfigError(str(error)) from None
+    _require(not values.store_test_play or saved_model,
+             "--store_test_play needs --saved_model=PATH of an expert (not --random_policy)")
     return EvalRunConfig(saved_model, game, values.random_policy, _env(values),
-                         _eval(values), values.output_json, values.seed)
+                         _eval(values), values.output_json, values.seed, values.store_test_play)
 
 
 def _build_report(values):

@@ -163,6 +163,7 @@ class AmnConfig:
     devices: int
     seed: int
     tau_target_top_probability: float = 0.5  # with tau "auto"
+    remeasure_experts: bool = False  # play the experts even where a test play is stored
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 
@@ -209,6 +210,7 @@ class MultitaskDqnConfig:
     skip_nonfinite: bool
     profile_steps: tuple | None
     seed: int
+    remeasure_experts: bool = False  # play the experts even where a test play is stored
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 
@@ -247,6 +249,7 @@ class EvalRunConfig:
     evaluation: EvalConfig
     output_json: str | None
     seed: int
+    store_test_play: bool = False  # expert and random play kept in the SavedModel
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,11 @@ that ``--mode=report --report_evals`` reads."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 from amn_tf import checkpoints, export
+from amn_tf.config import ConfigError
 from amn_tf.evaluation import play, saved_model_policy
 
 
@@ -19,6 +23,9 @@ def evaluate(config) -> dict:
         games = [config.game] if config.game else loaded.games
         for game in games:
             loaded.game_id(game)  # clear error for a game the model was not trained on
+        if config.store_test_play and loaded.kind != "expert":
+            raise ConfigError(f"--store_test_play stores an expert's reference score; {config.saved_model} "
+                              f"is a {loaded.kind} SavedModel")
     for game in games:
         policy = None if loaded is None else saved_model_policy(loaded, game)
         result = play(policy, game, config.env.protocol, config.evaluation.episodes,
@@ -28,6 +35,8 @@ def evaluate(config) -> dict:
         print(f"[eval] {who} | protocol {config.env.protocol} | epsilon "
               f"{config.evaluation.epsilon if loaded else 1.0} | {result.line()}")
         results.append(result)
+    if config.store_test_play:
+        store_test_play(config, loaded, results[0])
     return {
         "saved_model": config.saved_model,
         "kind": "random" if loaded is None else loaded.kind,
@@ -37,6 +46,27 @@ def evaluate(config) -> dict:
         "epsilon": config.evaluation.epsilon if loaded else 1.0,
         "results": [r.as_dict() for r in results],
     }
+
+
+def store_test_play(config, loaded, result) -> str:
+    """Plays uniformly random on the expert's game with the same seed and episodes (what
+    ``--random_policy`` would give) and stores both results, with the protocol they were
+    played under, in the SavedModel (``export.write_test_play``)."""
+    game = result.game
+    random_play = play(None, game, config.env.protocol, config.evaluation.episodes, 1.0,
+                       config.evaluation.num_envs, config.evaluation.max_steps, config.seed,
+                       config.env.backend)
+    print(f"[eval] random policy | protocol {config.env.protocol} | epsilon 1.0 | {random_play.line()}")
+    path = export.write_test_play(config.saved_model, {
+        "game": game, "protocol": config.env.protocol, "epsilon": config.evaluation.epsilon,
+        "max_steps": config.evaluation.max_steps, "num_envs": config.evaluation.num_envs,
+        "seed": config.seed, "backend": config.env.backend,
+        "expert": result.as_dict(), "random": random_play.as_dict(),
+        "command": "python -m amn_tf.main " + shlex.join(sys.argv[1:]),
+    })
+    print(f"[eval] test play stored in {path}: AMN and multitask runs under this protocol take "
+          "the expert's reference score from it")
+    return path
 
 
 def run(config) -> dict:

@@ -210,23 +210,57 @@ def agreement(amn_policy, loaded, game, states) -> float:
     return float(np.mean(amn_policy(states) == loaded.act(states, game)))
 
 
-def _measure(loaded, game, index, protocol, test_play, seed, backend) -> tuple:
-    """(reference row, held-out states) of game ``index``'s expert."""
+def stored_test_play(loaded, game, protocol, test_play, label) -> dict | None:
+    """The test play stored in the expert's SavedModel (``--mode=eval --store_test_play``)
+    if it was played under this run's protocol, epsilon and episode cap with at least as many
+    episodes; None (with the reason printed) if the expert must be played instead."""
+    try:
+        stored = export.read_test_play(loaded.path)
+    except export.SavedModelError as error:
+        print(f"[{label}] WARNING: {error}; playing the expert instead", flush=True)
+        return None
+    if stored is None:
+        return None
+    wanted = {"game": game, "protocol": protocol, "epsilon": test_play.epsilon,
+              "max_steps": test_play.max_steps}
+    differ = [f"{k} {stored[k]} (this run: {v})" for k, v in wanted.items() if stored[k] != v]
+    if stored["expert"].get("episodes", 0) < test_play.episodes:
+        differ.append(f"{stored['expert'].get('episodes')} episodes (this run: {test_play.episodes})")
+    if differ:
+        print(f"[{label}] expert {game}: its stored test play differs in {', '.join(differ)}; "
+              "playing it", flush=True)
+        return None
+    return stored
+
+
+def _measure(loaded, game, index, protocol, test_play, seed, backend, label, remeasure) -> tuple:
+    """(reference row, held-out states) of game ``index``'s expert: from its stored test play
+    when that matches the run's (unless ``remeasure``), else played here."""
+    held_out = collect_held_out(loaded, game, protocol, HELD_OUT_STATES, seed + seeds.HELD_OUT + index,
+                                backend)
+    stored = None if remeasure else stored_test_play(loaded, game, protocol, test_play, label)
+    if stored is not None:
+        result = evaluation.EvalResult.from_dict(stored["expert"])
+        random_mean = float(stored["random"]["mean"])
+        row = {"path": loaded.path, **result.as_dict(), "random_mean": random_mean,
+               "stored_test_play": os.path.join(loaded.path, export.TEST_PLAY_FILE)}
+        return row, held_out, (f"expert {result.line()} | random play {random_mean:.1f} "
+                               f"(stored test play: {row['stored_test_play']})")
     result = evaluation.play(evaluation.saved_model_policy(loaded, game), game, protocol,
                              test_play.episodes, test_play.epsilon, test_play.num_envs,
                              test_play.max_steps, seed + seeds.EXPERT_PLAY + index, backend)
     random_play = evaluation.play(None, game, protocol, test_play.episodes, 1.0, test_play.num_envs,
                                   test_play.max_steps, seed + seeds.RANDOM_PLAY + index, backend)
     row = {"path": loaded.path, **result.as_dict(), "random_mean": random_play.mean}
-    held_out = collect_held_out(loaded, game, protocol, HELD_OUT_STATES, seed + seeds.HELD_OUT + index,
-                                backend)
     return row, held_out, f"expert {result.line()} | random play {random_play.mean:.1f}"
 
 
-def measure_experts(run_dir, games, loaded_by_game, protocol, test_play, seed, backend, label) -> tuple:
+def measure_experts(run_dir, games, loaded_by_game, protocol, test_play, seed, backend, label,
+                    remeasure=False) -> tuple:
     """Expert scores under the run's protocol (``test_play``: a ``config.EvalConfig``), random
     play beside them and held-out expert states, measured once per run directory
-    (``experts.json``, ``held_out.npz``) and read back on resume; weak experts warned about."""
+    (``experts.json``, ``held_out.npz``) and read back on resume; weak experts warned about.
+    An expert's matching stored test play stands in for playing it unless ``remeasure``."""
     reference_path = os.path.join(run_dir, "experts.json")
     held_out_path = os.path.join(run_dir, "held_out.npz")
     if os.path.exists(reference_path) and os.path.exists(held_out_path):
@@ -238,7 +272,7 @@ def measure_experts(run_dir, games, loaded_by_game, protocol, test_play, seed, b
         reference, held_out = {}, {}
         for index, game in enumerate(games):
             reference[game], held_out[game], line = _measure(loaded_by_game[game], game, index, protocol,
-                                                             test_play, seed, backend)
+                                                             test_play, seed, backend, label, remeasure)
             print(f"[{label}] {line}", flush=True)
         np.savez(held_out_path + ".tmp.npz", **held_out)
         os.replace(held_out_path + ".tmp.npz", held_out_path)

@@ -27,6 +27,10 @@ from amn_tf import envs, faults, networks
 
 METADATA_FILE = "amn_tf.json"
 FORMAT = "amn_tf/1"
+# A test play stored beside an expert by ``--mode=eval --store_test_play`` (TF Serving leaves
+# ``assets.extra/`` to its users): the AMN reads its expert's reference score from it.
+TEST_PLAY_FILE = os.path.join("assets.extra", "test_play.json")
+TEST_PLAY_FORMAT = "amn_tf/test_play/1"
 
 
 class ExportError(RuntimeError):
@@ -222,6 +226,41 @@ def export_multitask_dqn(torso, heads, games: list, path: str, provenance: dict,
     module = _PerGameHeadsModule(networks.float32_copy(torso),
                                  [networks.float32_copy(h) for h in heads], games, metadata)
     return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
+
+
+def write_test_play(path: str, payload: dict) -> str:
+    """Stores ``payload`` (the expert's and random play's results and the protocol they were
+    played under) as ``<SavedModel>/assets.extra/test_play.json``, atomically."""
+    target = os.path.join(path, TEST_PLAY_FILE)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{os.getpid()}"
+        with open(tmp, "w") as handle:
+            json.dump({"format": TEST_PLAY_FORMAT, **payload}, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as error:
+        raise ExportError(f"could not write {target}: {error.strerror or error}") from None
+    return target
+
+
+def read_test_play(path: str) -> dict | None:
+    """The test play stored in SavedModel ``path`` (``write_test_play``), or None if it has
+    none; a SavedModelError if the file is there but unreadable or of another format."""
+    target = os.path.join(path, TEST_PLAY_FILE)
+    if not os.path.exists(target):
+        return None
+    try:
+        with open(target) as handle:
+            payload = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise SavedModelError(f"{target} is unreadable ({type(error).__name__}: {error})") from None
+    needed = ("game", "protocol", "epsilon", "max_steps", "expert", "random")
+    if not isinstance(payload, dict) or payload.get("format") != TEST_PLAY_FORMAT or any(
+            k not in payload for k in needed):
+        raise SavedModelError(f"{target} is not a stored test play of format {TEST_PLAY_FORMAT}")
+    return payload
 
 
 class LoadedPolicy:

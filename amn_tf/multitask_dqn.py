@@ -154,7 +154,8 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay):
             c = self.config
             self.reference, _ = experts.measure_experts(run_dir, self.games, self.found_experts,
                                                         c.env.protocol, c.evaluation, c.seed,
-                                                        c.env.backend, self.label)
+                                                        c.env.backend, self.label,
+                                                        c.remeasure_experts)
 
     # ------------------------------------------------------------ reporting
     def progress_text(self, metrics: dict, history: list) -> str:
