@@ -272,7 +272,7 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
     result = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts",
                       f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=tiny",
-                      "--tau=1.0")
+                      "--tau=1.0", "--beta=0.01")  # feature regression end to end (default: off)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| Pong |" in result.stdout and "| Breakout |" in result.stdout
     assert "SavedModel:" in result.stdout
