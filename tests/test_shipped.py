@@ -38,6 +38,22 @@ def test_shipped_expert_loads_and_matches_its_card(path):
         assert f"| {game} |" in handle.read()  # it has a model card row
 
 
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_expert_stores_the_test_play_of_its_card(path):
+    """The main job takes each expert's reference score from its stored test play: the same
+    30-episode paper-protocol play (expert and random) as the card's eval JSONs."""
+    game = os.path.basename(os.path.dirname(path))
+    stored = export.read_test_play(path)
+    assert stored is not None, f"no {export.TEST_PLAY_FILE} in {path}"
+    assert (stored["game"], stored["protocol"], stored["epsilon"], stored["max_steps"]) == (
+        game, "paper", 0.05, 27_000)
+    assert stored["expert"]["episodes"] == stored["random"]["episodes"] == 30
+    results = os.path.join(ROOT, "docs", "results", "experts")
+    for who in ("expert", "random"):
+        with open(os.path.join(results, f"{game}-{who}.json")) as handle:
+            assert stored[who] == json.load(handle)["results"][0]
+
+
 def test_main_job_distills_the_shipped_experts(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
