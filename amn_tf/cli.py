@@ -133,9 +133,8 @@ flags.DEFINE_string("tau", "auto", "Temperature of the experts' Boltzmann polici
 flags.DEFINE_float("tau_target_top_probability", 0.5, "--tau=auto: the median top-action "
                    "probability of every expert's targets, in (1/|A|, 1) for A the game's legal "
                    "actions (higher: more peaked targets, smaller tau).")
-flags.DEFINE_float("beta", 0.0, "Weight of feature regression (0: policy regression only, the paper's "
-                   "Table 1 AMN and the default, which learned 4 of 5 shipped games better than "
-                   "0.01 in the main job's budget; the paper's transfer AMN used 0.01).")
+flags.DEFINE_float("beta", 0.0, "Weight of feature regression (0, the default: policy regression "
+                   "only, as the paper's Table 1 AMN; the authors' transfer AMN used 0.01).")
 flags.DEFINE_integer("batch_per_game", 8, "States from each game's replay per AMN update.")
 flags.DEFINE_float("amn_epsilon", 0.1, "Constant exploration rate of the AMN's acting policy.",
                    lower_bound=0.0, upper_bound=1.0)
