@@ -52,12 +52,19 @@ def _fsync_tree(directory: str) -> None:
 
 
 def write_json_atomically(path: str, payload) -> None:
+    """``payload`` as JSON at ``path``, all or nothing: a failed write (full disk, ...) leaves
+    the previous file, if any, whole and no temporary file behind."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class CheckpointManager:

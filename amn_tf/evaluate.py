@@ -28,9 +28,7 @@ def evaluate(config) -> dict:
                               f"is a {loaded.kind} SavedModel")
     for game in games:
         policy = None if loaded is None else saved_model_policy(loaded, game)
-        result = play(policy, game, config.env.protocol, config.evaluation.episodes,
-                      config.evaluation.epsilon, config.evaluation.num_envs,
-                      config.evaluation.max_steps, config.seed, config.env.backend)
+        result = _play(config, policy, game)
         who = "random policy" if loaded is None else f"{loaded.kind} {config.saved_model}"
         print(f"[eval] {who} | protocol {config.env.protocol} | epsilon "
               f"{config.evaluation.epsilon if loaded else 1.0} | {result.line()}")
@@ -48,14 +46,18 @@ def evaluate(config) -> dict:
     }
 
 
+def _play(config, policy, game):
+    """One test play of ``game`` under the run's protocol and seed (``policy`` None: random)."""
+    return play(policy, game, config.env.protocol, config.evaluation.episodes, config.evaluation.epsilon,
+                config.evaluation.num_envs, config.evaluation.max_steps, config.seed, config.env.backend)
+
+
 def store_test_play(config, loaded, result) -> str:
     """Plays uniformly random on the expert's game with the same seed and episodes (what
     ``--random_policy`` would give) and stores both results, with the protocol they were
     played under, in the SavedModel (``export.write_test_play``)."""
     game = result.game
-    random_play = play(None, game, config.env.protocol, config.evaluation.episodes, 1.0,
-                       config.evaluation.num_envs, config.evaluation.max_steps, config.seed,
-                       config.env.backend)
+    random_play = _play(config, None, game)
     print(f"[eval] random policy | protocol {config.env.protocol} | epsilon 1.0 | {random_play.line()}")
     path = export.write_test_play(config.saved_model, {
         "game": game, "protocol": config.env.protocol, "epsilon": config.evaluation.epsilon,

@@ -23,7 +23,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import envs, faults, networks
+from amn_tf import checkpoints, envs, faults, networks
 
 METADATA_FILE = "amn_tf.json"
 FORMAT = "amn_tf/1"
@@ -232,17 +232,10 @@ def write_test_play(path: str, payload: dict) -> str:
     """Stores ``payload`` (the expert's and random play's results and the protocol they were
     played under) as ``<SavedModel>/assets.extra/test_play.json``, atomically."""
     target = os.path.join(path, TEST_PLAY_FILE)
-    tmp = f"{target}.tmp-{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(tmp, "w") as handle:
-            json.dump({"format": TEST_PLAY_FORMAT, **payload}, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        checkpoints.write_json_atomically(target, {"format": TEST_PLAY_FORMAT, **payload})
     except OSError as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)  # the old file, if any, stays whole
         raise ExportError(f"could not write {target}: {error.strerror or error}") from None
     return target
 
