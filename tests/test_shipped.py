@@ -87,8 +87,16 @@ def test_every_carded_amn_is_shipped():
 def test_shipped_amn_plays_every_shipped_game(path):
     loaded = export.LoadedPolicy(path)
     assert loaded.kind == "amn"
-    shipped_games = sorted(os.path.basename(os.path.dirname(p)) for p in SHIPPED)
-    assert sorted(loaded.games) == shipped_games  # distilled from exactly the shipped experts
+    # Distilled from shipped experts only, but not necessarily all of them: a transfer source
+    # leaves its target games out (the Breakout expert is shipped; the AMNs that transfer to
+    # Breakout must not have seen it), and its card names the games it was distilled from.
+    shipped_games = {os.path.basename(os.path.dirname(p)) for p in SHIPPED}
+    assert set(loaded.games) <= shipped_games, sorted(set(loaded.games) - shipped_games)
+    with open(os.path.join(ROOT, "saved_models", "README.md")) as handle:
+        name = os.path.relpath(path, os.path.join(ROOT, "saved_models", "amn"))
+        card = handle.read().split(f"## AMN (`amn/{name}/`)", 1)[1].split("\n## ", 1)[0]
+    for game in loaded.games:
+        assert game in card, f"the card of {path} does not name {game}"
     size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, "**"), recursive=True)
                if os.path.isfile(f))
     assert size < 10 * 2**20
