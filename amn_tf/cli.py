@@ -452,7 +452,8 @@ flags.DEFINE_list("report_evals", None, "report: eval JSONs (--mode=eval --outpu
 flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
 flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
 flags.DEFINE_float("reach_score", None, "report: score whose first reaching Table 2 reports, in "
-                   "frames (default: half the best final score among the inits).")
+                   "frames (default: half the random-init runs' final score, mean over seeds; "
+                   "without random-init runs, half the best final score among the inits).")
 
 
 def resolved_flags(values=None) -> dict:

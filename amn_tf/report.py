@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -149,6 +150,27 @@ def frames_to_reach(points, score):
     return None
 
 
+def mean_curve(runs) -> list:
+    """The seeds' mean test score at each evaluation frame that every seed reached (runs of
+    one recipe evaluate at the same frames), as (frames, mean) points."""
+    lookups = [dict(r["points"]) for r in runs]
+    shared = sorted(set.intersection(*(set(lookup) for lookup in lookups)))
+    return [(f, float(np.mean([lookup[f] for lookup in lookups]))) for f in shared]
+
+
+def reach_score(by_init, reach=None):
+    """The score Table 2 times each init to, and why: ``reach`` if given, else half the
+    random-init final score (its last test play, mean over seeds), else (no random-init runs)
+    half the best final score among the inits."""
+    if reach is not None:
+        return reach, "given (--reach_score)"
+    if "random" in by_init:
+        final = float(np.mean([r["points"][-1][1] for r in by_init["random"]]))
+        return 0.5 * final, f"half the random-init final score {final:.1f} (last test play, mean over seeds)"
+    finals = [r["points"][-1][1] for runs in by_init.values() for r in runs]
+    return 0.5 * max(finals), "half the best final score (no random-init runs)"
+
+
 def transfer_evals(evals: list) -> tuple:
     """From ``--report_evals`` payloads: random play per game, and the final SavedModel
     scores per (game, init label) of exported transfer DQNs (``transfer/<Game>-<init>/<v>``)."""
@@ -165,12 +187,23 @@ def transfer_evals(evals: list) -> tuple:
     return random_play, finals
 
 
+def _ratio(frames, random_frames, init, has_random) -> str:
+    if init == "random" or not has_random or frames is None:
+        return "-"
+    if random_frames is None:
+        return "< 1 (random init never reached it)"
+    return f"{frames / random_frames:.2f}"
+
+
 def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None) -> str:
     random_play, saved_finals = random_play or {}, saved_finals or {}
     lines = ["# Table 2 at CPU scale\n",
              "Mean test score (epsilon 0.05, unclipped) of the evaluations in each block of "
-             "frames, averaged over seeds; best per column in bold. 'frames to reach' is the "
-             "first evaluation at or above the score, mean over seeds that reached it.\n"]
+             "frames (emulator frames), mean over seeds +- their standard deviation; best mean "
+             "per column in bold. 'frames to reach': the first evaluation at which the seeds' "
+             "mean test score is at or above the reach score, and its ratio to random init's "
+             "(under 1: fewer frames than random init); 'per seed': each seed's own first "
+             "evaluation at or above it ('-': never).\n"]
     if saved_finals:
         lines.append("'final, SavedModel': each seed's exported DQN evaluated afterwards "
                      "(`--mode=eval --output_json`, --report_evals), mean over seeds of the "
@@ -178,42 +211,58 @@ def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None) ->
     for game, by_init in sorted(groups.items()):
         last = max(p[0] for runs in by_init.values() for r in runs for p in r["points"])
         block_frames = last / blocks
-        rows = {}
+        means, spreads = {}, {}
         for init, runs in by_init.items():
-            per_seed = [block_means(r["points"], block_frames, blocks) for r in runs]
-            rows[init] = np.nanmean(np.asarray(per_seed), axis=0)
-        finals = [r["points"][-1][1] for runs in by_init.values() for r in runs]
-        target = reach if reach is not None else 0.5 * max(finals)
+            per_seed = np.asarray([block_means(r["points"], block_frames, blocks) for r in runs])
+            with warnings.catch_warnings():  # a block no seed evaluated in stays NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means[init] = np.nanmean(per_seed, axis=0)
+                spreads[init] = np.nanstd(per_seed, axis=0)
+        target, why = reach_score(by_init, reach)
+        reached = {init: frames_to_reach(mean_curve(runs), target) for init, runs in by_init.items()}
         header = " | ".join(f"{(i + 1) * block_frames / 1e6:.2f}M" for i in range(blocks))
         with_finals = any(g == game for g, _ in saved_finals)
         extra = " final, SavedModel |" if with_finals else ""
-        lines += [f"## {game}: frames per block {block_frames:,.0f}; reach score {target:.1f}\n",
-                  f"| init | seeds | {header} | frames to reach |{extra}",
-                  "| --- | ---: | " + " | ".join("---:" for _ in range(blocks)) + " | ---: |"
+        lines += [f"## {game}: frames per block {block_frames:,.0f}; reach score {target:.1f} ({why})\n",
+                  f"| init | seeds | {header} | frames to reach | ratio to random init | per seed |{extra}",
+                  "| --- | ---: | " + " | ".join("---:" for _ in range(blocks)) + " | ---: | ---: | ---: |"
                   + (" ---: |" if with_finals else "")]
-        best = np.nanmax(np.stack(list(rows.values())), axis=0)
-        for init, values in sorted(rows.items()):
-            cells = [(f"**{v:.1f}**" if v == best[i] else f"{v:.1f}") for i, v in enumerate(values)]
-            reached = [frames_to_reach(r["points"], target) for r in by_init[init]]
-            got = [f for f in reached if f is not None]
-            reach_text = (f"{np.mean(got):,.0f} ({len(got)}/{len(reached)} seeds)" if got
-                          else f"not reached (0/{len(reached)})")
-            row = f"| {init} | {len(by_init[init])} | " + " | ".join(cells) + f" | {reach_text} |"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            best = np.nanmax(np.stack(list(means.values())), axis=0)
+        for init in sorted(by_init):
+            runs = by_init[init]
+            cells = []
+            for i, value in enumerate(means[init]):
+                text = "-" if np.isnan(value) else f"{value:.1f}"
+                if len(runs) > 1 and not np.isnan(value):
+                    text += f" +- {spreads[init][i]:.1f}"
+                cells.append(f"**{text}**" if value == best[i] else text)
+            frames = reached[init]
+            reach_text = f"{frames:,.0f}" if frames is not None else "not reached"
+            ratio = _ratio(frames, reached.get("random"), init, "random" in reached)
+            seeds = ", ".join(f"{f:,.0f}" if f is not None else "-"
+                              for f in (frames_to_reach(r["points"], target) for r in runs))
+            row = (f"| {init} | {len(runs)} | " + " | ".join(cells)
+                   + f" | {reach_text} | {ratio} | {seeds} |")
             if with_finals:
-                means = [r["mean"] for r in saved_finals.get((game, init), [])]
-                row += (f" {np.mean(means):.1f} ({', '.join(f'{m:.1f}' for m in means)}) |"
-                        if means else " - |")
+                finals = [r["mean"] for r in saved_finals.get((game, init), [])]
+                row += (f" {np.mean(finals):.1f} ({', '.join(f'{m:.1f}' for m in finals)}) |"
+                        if finals else " - |")
             lines.append(row)
         if game in random_play:
             if with_finals:
                 lines.append("| random play | - | " + " | ".join("-" for _ in range(blocks))
-                             + f" | - | {random_play[game]:.1f} |")
+                             + f" | - | - | - | {random_play[game]:.1f} |")
             lines.append(f"\nRandom play (uniform legal actions): {random_play[game]:.1f}.")
+            if target <= random_play[game]:
+                lines.append(f"The reach score {target:.1f} is not above random play: frames to "
+                             "reach it say nothing about learning (pass a higher --reach_score).")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot_transfer(groups, path, random_play=None):
+def plot_transfer(groups, path, random_play=None, reach=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -233,7 +282,9 @@ def plot_transfer(groups, path, random_play=None):
             axis.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=f"C{index}", alpha=0.2)
         if random_play and game in random_play:
             axis.axhline(random_play[game], color="gray", linestyle="--", label="random play")
-        axis.set_title(f"{game}: transfer")
+        target, _ = reach_score(groups[game], reach)
+        axis.axhline(target, color="black", linestyle=":", linewidth=1, label=f"reach score {target:.1f}")
+        axis.set_title(f"{game}: transfer (mean over seeds, band: min-max)")
         axis.set_xlabel("frames (millions)")
         axis.set_ylabel("mean test return")
         axis.grid(alpha=0.3)
@@ -381,7 +432,7 @@ def run(config) -> dict:
         with open(path, "w") as handle:
             handle.write(text)
         plot_path = os.path.join(config.output_dir, "transfer_curves.png")
-        plot_transfer(groups, plot_path, random_play)
+        plot_transfer(groups, plot_path, random_play, config.reach_score)
         print(text)
         print(f"[report] table: {path}\n[report] learning curves: {plot_path}")
         written.update({"table2": path, "transfer_plot": plot_path})

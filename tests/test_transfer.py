@@ -173,7 +173,9 @@ def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
     random_row = next(line for line in table.splitlines() if line.startswith("| random |"))
     amn_row = next(line for line in table.splitlines() if line.startswith("| amn-tiny |"))
     assert "| 2 |" in random_row and "| 1 |" in amn_row  # seeds per init
-    assert "(2/2 seeds)" in random_row  # every run reaches a score of -1 at its first eval
+    first_eval = json.loads((tmp_path / "random-0" / "eval.jsonl").read_text().splitlines()[0])["frames"]
+    per_seed = random_row.rstrip(" |").rsplit("|", 1)[1].strip()
+    assert per_seed == f"{first_eval:,}, {first_eval:,}"  # every run reaches -1 at its first eval
     assert "**" in table  # best per column marked
     assert (tmp_path / "docs" / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
     # With --report_evals: each seed's exported DQN through its SavedModel, and random play.

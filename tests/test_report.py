@@ -1,0 +1,73 @@
+"""Table 2's arithmetic on hand-made transfer curves: block means and their spread over seeds,
+the default reach score, frames to reach it on the seeds' mean curve and the ratio to random
+init. (tests/test_transfer.py builds Table 2 from real tiny transfer runs.)"""
+
+import numpy as np
+
+from amn_tf import report
+
+
+def _run(init, seed, scores, every=100_000):
+    return {"game": "Breakout", "init": init, "seed": seed, "dir": f"{init}-{seed}",
+            "points": [((i + 1) * every, s) for i, s in enumerate(scores)]}
+
+
+def _row(table, init):
+    return next(line for line in table.splitlines() if line.startswith(f"| {init} |"))
+
+
+RUNS = [
+    _run("random", 0, [1.0, 2.0, 4.0, 10.0]),
+    _run("random", 1, [1.0, 4.0, 6.0, 14.0]),   # random-init final: (10 + 14) / 2 = 12 -> reach 6
+    _run("amn-policy", 0, [2.0, 8.0, 9.0, 20.0]),
+    _run("amn-policy", 1, [2.0, 2.0, 11.0, 16.0]),  # mean curve 2, 5, 10, 18: reaches 6 at 300k
+    _run("amn-feature", 0, [1.0, 1.0, 1.0, 1.0]),
+    _run("amn-feature", 1, [1.0, 1.0, 1.0, 30.0]),  # seed 1 alone reaches at 400k; mean 15.5 at 400k
+]
+
+
+def test_reach_score_defaults_to_half_the_random_init_final_score():
+    groups = report._group(RUNS)["Breakout"]
+    assert report.reach_score(groups) == (6.0, "half the random-init final score 12.0 "
+                                               "(last test play, mean over seeds)")
+    assert report.reach_score(groups, 3.0)[0] == 3.0
+    no_random = {k: v for k, v in groups.items() if k != "random"}
+    assert report.reach_score(no_random)[0] == 0.5 * 30.0
+
+
+def test_mean_curve_keeps_the_frames_every_seed_evaluated():
+    short = _run("random", 2, [3.0, 5.0])
+    assert report.mean_curve([RUNS[0], short]) == [(100_000, 2.0), (200_000, 3.5)]
+
+
+def test_table2_blocks_spread_reach_and_ratio():
+    table = report.table2(report._group(RUNS), blocks=2, random_play={"Breakout": 1.2})
+    assert "## Breakout: frames per block 200,000; reach score 6.0" in table
+    # Blocks of 200k frames: random seed 0 -> (1.5, 7), seed 1 -> (2.5, 10): mean 2.0 +- 0.5, 8.5 +- 1.5.
+    # Random init's mean curve 1, 3, 5, 12 reaches 6 at 400k; amn-policy's 2, 5, 10, 18 at 300k.
+    # Per seed: random seed 0 first reaches 6 at 400k, seed 1 (6.0 at 300k) at 300k.
+    assert _row(table, "random") == "| random | 2 | 2.0 +- 0.5 | 8.5 +- 1.5 | 400,000 | - | 400,000, 300,000 |"
+    # amn-policy blocks: seed 0 (5, 14.5), seed 1 (2, 13.5): 3.5 +- 1.5, 14.0 +- 0.5, best in both.
+    assert _row(table, "amn-policy") == ("| amn-policy | 2 | **3.5 +- 1.5** | **14.0 +- 0.5** |"
+                                         " 300,000 | 0.75 | 200,000, 300,000 |")
+    # amn-feature: mean curve 1, 1, 1, 15.5 reaches 6 at 400k (only thanks to seed 1).
+    assert _row(table, "amn-feature").endswith("| 400,000 | 1.00 | -, 400,000 |")
+    assert "Random play (uniform legal actions): 1.2." in table
+    assert "not above random play" not in table
+
+
+def test_table2_when_random_init_never_reaches_the_score():
+    table = report.table2(report._group(RUNS), blocks=2, reach=16.0, random_play={"Breakout": 20.0})
+    assert _row(table, "random").endswith("| not reached | - | -, - |")
+    assert _row(table, "amn-policy").endswith("| 400,000 | < 1 (random init never reached it) | 400,000, 400,000 |")
+    assert _row(table, "amn-feature").endswith("| not reached | - | -, 400,000 |")
+    assert "The reach score 16.0 is not above random play" in table
+
+
+def test_table2_single_seed_has_no_spread_and_missing_blocks_show_a_dash():
+    runs = [_run("random", 0, [1.0, 3.0], every=300_000), _run("amn-x", 0, [2.0, 4.0, 5.0, 6.0], every=150_000)]
+    table = report.table2(report._group(runs), blocks=4)
+    # Blocks of 150k: random evaluated at 300k and 600k only -> blocks 1 and 3 empty.
+    assert _row(table, "random").startswith("| random | 1 | - | 1.0 | - | 3.0 |")
+    assert _row(table, "amn-x").startswith("| amn-x | 1 | **2.0** | **4.0** | **5.0** | **6.0** |")
+    assert not np.isnan(report.reach_score(report._group(runs)["Breakout"])[0])
