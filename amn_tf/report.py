@@ -383,13 +383,52 @@ def capped_line(by_name: dict) -> str:
     return text
 
 
+def seed_groups(evals: list) -> list:
+    """Models named ``<label>-seed<N>/<version>`` grouped by label, as the paper's Table 1
+    averages its independently trained AMNs: per game, the mean over seeds of each seed's
+    mean and of each seed's max (episodes and capped episodes summed). Only labels with at
+    least two seeds, as pseudo-evals named ``<label> (mean of K seeds)``."""
+    import re
+
+    members = {}
+    for item in evals:
+        match = re.fullmatch(r"(.+)-seed\d+(/\d+)?", item["name"])
+        if match and item["name"] not in ("expert", "random"):
+            members.setdefault(match.group(1), []).append(item)
+    groups = []
+    for label, items in members.items():
+        if len(items) < 2:
+            continue
+        games = set.intersection(*(set(i["results"]) for i in items))
+        results = {}
+        for game in sorted(games):
+            rows = [i["results"][game] for i in items]
+            results[game] = {"game": game, "mean": float(np.mean([r["mean"] for r in rows])),
+                             "max": float(np.mean([r["max"] for r in rows])),
+                             "episodes": sum(r["episodes"] for r in rows)}
+            if all("capped" in r for r in rows):
+                results[game]["capped"] = sum(r["capped"] for r in rows)
+        groups.append({"path": ", ".join(i["path"] for i in items),
+                       "name": f"{label} (mean of {len(items)} seeds)", "results": results})
+    return groups
+
+
 def report_evals(evals, output_dir) -> dict:
-    """Table 1 through the SavedModels from loaded eval payloads (``load_eval``)."""
+    """Table 1 through the SavedModels from loaded eval payloads (``load_eval``); models
+    trained with several seeds (``seed_groups``) also get the table of their seed means."""
     text = ("# Table 1 through the SavedModels\n\n"
             "Each model evaluated with `--mode=eval --saved_model=... --output_json=...` "
             "(mean and max unclipped return over the episodes shown, epsilon 0.05 for models, "
             "uniform random actions for random). Sources: "
-            + ", ".join(f"`{e['path']}`" for e in evals) + ".\n\n" + saved_model_table(evals) + "\n")
+            + ", ".join(f"`{e['path']}`" for e in evals) + ".\n\n")
+    groups = seed_groups(evals)
+    if groups:
+        references = [e for e in evals if e["name"] in ("expert", "random")]
+        text += ("## Averaged over seeds, as the paper's Table 1\n\nPer game, the mean over "
+                 "seeds of each seed's mean and of each seed's max; 'episodes' counts every "
+                 "seed's episodes.\n\n" + saved_model_table(references + groups)
+                 + "\n\n## Every model\n\n")
+    text += saved_model_table(evals) + "\n"
     path = os.path.join(output_dir, "table1_saved_models.md")
     with open(path, "w") as handle:
         handle.write(text)

@@ -1,55 +1,79 @@
 #!/usr/bin/env bash
-# Table 1 at CPU scale: the longer AMN run (flags/amn_cpu.flags) on the shipped experts and
-# the MDQN / MCDQN baselines (flags/multitask_cpu.flags, same per-game budget) on the same
-# games, then --mode=report puts them side by side with the experts.
-# Usage: scripts/amn_compare.sh [amn|mdqn|mcdqn|evals|report ...]   (default: all, in order)
-# evals: 30 test episodes per game through each exported SavedModel (newest version), written
-# to $REPORT_DIR/<name>-eval.json (kept if present); report then adds Table 1 through the
-# SavedModels beside the shipped experts' and random play's evaluations (docs/results/experts).
-# Every run resumes if interrupted: rerun the same command. Env: RUN_ROOT (runs),
-# EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/table1), PYTHON, EXTRA_FLAGS,
-# GAMES (comma list for the baselines; default: the games under saved_models/experts).
+# Table 1 at CPU scale on the shipped experts: small AMNs (flags/amn_table1.flags, --tau=auto)
+# with policy regression only (beta 0) and with feature regression (beta 0.01), each with
+# every seed in SEEDS; one AMN at a single tau (TAU_COMPARE, beta 0, first seed) beside auto;
+# the MDQN / MCDQN baselines at the same per-game budget; 30 test episodes per game through
+# every exported SavedModel; then Table 1 (per model and averaged over seeds) and the curves.
+# Usage: scripts/amn_compare.sh [amn|tau|mdqn|mcdqn|evals|report ...]   (default: all, in order)
+# Every run resumes if interrupted and an eval JSON already written is kept: rerun the same
+# command. Env: SEEDS ("0 1"), BETAS ("0 0.01"), TAU_COMPARE (0.1), RUN_ROOT (runs),
+# EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/table1), PYTHON, EXTRA_FLAGS (every
+# training), EVAL_FLAGS (--eval_episodes=30), GAMES (comma list; default: the games under
+# saved_models/experts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 root=${RUN_ROOT:-runs}
-games=${GAMES:-$(ls saved_models/experts | paste -sd, -)}
-steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(amn mdqn mcdqn evals report)
 exports=${EXPORT_DIR:-runs/exports}
 report_dir=${REPORT_DIR:-docs/results/table1}
+games=${GAMES:-$(ls saved_models/experts | paste -sd, -)}
+read -r -a seeds <<< "${SEEDS:-0 1}"
+read -r -a betas <<< "${BETAS:-0 0.01}"
+tau=${TAU_COMPARE:-0.1}
+experts=$(for game in ${games//,/ }; do
+  ls -d saved_models/experts/"$game"/* | sort -t/ -k4 -n | tail -1; done | paste -sd, -)
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(amn tau mdqn mcdqn evals report)
+budget=$(grep -E '^--amn_steps=' flags/amn_table1.flags | cut -d= -f2)
+
+names=()  # every model this comparison trains: <kind dir>/<name>
+for beta in "${betas[@]}"; do
+  for seed in "${seeds[@]}"; do names+=("amn/amn-beta$beta-seed$seed"); done
+done
+names+=("amn/amn-tau$tau-beta0-seed${seeds[0]}" multitask_dqn/mdqn multitask_dqn/mcdqn)
+
+amn() {  # name, then flags
+  local name=$1
+  shift
+  "$python" -m amn_tf.main --flagfile=flags/amn_table1.flags --experts="$experts" "$@" \
+    --run_dir="$root/$name" --amn_name="$name" --export_dir="$exports" ${EXTRA_FLAGS:-}
+}
+
 for step in "${steps[@]}"; do
   case $step in
     amn)
-      "$python" -m amn_tf.main --flagfile=flags/amn_cpu.flags --run_dir="$root/amn-cpu" \
-        --amn_name=amn-cpu --export_dir="${EXPORT_DIR:-runs/exports}" ${EXTRA_FLAGS:-} ;;
+      for beta in "${betas[@]}"; do
+        for seed in "${seeds[@]}"; do amn "amn-beta$beta-seed$seed" --beta="$beta" --seed="$seed"; done
+      done ;;
+    tau)
+      amn "amn-tau$tau-beta0-seed${seeds[0]}" --tau="$tau" --beta=0 --seed="${seeds[0]}" ;;
     mdqn|mcdqn)
       "$python" -m amn_tf.main --flagfile=flags/multitask_cpu.flags --multitask_network="$step" \
-        --games="$games" --run_dir="$root/$step-cpu" --amn_name="$step-cpu" \
-        --export_dir="${EXPORT_DIR:-runs/exports}" ${EXTRA_FLAGS:-} ;;
+        --training_steps="$budget" --games="$games" --seed="${seeds[0]}" --run_dir="$root/$step" \
+        --amn_name="$step" --export_dir="$exports" ${EXTRA_FLAGS:-} ;;
     evals)
       mkdir -p "$report_dir"
-      for model in amn/amn-cpu multitask_dqn/mdqn-cpu multitask_dqn/mcdqn-cpu; do
+      for model in "${names[@]}"; do
         version=$(ls "$exports/$model" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
         out="$report_dir/$(basename "$model")-eval.json"
         if [ -z "$version" ]; then echo "no export under $exports/$model yet: skipped"; continue; fi
         [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval \
-          --saved_model="$exports/$model/$version" --eval_episodes=30 --output_json="$out"
+          --saved_model="$exports/$model/$version" ${EVAL_FLAGS:---eval_episodes=30} --output_json="$out"
       done ;;
     report)
-      runs=()
-      for name in amn mdqn mcdqn; do [ -d "$root/$name-cpu" ] && runs+=("$root/$name-cpu"); done
-      evals=()
+      runs=() evals=()
+      for model in "${names[@]}"; do
+        [ -d "$root/$(basename "$model")" ] && runs+=("$root/$(basename "$model")")
+        out="$report_dir/$(basename "$model")-eval.json"
+        [ -f "$out" ] && evals+=("$out")
+      done
       for game in ${games//,/ }; do
         for who in expert random; do
           [ -f "docs/results/experts/$game-$who.json" ] && evals+=("docs/results/experts/$game-$who.json")
         done
       done
-      for name in amn mdqn mcdqn; do
-        [ -f "$report_dir/$name-cpu-eval.json" ] && evals+=("$report_dir/$name-cpu-eval.json")
-      done
       "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${runs[*]}")" \
         --report_evals="$(IFS=,; echo "${evals[*]}")" --report_dir="$report_dir" ;;
-    *) echo "unknown step $step: use amn, mdqn, mcdqn, evals or report" >&2; exit 2 ;;
+    *) echo "unknown step $step: use amn, tau, mdqn, mcdqn, evals or report" >&2; exit 2 ;;
   esac
 done

@@ -71,3 +71,36 @@ def test_table2_single_seed_has_no_spread_and_missing_blocks_show_a_dash():
     assert _row(table, "random").startswith("| random | 1 | - | 1.0 | - | 3.0 |")
     assert _row(table, "amn-x").startswith("| amn-x | 1 | **2.0** | **4.0** | **5.0** | **6.0** |")
     assert not np.isnan(report.reach_score(report._group(runs)["Breakout"])[0])
+
+
+def _eval_file(tmp_path, name, saved_model, results, **extra):
+    import json
+
+    payload = {"saved_model": saved_model, "kind": extra.pop("kind", "amn"),
+               "results": [{"game": g, "mean": m, "max": x, "episodes": 30, "capped": 0}
+                           for g, (m, x) in results.items()], **extra}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(payload))
+    return str(path)
+
+
+def test_table1_averages_the_seeds_of_each_amn_as_the_paper(tmp_path):
+    paths = [
+        _eval_file(tmp_path, "expert", "saved_models/experts/Pong/1", {"Pong": (20.0, 21.0)}, kind="expert"),
+        _eval_file(tmp_path, "random", None, {"Pong": (-20.0, -19.0)}, random_policy=True),
+        _eval_file(tmp_path, "s0", "runs/exports/amn/amn6-beta0-seed0/1", {"Pong": (16.0, 21.0)}),
+        _eval_file(tmp_path, "s1", "runs/exports/amn/amn6-beta0-seed1/1", {"Pong": (20.0, 19.0)}),
+        _eval_file(tmp_path, "other", "runs/exports/amn/amn6-beta0.01-seed0/1", {"Pong": (10.0, 15.0)}),
+    ]
+    evals = [item for path in paths for item in report.load_eval(path)]
+    groups = report.seed_groups(evals)
+    assert [g["name"] for g in groups] == ["amn6-beta0 (mean of 2 seeds)"]  # a lone seed: no group
+    assert groups[0]["results"]["Pong"] == {"game": "Pong", "mean": 18.0, "max": 20.0,
+                                            "episodes": 60, "capped": 0}
+    report.report_evals(evals, str(tmp_path))
+    text = (tmp_path / "table1_saved_models.md").read_text()
+    averaged, every = text.split("## Every model")
+    # 18 / 20 = 90% of the expert's mean; max 20 / 21 = 95%.
+    assert "| Pong | -20.0 | 20.0 (21) | 30/60 | 18.0 (20) | 90% / 95% |" in averaged
+    assert "amn6-beta0 (mean of 2 seeds): at least 90% of the expert on 1 of 1 games." in averaged
+    assert "amn6-beta0-seed0/1 mean (max)" in every and "amn6-beta0.01-seed0/1" in every

@@ -1,0 +1,47 @@
+"""scripts/amn_compare.sh end to end on two shipped experts at a tiny budget: two seeds of a
+beta, the single-tau AMN and MDQN (MCDQN takes the same path with another network, and
+tests/test_multitask_dqn.py trains both), their SavedModels evaluated, Table 1 with the seeds
+averaged; a second call trains nothing and keeps the evaluations."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_amn_compare_trains_every_model_and_averages_the_seeds(tmp_path):
+    tiny_eval = "--eval_episodes=1 --eval_envs=1 --eval_max_steps=200"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHON=sys.executable, GAMES="Boxing,Pong",
+               BETAS="0.01", SEEDS="0 1",
+               RUN_ROOT=str(tmp_path / "runs"), EXPORT_DIR=str(tmp_path / "export"),
+               REPORT_DIR=str(tmp_path / "report"), EVAL_FLAGS=tiny_eval,
+               EXTRA_FLAGS="--amn_steps=200 --amn_learning_starts=100 --amn_eval_period=200 "
+                           "--training_steps=200 --learning_starts=100 --eval_period=200 "
+                           "--checkpoint_period=200 --amn_replay_capacity=1000 "
+                           "--replay_capacity=1000 --num_envs=1 " + tiny_eval)
+    command = ["bash", "scripts/amn_compare.sh", "amn", "tau", "mdqn", "evals", "report"]
+    first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stderr[-3000:]
+    models = ["amn-beta0.01-seed0", "amn-beta0.01-seed1", "amn-tau0.1-beta0-seed0", "mdqn"]
+    for name in models:
+        evaluated = json.loads((tmp_path / "report" / f"{name}-eval.json").read_text())
+        assert evaluated["saved_model"].endswith(f"/{name}/1")
+        assert sorted(r["game"] for r in evaluated["results"]) == ["Boxing", "Pong"]
+        flags = json.loads((tmp_path / "runs" / name / "flags.json").read_text())
+        assert flags["seed"] == (1 if name.endswith("seed1") else 0)
+        if name.startswith("amn"):
+            assert flags["beta"] == (0.01 if "beta0.01" in name else 0.0)
+            assert flags["tau"] == ("0.1" if "tau0.1" in name else "auto")
+    table = (tmp_path / "report" / "table1_saved_models.md").read_text()
+    averaged, every = table.split("## Every model")
+    assert "amn-beta0.01 (mean of 2 seeds) mean (max)" in averaged
+    assert "amn-tau0.1-beta0-seed0 (mean" not in averaged  # one seed: not averaged
+    assert "mdqn/1 mean (max)" in every and "amn-tau0.1-beta0-seed0/1 mean (max)" in every
+    assert (tmp_path / "report" / "amn_curves.png").read_bytes()[:4] == b"\x89PNG"
+    written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "report").glob("*-eval.json")}
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("run already finished") == len(models)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "report").glob("*-eval.json")} == written
