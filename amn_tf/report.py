@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -212,12 +213,13 @@ def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None) ->
         last = max(p[0] for runs in by_init.values() for r in runs for p in r["points"])
         block_frames = last / blocks
         means, spreads = {}, {}
-        for init, runs in by_init.items():
-            per_seed = np.asarray([block_means(r["points"], block_frames, blocks) for r in runs])
-            with warnings.catch_warnings():  # a block no seed evaluated in stays NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
+        with warnings.catch_warnings():  # a block no seed evaluated in stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for init, runs in by_init.items():
+                per_seed = np.asarray([block_means(r["points"], block_frames, blocks) for r in runs])
                 means[init] = np.nanmean(per_seed, axis=0)
                 spreads[init] = np.nanstd(per_seed, axis=0)
+            best = np.nanmax(np.stack(list(means.values())), axis=0)
         target, why = reach_score(by_init, reach)
         reached = {init: frames_to_reach(mean_curve(runs), target) for init, runs in by_init.items()}
         header = " | ".join(f"{(i + 1) * block_frames / 1e6:.2f}M" for i in range(blocks))
@@ -227,9 +229,6 @@ def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None) ->
                   f"| init | seeds | {header} | frames to reach | ratio to random init | per seed |{extra}",
                   "| --- | ---: | " + " | ".join("---:" for _ in range(blocks)) + " | ---: | ---: | ---: |"
                   + (" ---: |" if with_finals else "")]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            best = np.nanmax(np.stack(list(means.values())), axis=0)
         for init in sorted(by_init):
             runs = by_init[init]
             cells = []
@@ -388,12 +387,10 @@ def seed_groups(evals: list) -> list:
     averages its independently trained AMNs: per game, the mean over seeds of each seed's
     mean and of each seed's max (episodes and capped episodes summed). Only labels with at
     least two seeds, as pseudo-evals named ``<label> (mean of K seeds)``."""
-    import re
-
     members = {}
     for item in evals:
-        match = re.fullmatch(r"(.+)-seed\d+(/\d+)?", item["name"])
-        if match and item["name"] not in ("expert", "random"):
+        match = re.fullmatch(r"(.+)-seed\d+(/\d+)?", item["name"])  # never expert, random
+        if match:
             members.setdefault(match.group(1), []).append(item)
     groups = []
     for label, items in members.items():

@@ -20,8 +20,6 @@ games=${GAMES:-$(ls saved_models/experts | paste -sd, -)}
 read -r -a seeds <<< "${SEEDS:-0 1}"
 read -r -a betas <<< "${BETAS:-0 0.01}"
 tau=${TAU_COMPARE:-0.1}
-experts=$(for game in ${games//,/ }; do
-  ls -d saved_models/experts/"$game"/* | sort -t/ -k4 -n | tail -1; done | paste -sd, -)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(amn tau mdqn mcdqn evals report)
 budget=$(grep -E '^--amn_steps=' flags/amn_table1.flags | cut -d= -f2)
@@ -35,7 +33,7 @@ names+=("amn/amn-tau$tau-beta0-seed${seeds[0]}" multitask_dqn/mdqn multitask_dqn
 amn() {  # name, then flags
   local name=$1
   shift
-  "$python" -m amn_tf.main --flagfile=flags/amn_table1.flags --experts="$experts" "$@" \
+  "$python" -m amn_tf.main --flagfile=flags/amn_table1.flags --games="$games" "$@" \
     --run_dir="$root/$name" --amn_name="$name" --export_dir="$exports" ${EXTRA_FLAGS:-}
 }
 
