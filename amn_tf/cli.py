@@ -440,15 +440,22 @@ def _build_report(values):
     for path in values.report_evals or ():
         _require(os.path.isfile(path), f"--report_evals: {path} does not exist (write it "
                  "with --mode=eval --saved_model=... --output_json=FILE)")
+    for path in values.report_rankings or ():
+        _require(os.path.isfile(path), f"--report_rankings: {path} does not exist (write it "
+                 "with --mode=rank_sources --game=G --init=amn:PATH --output_json=FILE)")
+    _require(not values.report_rankings or values.report_runs, "--report_rankings goes beside "
+             "transfer runs: add --report_runs=DIR,... (their Table 2)")
     return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
                         values.report_blocks, values.reach_score,
-                        tuple(values.report_evals or ()))
+                        tuple(values.report_evals or ()), tuple(values.report_rankings or ()))
 
 
 flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
                   "experts' evaluations inside).")
 flags.DEFINE_list("report_evals", None, "report: eval JSONs (--mode=eval --output_json) of "
                   "experts, random play and AMN/multitask SavedModels: Table 1 through the SavedModels.")
+flags.DEFINE_list("report_rankings", None, "report: --mode=rank_sources JSONs (--output_json) of "
+                  "the transfer runs' AMN inits: their prediction beside what Table 2's runs showed.")
 flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
 flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
 flags.DEFINE_float("reach_score", None, "report: score whose first reaching Table 2 reports, in "

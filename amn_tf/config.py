@@ -259,4 +259,5 @@ class ReportConfig:
     blocks: int = 4
     reach_score: float | None = None
     evals: tuple = ()  # --mode=eval --output_json files: Table 1 through the SavedModels
+    rankings: tuple = ()  # --mode=rank_sources --output_json files: beside Table 2's runs
 

@@ -4,7 +4,8 @@ AMN runs (``run.json`` mode amn): each run's ``experts.json`` (expert scores mea
 under the run's protocol) and ``eval.jsonl`` (AMN test plays) give ``table1.md`` and
 ``amn_curves.png``. Transfer runs (mode transfer): grouped by target game and init over
 seeds, they give ``table2.md`` (mean test score in each block of frames, best per column
-in bold; frames to reach a score) and ``transfer_curves.png`` (mean and spread over seeds).
+in bold; frames to reach a score; with ``--report_rankings``, each AMN init's rank_sources
+prediction against what its runs showed) and ``transfer_curves.png`` (mean and spread over seeds).
 
 Columns, per game: expert mean and max (episode returns of the expert's test play), AMN
 mean and max (the final test play of the run), AMN mean as % of the expert's mean, and
@@ -196,7 +197,69 @@ def _ratio(frames, random_frames, init, has_random) -> str:
     return f"{frames / random_frames:.2f}"
 
 
-def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None) -> str:
+def load_ranking(path: str) -> dict:
+    """A ``--mode=rank_sources --output_json`` file as target game, init label (as Table 2
+    names the init) and the ranked sources."""
+    try:
+        with open(path) as handle:
+            payload = json.load(handle)
+        ranking = payload["ranking"]
+        tables.related_sources(ranking)  # every row has the fields the prediction uses
+        return {"game": payload["target"], "init": config_lib.init_label(payload["init"]),
+                "ranking": ranking, "path": path}
+    except (OSError, ValueError, KeyError, TypeError, config_lib.ConfigError) as error:
+        raise config_lib.ConfigError(f"--report_rankings: {path} is not a --mode=rank_sources "
+                                     f"--output_json file ({error})") from None
+
+
+def observed_transfer(frames, random_frames) -> str:
+    """What the runs showed against random init, by the frames each needed to reach the reach
+    score (None: never): 'faster' (fewer frames, or only the AMN init reached it), 'slower'
+    (more, or never where random init did) or 'same' (equal frames, or neither reached it)."""
+    if frames is None and random_frames is None:
+        return "same"
+    if frames is None or random_frames is None:
+        return "slower" if frames is None else "faster"
+    return "faster" if frames < random_frames else "slower" if frames > random_frames else "same"
+
+
+def gap_to_random(runs, random_runs) -> float:
+    """Mean over the run of the seeds' mean test score minus random init's (at the
+    evaluation frames both have)."""
+    mine, theirs = dict(mean_curve(runs)), dict(mean_curve(random_runs))
+    shared = sorted(set(mine) & set(theirs))
+    return float(np.mean([mine[f] - theirs[f] for f in shared])) if shared else float("nan")
+
+
+def prediction_lines(game, by_init, reached, rankings) -> list:
+    """Table 2's companion: each AMN init's ``--mode=rank_sources`` ranking (made before any
+    training) beside what its runs showed against random init."""
+    mine = {r["init"]: r for r in rankings if r["game"] == game and r["init"] in by_init}
+    if not mine or "random" not in by_init:
+        return []
+    lines = [f"\n### {game}: `--mode=rank_sources` before training, against the runs\n",
+             "Prediction: a warning (no source with a positive zero-shot gain and a feature overlap "
+             f"above {tables.RELATED_OVERLAP}) predicts no faster learning than random init; a "
+             "related source predicts faster. Observed: frames to reach the reach score against "
+             "random init's; gap: mean over the run of the seeds' mean test score minus random "
+             "init's.\n",
+             "| init | first sources (zero-shot gain, feature overlap) | related sources | predicted "
+             "| observed | gap to random init | prediction held |",
+             "| --- | --- | --- | --- | --- | ---: | --- |"]
+    for init in sorted(mine):
+        ranking = mine[init]["ranking"]
+        related = tables.related_sources(ranking)
+        first = ", ".join(f"{r['source']} ({r['zero_shot_gain']:+.2f}, {r['feature_overlap']:.2f})"
+                          for r in ranking[:3])
+        predicted = "faster" if related else "not faster (warning)"
+        observed = observed_transfer(reached[init], reached["random"])
+        held = (observed == "faster") == bool(related)
+        lines.append(f"| {init} | {first} | {', '.join(related) or 'none'} | {predicted} | {observed} "
+                     f"| {gap_to_random(by_init[init], by_init['random']):+.1f} | {'yes' if held else 'no'} |")
+    return lines
+
+
+def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None, rankings=()) -> str:
     random_play, saved_finals = random_play or {}, saved_finals or {}
     lines = ["# Table 2 at CPU scale\n",
              "Mean test score (epsilon 0.05, unclipped) of the evaluations in each block of "
@@ -257,6 +320,7 @@ def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None) ->
             if target <= random_play[game]:
                 lines.append(f"The reach score {target:.1f} is not above random play: frames to "
                              "reach it say nothing about learning (pass a higher --reach_score).")
+        lines += prediction_lines(game, by_init, reached, rankings)
         lines.append("")
     return "\n".join(lines)
 
@@ -436,6 +500,7 @@ def report_evals(evals, output_dir) -> dict:
 
 def run(config) -> dict:
     evals = [item for p in config.evals for item in load_eval(p)]  # bad JSON: before writing
+    rankings = [load_ranking(p) for p in config.rankings]
     if evals and not config.run_dirs:
         os.makedirs(config.output_dir, exist_ok=True)
         return report_evals(evals, config.output_dir)
@@ -454,6 +519,9 @@ def run(config) -> dict:
     if others:
         raise config_lib.ConfigError(f"cannot report on {', '.join(others)}: only dqn, amn, "
                                      "multitask_dqn and transfer runs")
+    if rankings and not transfer_dirs:
+        raise config_lib.ConfigError("--report_rankings goes beside transfer runs: none of "
+                                     "--report_runs is one")
     os.makedirs(config.output_dir, exist_ok=True)
     written = {}
     if amn_dirs:
@@ -463,7 +531,11 @@ def run(config) -> dict:
     if transfer_dirs:
         groups = _group([load_transfer_run(d) for d in transfer_dirs])
         random_play, saved_finals = transfer_evals(evals)
-        text = table2(groups, config.blocks, config.reach_score, random_play, saved_finals)
+        for ranking in rankings:
+            if ranking["init"] not in groups.get(ranking["game"], {}):
+                print(f"[report] {ranking['path']}: no transfer run of {ranking['game']} from "
+                      f"{ranking['init']} among --report_runs; not shown")
+        text = table2(groups, config.blocks, config.reach_score, random_play, saved_finals, rankings)
         path = os.path.join(config.output_dir, "table2.md")
         with open(path, "w") as handle:
             handle.write(text)

@@ -1,7 +1,18 @@
-"""Table 1 figures as Markdown: free of TensorFlow, shared by the training modes (their
-progress and final lines) and ``--mode=report``."""
+"""Table 1 figures as Markdown, and the rule by which ``--mode=rank_sources`` calls a source
+related: free of TensorFlow, shared by the training modes (their progress and final lines,
+the ranking's warning) and ``--mode=report``."""
 
 from __future__ import annotations
+
+RELATED_OVERLAP = 0.5  # feature overlap above which a source with a positive zero-shot gain counts as related
+
+
+def related_sources(ranking) -> list:
+    """The sources of a ``--mode=rank_sources`` ranking that look related to the target: a
+    positive zero-shot gain together with a feature overlap above ``RELATED_OVERLAP``. None
+    related is the ranking's negative-transfer warning."""
+    return [row["source"] for row in ranking
+            if row["zero_shot_gain"] > 0 and row["feature_overlap"] > RELATED_OVERLAP]
 
 
 def percent_of_expert(amn_score, expert_score) -> float:

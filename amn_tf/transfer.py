@@ -26,6 +26,7 @@ from amn_tf import (
     policies,
     runtime,
     seeds,
+    tables,
 )
 from amn_tf.config import InitError, init_label, parse_init, transfer_export_name
 
@@ -166,8 +167,7 @@ def _print_ranking(rows, game, random_result, init) -> None:
     for position, row in enumerate(rows, 1):
         print(f"| {position} | {row['source']} | {row['shared_actions']} | {row['zero_shot']:.1f} | "
               f"{row['zero_shot_gain']:+.2f} | {row['feature_overlap']:.2f} |")
-    related = [r for r in rows if r["zero_shot_gain"] > 0 and r["feature_overlap"] > 0.5]
-    if not related:
+    if not tables.related_sources(rows):
         print(f"[rank_sources] warning: no source game looks related to {game} (no positive "
               "zero-shot gain together with feature overlap > 0.5): AMN initialisation may "
               "transfer negatively here (the paper's Robotank case); compare with --init=random")
@@ -200,5 +200,7 @@ def rank_sources(config) -> list:
     if config.output_json:
         checkpoints.write_json_atomically(config.output_json, {"target": game, "init": config.init,
                                                                "random": random_result.mean,
-                                                               "ranking": rows})
+                                                               "ranking": rows,
+                                                               "related": tables.related_sources(rows),
+                                                               "warning": not tables.related_sources(rows)})
     return rows

@@ -339,6 +339,10 @@ BAD_INPUTS = {
     "beta_infinite": (["--mode=amn", "--beta=inf"], "--beta=inf is not a finite number"),
     "learning_rate_nan": (["--mode=dqn", "--game=Pong", "--learning_rate=nan"],
                           "--learning_rate=nan is not a finite number"),
+    "report_ranking_missing": (["--mode=report", "--report_runs={tmp}", "--report_rankings={tmp}/r.json"],
+                               "--report_rankings: {tmp}/r.json does not exist"),
+    "report_ranking_without_runs": (["--mode=report", "--report_rankings={expert}/saved_model.pb"],
+                                    "--report_rankings goes beside transfer runs"),
     "no_mode": (["--game=Pong"], "--mode is required"),
     "stray_argument": (["--mode=dqn", "--game=Pong", "oops"], "unexpected arguments"),
 }
@@ -351,7 +355,7 @@ def test_bad_input_gives_one_clean_error_line(name, tmp_path, pong_expert):
     arguments = [a.format(tmp=tmp_path, expert=pong_expert.path) for a in arguments]
     result = run_main(*arguments, f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}")
     line = assert_clean_error(result)
-    assert expected in line, line
+    assert expected.format(tmp=tmp_path) in line, line
     assert not run_dir.exists()  # refused before anything was written
     assert not (tmp_path / "exports").exists()
 

@@ -1,10 +1,13 @@
 """Table 2's arithmetic on hand-made transfer curves: block means and their spread over seeds,
 the default reach score, frames to reach it on the seeds' mean curve and the ratio to random
-init. (tests/test_transfer.py builds Table 2 from real tiny transfer runs.)"""
+init, and each rank_sources prediction held against the runs. (tests/test_transfer.py builds
+Table 2 from real tiny transfer runs.)"""
 
 import numpy as np
+import pytest
 
-from amn_tf import report
+from amn_tf import config as config_lib
+from amn_tf import report, tables
 
 
 def _run(init, seed, scores, every=100_000):
@@ -104,3 +107,59 @@ def test_table1_averages_the_seeds_of_each_amn_as_the_paper(tmp_path):
     assert "| Pong | -20.0 | 20.0 (21) | 30/60 | 18.0 (20) | 90% / 95% |" in averaged
     assert "amn6-beta0 (mean of 2 seeds): at least 90% of the expert on 1 of 1 games." in averaged
     assert "amn6-beta0-seed0/1 mean (max)" in every and "amn6-beta0.01-seed0/1" in every
+
+
+def _ranking(init, rows):
+    return {"game": "Breakout", "init": init, "path": f"rank_sources-{init}.json",
+            "ranking": [{"source": s, "zero_shot_gain": g, "feature_overlap": o} for s, g, o in rows]}
+
+
+def test_related_sources_need_a_zero_shot_gain_and_feature_overlap_together():
+    rows = _ranking("x", [("Pong", 0.61, 0.34), ("DemonAttack", 0.2, 0.6), ("Boxing", -0.1, 0.9),
+                          ("Seaquest", 0.0, 0.7)])["ranking"]
+    assert tables.related_sources(rows) == ["DemonAttack"]
+
+
+def test_observed_transfer_by_frames_to_reach():
+    assert report.observed_transfer(300_000, 400_000) == "faster"
+    assert report.observed_transfer(400_000, None) == "faster"   # only the AMN init reached it
+    assert report.observed_transfer(500_000, 400_000) == "slower"
+    assert report.observed_transfer(None, 400_000) == "slower"
+    assert report.observed_transfer(400_000, 400_000) == "same"
+    assert report.observed_transfer(None, None) == "same"
+
+
+def test_table2_puts_each_rankings_prediction_beside_the_runs():
+    rankings = [  # amn-policy: Pong first but no related source (a warning); amn-feature likewise
+        _ranking("amn-policy", [("Pong", 0.61, 0.34), ("CrazyClimber", 1.89, 0.22), ("Boxing", -0.17, 0.23),
+                                ("Seaquest", -0.28, 0.23)]),
+        _ranking("amn-feature", [("DemonAttack", -0.17, 0.37), ("Pong", -0.22, 0.28)]),
+        _ranking("amn-other", [("Pong", 1.0, 0.9)]),  # no run from this init: not shown
+    ]
+    table = report.table2(report._group(RUNS), blocks=2, rankings=rankings)
+    assert "### Breakout: `--mode=rank_sources` before training, against the runs" in table
+    # amn-policy: the warning predicted no gain, but its mean curve reached 6 at 300k against
+    # random init's 400k (faster); gap: (2-1, 5-3, 10-5, 18-12) = (1, 2, 5, 6) -> mean +3.5.
+    assert _row(table, "amn-policy").startswith("| amn-policy | 2 |")  # Table 2's row stays
+    lines = [line for line in table.splitlines() if line.startswith("| amn-policy | Pong")]
+    assert lines == ["| amn-policy | Pong (+0.61, 0.34), CrazyClimber (+1.89, 0.22), Boxing (-0.17, 0.23) "
+                     "| none | not faster (warning) | faster | +3.5 | no |"]
+    # amn-feature: reached at 400k as random init did (same); gap (0, -2, -4, 3.5) -> -0.6: held.
+    lines = [line for line in table.splitlines() if line.startswith("| amn-feature | DemonAttack")]
+    assert lines == ["| amn-feature | DemonAttack (-0.17, 0.37), Pong (-0.22, 0.28) | none "
+                     "| not faster (warning) | same | -0.6 | yes |"]
+    assert "amn-other" not in table
+    # Without random-init runs there is nothing to hold the prediction against.
+    no_random = [r for r in RUNS if r["init"] != "random"]
+    assert "rank_sources` before training" not in report.table2(report._group(no_random), rankings=rankings)
+
+
+def test_a_file_that_is_no_ranking_is_refused(tmp_path):
+    bad = tmp_path / "eval.json"
+    bad.write_text('{"results": []}')
+    with pytest.raises(config_lib.ConfigError, match="is not a --mode=rank_sources --output_json file"):
+        report.load_ranking(str(bad))
+    good = tmp_path / "rank.json"
+    good.write_text('{"target": "Breakout", "init": "amn:saved_models/amn/amn-policy/1", "random": 1.2, '
+                    '"ranking": [{"source": "Pong", "zero_shot_gain": 0.6, "feature_overlap": 0.3}]}')
+    assert report.load_ranking(str(good))["init"] == "amn-amn-policy"

@@ -266,9 +266,10 @@ def test_eval_of_a_run_directory_that_exported_nothing_one_line(amn, tmp_path):
 
 
 def test_transfer_compare_script_trains_evaluates_and_reports(amn, tmp_path):
-    """scripts/transfer_compare.sh end to end at a tiny budget: three inits trained two at a
-    time, each run's export and random play evaluated, Table 2 with the SavedModel column;
-    rerunning it trains nothing and keeps the evaluations."""
+    """scripts/transfer_compare.sh end to end at a tiny budget: each AMN's rank_sources ranking,
+    three inits trained two at a time, each run's export and random play evaluated, Table 2 with
+    the SavedModel column and the rankings' predictions; rerunning it trains nothing and keeps
+    the evaluations and rankings."""
     _, saved, _ = amn
     amns = {name: tmp_path / "amn" / name / "1" for name in ("policy", "feature")}
     for path in amns.values():
@@ -279,7 +280,7 @@ def test_transfer_compare_script_trains_evaluates_and_reports(amn, tmp_path):
                REPORT_DIR=str(tmp_path / "report"), EVAL_FLAGS=tiny_eval,
                EXTRA_FLAGS="--training_steps=200 --learning_starts=100 --eval_period=100 "
                            "--checkpoint_period=100 --replay_capacity=1000 --num_envs=1 " + tiny_eval,
-               REPORT_FLAGS="--report_blocks=2 --reach_score=-1")
+               REPORT_FLAGS="--report_blocks=2 --reach_score=-1", RANK_FLAGS=tiny_eval)
     command = ["bash", "scripts/transfer_compare.sh", "Breakout", str(amns["policy"]), str(amns["feature"]), "0"]
     first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -296,11 +297,19 @@ def test_transfer_compare_script_trains_evaluates_and_reports(amn, tmp_path):
     random_play = json.loads((report / "random-play-eval.json").read_text())["results"][0]["mean"]
     assert f"Random play (uniform legal actions): {random_play:.1f}." in table
     assert (report / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
-    written = {p.name: p.stat().st_mtime_ns for p in report.glob("*-eval.json")}
+    predictions = table.split("`--mode=rank_sources` before training, against the runs")[1]
+    for name, label in list(labels.items())[1:]:  # ranked before training, shown beside Table 2
+        ranking = json.loads((report / f"rank_sources-{name}.json").read_text())
+        assert ranking["init"] == f"amn:{amns[name]}" and ranking["target"] == "Breakout"
+        assert {r["source"] for r in ranking["ranking"]} == {"Pong", "Boxing"}
+        assert ranking["warning"] == (ranking["related"] == [])
+        row = next(line for line in predictions.splitlines() if line.startswith(f"| {label} | "))
+        assert f"| {'not faster (warning)' if ranking['warning'] else 'faster'} |" in row
+    written = {p.name: p.stat().st_mtime_ns for p in report.glob("*.json")}
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("run already finished") == 3
-    assert {p.name: p.stat().st_mtime_ns for p in report.glob("*-eval.json")} == written
+    assert {p.name: p.stat().st_mtime_ns for p in report.glob("*.json")} == written
     same = subprocess.run(["bash", "scripts/transfer_compare.sh", "Breakout", str(amns["policy"]),
                            str(amns["policy"]), "0"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert same.returncode == 2 and "both give the label 'policy'" in same.stderr
