@@ -159,7 +159,7 @@ def _rank(rows) -> list:
     return sorted(rows, key=lambda r: r["rank_score"])
 
 
-def _print_ranking(rows, game, random_result, init) -> None:
+def _print_ranking(rows, related, game, random_result, init) -> None:
     print(f"[rank_sources] target {game}: random play {random_result.mean:.1f} over "
           f"{random_result.episodes} episodes; AMN {init}")
     print("| rank | source | shared actions | zero-shot | gain vs random | feature overlap |")
@@ -167,9 +167,9 @@ def _print_ranking(rows, game, random_result, init) -> None:
     for position, row in enumerate(rows, 1):
         print(f"| {position} | {row['source']} | {row['shared_actions']} | {row['zero_shot']:.1f} | "
               f"{row['zero_shot_gain']:+.2f} | {row['feature_overlap']:.2f} |")
-    if not tables.related_sources(rows):
+    if not related:
         print(f"[rank_sources] warning: no source game looks related to {game} (no positive "
-              "zero-shot gain together with feature overlap > 0.5): AMN initialisation may "
+              f"zero-shot gain together with feature overlap > {tables.RELATED_OVERLAP}): AMN initialisation may "
               "transfer negatively here (the paper's Robotank case); compare with --init=random")
 
 
@@ -196,11 +196,11 @@ def rank_sources(config) -> list:
                                     config.max_steps, config.seed, config.backend)
     rows = _rank([_rank_row(model, game, source, index, target_features, random_result.mean, config)
                   for index, source in enumerate(origin["source_games"])])
-    _print_ranking(rows, game, random_result, config.init)
+    related = tables.related_sources(rows)
+    _print_ranking(rows, related, game, random_result, config.init)
     if config.output_json:
         checkpoints.write_json_atomically(config.output_json, {"target": game, "init": config.init,
                                                                "random": random_result.mean,
                                                                "ranking": rows,
-                                                               "related": tables.related_sources(rows),
-                                                               "warning": not tables.related_sources(rows)})
+                                                               "related": related, "warning": not related})
     return rows
