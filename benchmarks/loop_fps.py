@@ -1,25 +1,43 @@
-"""The frames/s of a real training command, read from its progress lines (shared by the
-benchmark scripts; no flags of its own)."""
+"""The steady frames/s of a real training command, timed here from its progress lines (shared
+by the benchmark scripts; no flags of its own)."""
 
 from __future__ import annotations
 
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FRAMES = re.compile(r"frames ([\d,]+)/[\d,]+")
 
 
 def command_fps(args: list, skip: int) -> float:
-    """Runs ``python -m amn_tf.main ARGS`` with a temporary run and export directory and
-    returns the median frames/s of its progress lines after the first ``skip`` (those
-    include the replay fill at random)."""
+    """Runs ``python -m amn_tf.main ARGS`` with a temporary run and export directory, notes
+    when each progress line arrives, and returns the frames/s between the ``skip``-th progress
+    line after learning started and the last one.
+
+    Not the command's own frames/s: that is a rate over a two-minute window, which in a
+    benchmark-length run still reaches back into the replay fill at random actions (several
+    times faster than learning) and so reads high."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "amn_tf.main", f"--run_dir={tmp}/run",
                    f"--export_dir={tmp}/export", *args]
-        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    rates = [float(m.replace(",", "")) for m in re.findall(r"\| ([\d,]+) frames/s", output)]
-    return statistics.median(rates[skip:])
+        marks = []  # (seconds, frames) of each progress line once learning runs
+        with open(os.path.join(tmp, "stderr"), "w+") as errors:
+            with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                  cwd=ROOT) as process:
+                for line in process.stdout:
+                    found = _FRAMES.search(line)
+                    if found and "frames/s" in line and "filling replay" not in line:
+                        marks.append((time.monotonic(), int(found.group(1).replace(",", ""))))
+            if process.returncode != 0:
+                errors.seek(0)
+                raise RuntimeError(f"{' '.join(command)} failed:\n{errors.read()[-3000:]}")
+    if len(marks) < skip + 2:
+        raise RuntimeError(f"only {len(marks)} progress lines after learning started; "
+                           f"need more than skip + 1 = {skip + 1}: give the command more steps")
+    (start, first), (end, last) = marks[skip], marks[-1]
+    return (last - first) / (end - start)
