@@ -445,9 +445,18 @@ def _build_report(values):
                  "with --mode=rank_sources --game=G --init=amn:PATH --output_json=FILE)")
     _require(not values.report_rankings or values.report_runs, "--report_rankings goes beside "
              "transfer runs: add --report_runs=DIR,... (their Table 2)")
+    reach_scores = []
+    for text in values.report_reach_scores or ():
+        try:
+            reach_scores.append(float(text))
+        except ValueError:
+            raise ConfigError(f"--report_reach_scores: {text!r} is not a number (e.g. "
+                              "--report_reach_scores=12,15)") from None
+        _require(math.isfinite(reach_scores[-1]), f"--report_reach_scores: {text} is not finite")
     return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
                         values.report_blocks, values.reach_score,
-                        tuple(values.report_evals or ()), tuple(values.report_rankings or ()))
+                        tuple(values.report_evals or ()), tuple(values.report_rankings or ()),
+                        tuple(reach_scores))
 
 
 flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
@@ -458,6 +467,9 @@ flags.DEFINE_list("report_rankings", None, "report: --mode=rank_sources JSONs (-
                   "the transfer runs' AMN inits: their prediction beside what Table 2's runs showed.")
 flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
 flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
+flags.DEFINE_list("report_reach_scores", None, "report: expert recipes compared (several "
+                  "dqn runs of one game): scores whose first test play each recipe is timed to, "
+                  "in frames and learner updates (default: 90% of the best recipe's last test play).")
 flags.DEFINE_float("reach_score", None, "report: score whose first reaching Table 2 reports, in "
                    "frames (default: half the random-init runs' final score, mean over seeds; "
                    "without random-init runs, half the best final score among the inits).")

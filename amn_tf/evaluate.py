@@ -35,7 +35,7 @@ def evaluate(config) -> dict:
         results.append(result)
     if config.store_test_play:
         store_test_play(config, loaded, results[0])
-    return {
+    payload = {
         "saved_model": config.saved_model,
         "kind": "random" if loaded is None else loaded.kind,
         "games": [r.game for r in results],
@@ -44,6 +44,10 @@ def evaluate(config) -> dict:
         "epsilon": config.evaluation.epsilon if loaded else 1.0,
         "results": [r.as_dict() for r in results],
     }
+    # The run that trained it (a DQN's provenance), so a report can put the score beside that run.
+    provenance = loaded.metadata.get("provenance", {}) if loaded is not None else {}
+    payload.update({key: provenance[key] for key in ("run_dir", "frames_trained") if key in provenance})
+    return payload
 
 
 def _play(config, policy, game):

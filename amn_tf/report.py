@@ -325,6 +325,22 @@ def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None, ra
     return "\n".join(lines)
 
 
+def _plot_seeds(axis, runs, color, label):
+    """The seeds' mean test score at every evaluation frame any of them reached, with the
+    min-max band over seeds (several seeds only)."""
+    frames = sorted({p[0] for r in runs for p in r["points"]})
+    values = np.full((len(runs), len(frames)), np.nan)
+    for row, run in enumerate(runs):
+        lookup = dict(run["points"])
+        values[row] = [lookup.get(f, np.nan) for f in frames]
+    x = np.asarray(frames) / 1e6
+    with warnings.catch_warnings():  # frames only some seeds reached
+        warnings.simplefilter("ignore", RuntimeWarning)
+        axis.plot(x, np.nanmean(values, 0), color=color, label=label)
+        if len(runs) > 1:
+            axis.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=color, alpha=0.2)
+
+
 def plot_transfer(groups, path, random_play=None, reach=None):
     import matplotlib
 
@@ -335,14 +351,7 @@ def plot_transfer(groups, path, random_play=None, reach=None):
     figure, axes = pyplot.subplots(1, len(games), figsize=(5 * len(games), 3.5), squeeze=False)
     for axis, game in zip(axes[0], games):
         for index, (init, runs) in enumerate(sorted(groups[game].items())):
-            frames = sorted({p[0] for r in runs for p in r["points"]})
-            values = np.full((len(runs), len(frames)), np.nan)
-            for row, run in enumerate(runs):
-                lookup = dict(run["points"])
-                values[row] = [lookup.get(f, np.nan) for f in frames]
-            x = np.asarray(frames) / 1e6
-            axis.plot(x, np.nanmean(values, 0), color=f"C{index}", label=f"{init} ({len(runs)} seeds)")
-            axis.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=f"C{index}", alpha=0.2)
+            _plot_seeds(axis, runs, f"C{index}", f"{init} ({len(runs)} seeds)")
         if random_play and game in random_play:
             axis.axhline(random_play[game], color="gray", linestyle="--", label="random play")
         target, _ = reach_score(groups[game], reach)
@@ -369,7 +378,8 @@ def _named_eval(payload: dict, path: str) -> dict:
         name = "expert"
     else:
         name = "/".join(parts[-2:]) if len(parts) >= 2 and parts[-1].isdigit() else parts[-1]
-    return {"path": path, "name": name, "results": results}
+    trained = {key: payload[key] for key in ("run_dir", "frames_trained") if key in payload}
+    return {"path": path, "name": name, "results": results, **trained}
 
 
 def load_eval(path: str) -> list:
@@ -527,7 +537,7 @@ def run(config) -> dict:
     if amn_dirs:
         written.update(report_amn([load_run(d) for d in amn_dirs], config.output_dir))
     if dqn_dirs:
-        written.update(report_experts(dqn_dirs, config.output_dir))
+        written.update(report_experts(dqn_dirs, config.output_dir, evals, config.reach_scores))
     if transfer_dirs:
         groups = _group([load_transfer_run(d) for d in transfer_dirs])
         random_play, saved_finals = transfer_evals(evals)
@@ -549,27 +559,189 @@ def run(config) -> dict:
     return written
 
 
-def report_experts(run_dirs, output_dir) -> dict:
-    """Expert DQN runs: evaluation history as a table and learning curves."""
+# ------------------------------------------------------------ expert recipes
+# The flags that make a DQN recipe: runs of one game whose values agree on all of them are
+# seeds of one recipe (budget, seed, paths, test-play and bookkeeping flags are not part of it).
+RECIPE_FLAGS = ("protocol", "num_envs", "replay_capacity", "learning_starts", "update_period",
+                "batch_size", "n_step", "target_update_period", "gamma", "epsilon_start",
+                "epsilon_end", "epsilon_decay_steps", "optimizer", "learning_rate", "adam_epsilon",
+                "double_dqn", "reward_clip", "batch_loss", "precision")
+
+
+def load_dqn_run(run_dir: str) -> dict:
+    """An expert DQN run: its game, recipe (``RECIPE_FLAGS`` from ``flags.json``), seed and
+    test plays; its label is the directory name without a trailing ``-seed<N>``."""
+    with open(os.path.join(run_dir, "run.json")) as handle:
+        game = json.load(handle)["game"]
+    history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+    if not history:
+        raise config_lib.ConfigError(f"expert run {run_dir} has no test plays yet")
+    with open(os.path.join(run_dir, "flags.json")) as handle:
+        flags = json.load(handle)
+    name = os.path.basename(os.path.normpath(run_dir))
+    return {"game": game, "name": name, "label": re.sub(r"-seed[0-9]+$", "", name),
+            "recipe": {key: flags.get(key) for key in RECIPE_FLAGS}, "seed": flags.get("seed", 0),
+            "points": [(r["frames"], r["mean"]) for r in history], "history": history,
+            "dir": os.path.abspath(run_dir)}
+
+
+def recipe_groups(runs: list) -> dict:
+    """game -> [(label, runs)] with one entry per recipe, in the order the runs were given
+    (the first is the reference the others are compared with)."""
+    games = {}
+    for run in runs:
+        key = tuple(sorted((k, json.dumps(v)) for k, v in run["recipe"].items()))
+        games.setdefault(run["game"], {}).setdefault(key, []).append(run)
+    result = {}
+    for game, by_key in games.items():
+        entries = []
+        for group in by_key.values():
+            labels = list(dict.fromkeys(r["label"] for r in group))
+            entries.append((" / ".join(labels), group))
+        result[game] = entries
+    return result
+
+
+def recipe_difference(recipe: dict, reference: dict) -> str:
+    """The recipe flags that differ from the reference's, as ``flag value (reference value)``."""
+    changed = [f"{key} {recipe[key]} ({reference[key]})" for key in RECIPE_FLAGS
+               if recipe.get(key) != reference.get(key)]
+    return ", ".join(changed) or "-"
+
+
+def _millions(frames) -> str:
+    return f"{frames / 1e6:.2f}M" if frames >= 100_000 else f"{frames:,}"
+
+
+def updates_at(recipe: dict, frames: int) -> int:
+    """Learner updates a DQN of ``recipe`` made by ``frames``: one per ``update_period`` agent
+    steps after ``learning_starts``."""
+    steps = frames // 4 - int(recipe.get("learning_starts") or 0)
+    return max(0, steps) // int(recipe.get("update_period") or 4)
+
+
+def score_at(points, frames):
+    """The last test play at or before ``frames`` (None before the first)."""
+    before = [score for f, score in points if f <= frames]
+    return before[-1] if before else None
+
+
+def recipe_reach_scores(entries, scores=()) -> tuple:
+    """The scores the recipe table times each recipe to, and why: the given ones, else 90% of
+    the best recipe's last test play (mean over its seeds)."""
+    if scores:
+        return tuple(scores), "given (--report_reach_scores)"
+    best = max(float(np.mean([r["points"][-1][1] for r in runs])) for _, runs in entries)
+    return (0.9 * best,), "90% of the best recipe's last test play (mean over its seeds)"
+
+
+def saved_model_finals(evals: list) -> dict:
+    """abspath of the run that trained it -> the eval results of its latest evaluated export
+    (eval JSONs written since they carry ``run_dir`` and ``frames_trained``)."""
+    finals = {}
+    for item in evals:
+        run_dir, frames = item.get("run_dir"), item.get("frames_trained")
+        if not run_dir or item["name"] != "expert":
+            continue
+        key = os.path.abspath(run_dir)
+        if key not in finals or (frames or 0) >= (finals[key]["frames_trained"] or 0):
+            finals[key] = {"frames_trained": frames, "results": item["results"], "path": item["path"]}
+    return finals
+
+
+def recipe_table(game, entries, scores=(), finals=None) -> list:
+    """One game's recipes side by side: what differs from the first (the reference), the frames
+    and learner updates to the first test play at or above each reach score (on the seeds'
+    mean curve, and per seed), the test play at the frames every run reached, the last test
+    play, and the exported SavedModel's score when an eval JSON of it was given."""
+    finals = finals or {}
+    targets, why = recipe_reach_scores(entries, scores)
+    reference_label, reference_runs = entries[0]
+    reference = reference_runs[0]["recipe"]
+    common = min(r["points"][-1][0] for _, runs in entries for r in runs)
+    reach_headers = " | ".join(f"first test play >= {t:g}: frames (updates) [per seed]" for t in targets)
+    lines = [f"## {game}: {len(entries)} recipe(s); reference: {reference_label}\n",
+             f"Reach scores: {', '.join(f'{t:g}' for t in targets)} ({why}). Frames are emulator "
+             "frames (4 per agent step); updates: learner updates by then (one batch each, one per "
+             "update_period agent steps after learning_starts). "
+             "'test play at': each seed's last test play at or before the frames every run "
+             "reached, mean over seeds.\n",
+             f"| recipe | seeds | differs from {reference_label} (its value in brackets) | {reach_headers} "
+             f"| test play at {_millions(common)} | last test play | SavedModel, after training |",
+             "| --- | ---: | --- | " + " | ".join("---" for _ in targets) + " | ---: | ---: | ---: |"]
+    for label, runs in entries:
+        recipe = runs[0]["recipe"]
+        cells = []
+        for target in targets:
+            reached = frames_to_reach(mean_curve(runs), target)
+            seeds = ", ".join(_millions(f) if f is not None else "-"
+                              for f in (frames_to_reach(r["points"], target) for r in runs))
+            text = (f"{_millions(reached)} ({updates_at(recipe, reached):,})" if reached is not None
+                    else "not reached")
+            cells.append(f"{text} [{seeds}]" if len(runs) > 1 else text)
+        at_common = float(np.mean([score_at(r["points"], common) for r in runs]))
+        last = [r["points"][-1] for r in runs]
+        last_text = ", ".join(f"{s:.1f} at {_millions(f)}" for f, s in last)
+        saved = [finals[r["dir"]] for r in runs if r["dir"] in finals and game in finals[r["dir"]]["results"]]
+        if saved:
+            means = [f["results"][game]["mean"] for f in saved]
+            episodes = saved[0]["results"][game].get("episodes", "?")
+            at = ", ".join(_millions(f["frames_trained"]) for f in saved if f["frames_trained"])
+            saved_text = (f"{np.mean(means):.1f}" + (f" ({', '.join(f'{m:.1f}' for m in means)})"
+                                                     if len(means) > 1 else "")
+                          + f", {episodes} episodes" + (f" at {at}" if at else ""))
+        else:
+            saved_text = "-"
+        difference = "reference" if label == reference_label else recipe_difference(recipe, reference)
+        lines.append(f"| {label} | {len(runs)} | {difference} | " + " | ".join(cells)
+                     + f" | {at_common:.1f} | {last_text} | {saved_text} |")
+    return lines
+
+
+def plot_recipes(groups, path, scores=()):
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
+    games = sorted(groups)
+    figure, axes = pyplot.subplots(1, len(games), figsize=(5.5 * len(games), 3.6), squeeze=False)
+    for axis, game in zip(axes[0], games):
+        for index, (label, runs) in enumerate(groups[game]):
+            _plot_seeds(axis, runs, f"C{index}", f"{label} ({len(runs)} seed(s))")
+        for target in recipe_reach_scores(groups[game], scores)[0]:
+            axis.axhline(target, color="black", linestyle=":", linewidth=1)
+        axis.set_title(f"{game}: recipes (mean over seeds, band: min-max)")
+        axis.set_xlabel("frames (millions)")
+        axis.set_ylabel("mean test return")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+
+
+def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
+    """Expert DQN runs: evaluation history as a table and learning curves; where a game has
+    several recipes or seeds, the recipe comparison (``recipe_table``) and its curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    runs = [load_dqn_run(d) for d in run_dirs]
     lines = ["# Expert DQN training\n", "Test play at epsilon 0.05 during training (mean and "
              "max unclipped return over the evaluation's episodes).\n",
              "| game | run | frames | eval mean | eval max | episodes |", "| --- | --- | ---: | ---: | ---: | ---: |"]
     figure, axis = pyplot.subplots(figsize=(6, 3.5))
-    for index, run_dir in enumerate(run_dirs):
-        with open(os.path.join(run_dir, "run.json")) as handle:
-            game = json.load(handle)["game"]
-        history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
-        name = os.path.basename(os.path.normpath(run_dir))
+    for index, run in enumerate(runs):
+        history = run["history"]
         for record in history:
-            lines.append(f"| {game} | {name} | {record['frames']:,} | {record['mean']:.1f} | "
+            lines.append(f"| {run['game']} | {run['name']} | {record['frames']:,} | {record['mean']:.1f} | "
                          f"{record['max']:.1f} | {record['episodes']} |")
         axis.plot([r["frames"] / 1e6 for r in history], [r["mean"] for r in history], marker="o",
-                  color=f"C{index}", label=game)
+                  color=f"C{index}", label=run["game"] if len(runs) == len({r["game"] for r in runs})
+                  else f"{run['game']} {run['name']}")
     axis.set_xlabel("frames (millions)")
     axis.set_ylabel("mean test return")
     axis.grid(alpha=0.3)
@@ -578,12 +750,30 @@ def report_experts(run_dirs, output_dir) -> dict:
     plot_path = os.path.join(output_dir, "expert_curves.png")
     figure.savefig(plot_path, dpi=110)
     pyplot.close(figure)
-    table_path = os.path.join(output_dir, "experts.md")
+    written = {"experts_table": os.path.join(output_dir, "experts.md"), "experts_plot": plot_path}
+    groups = recipe_groups(runs)
+    compared = {g: e for g, e in groups.items() if len(e) > 1 or any(len(r) > 1 for _, r in e)}
+    finals = saved_model_finals(evals)
+    unmatched = [e["path"] for e in evals if e["name"] == "expert"
+                 and os.path.abspath(e.get("run_dir") or "") not in {r["dir"] for r in runs}]
+    for path in dict.fromkeys(unmatched):
+        print(f"[report] {path}: not an export of any of --report_runs (eval JSONs name the run "
+              "that trained the SavedModel since this version); not shown")
+    if compared:
+        section = ["\n# Recipes compared\n"]
+        for game in sorted(compared):
+            section += recipe_table(game, compared[game], reach_scores, finals) + [""]
+        lines += section
+        recipe_plot = os.path.join(output_dir, "recipe_curves.png")
+        plot_recipes(compared, recipe_plot, reach_scores)
+        written["recipe_plot"] = recipe_plot
+    table_path = written["experts_table"]
     with open(table_path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"[report] table: {table_path}\n[report] learning curves: {plot_path}")
-    return {"experts_table": table_path, "experts_plot": plot_path}
+    print(f"[report] table: {table_path}\n[report] learning curves: {plot_path}"
+          + (f", {written['recipe_plot']}" if "recipe_plot" in written else ""))
+    return written
 
 
 def report_amn(runs, output_dir) -> dict:

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -343,6 +344,9 @@ BAD_INPUTS = {
                                "--report_rankings: {tmp}/r.json does not exist"),
     "report_ranking_without_runs": (["--mode=report", "--report_rankings={expert}/saved_model.pb"],
                                     "--report_rankings goes beside transfer runs"),
+    "report_reach_score_not_a_number": (["--mode=report", "--report_runs={tmp}",
+                                         "--report_reach_scores=12,high"],
+                                        "--report_reach_scores: 'high' is not a number"),
     "no_mode": (["--game=Pong"], "--mode is required"),
     "stray_argument": (["--mode=dqn", "--game=Pong", "oops"], "unexpected arguments"),
 }
@@ -397,3 +401,39 @@ def test_report_on_an_expert_run_gives_its_curve(smoke_run, tmp_path):
     table = (tmp_path / "docs" / "experts.md").read_text()
     assert "| Pong | run | 1,600 |" in table and "| Pong | run | 2,400 |" in table
     assert (tmp_path / "docs" / "expert_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Recipes compared" not in table  # one run of one recipe: nothing to compare
+
+
+def test_report_compares_recipes_with_the_savedmodel_score_of_the_run_that_made_it(smoke_run, tmp_path):
+    """A real eval JSON names the run that trained the SavedModel; the report puts its score
+    beside that run's recipe, and a second recipe (the same run with another n_step in its
+    flags) beside it with what differs."""
+    evaluated = tmp_path / "eval.json"
+    result = run_main("--mode=eval", f"--saved_model={smoke_run.run_dir}", "--eval_episodes=1",
+                      "--eval_envs=1", "--eval_max_steps=50", f"--output_json={evaluated}")
+    assert result.returncode == 0, describe(result)
+    payload = json.loads(evaluated.read_text())
+    assert payload["run_dir"] == os.path.abspath(smoke_run.run_dir) and payload["frames_trained"] == 2400
+    other = tmp_path / "nstep2-seed0"
+    shutil.copytree(smoke_run.run_dir, other, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    flags_json = json.loads((other / "flags.json").read_text())
+    flags_json["n_step"] = flags_json["n_step"] + 1
+    (other / "flags.json").write_text(json.dumps(flags_json))
+    result = run_main("--mode=report", f"--report_runs={smoke_run.run_dir},{other}",
+                      f"--report_evals={evaluated}", "--report_reach_scores=-100,100",
+                      f"--report_dir={tmp_path / 'docs'}")
+    assert result.returncode == 0, describe(result)
+    table = (tmp_path / "docs" / "experts.md").read_text()
+    compared = table.split("# Recipes compared")[1]
+    assert "reference: run" in compared and "Reach scores: -100, 100 (given" in compared
+    score = payload["results"][0]["mean"]
+    reference = next(line for line in compared.splitlines() if line.startswith("| run |"))
+    # First test play (1,600 frames = 400 agent steps, 200 after learning_starts: 50 updates at
+    # update period 4) is above -100; none reaches 100; SavedModel: the eval above, 1 episode.
+    cells = [c.strip() for c in reference.strip("|").split("|")]
+    assert cells[:5] == ["run", "1", "reference", "1,600 (50)", "not reached"]
+    assert cells[-1] == f"{score:.1f}, 1 episodes at 2,400"
+    changed = next(line for line in compared.splitlines() if line.startswith("| nstep2 |"))
+    assert f"n_step {flags_json['n_step']} ({flags_json['n_step'] - 1})" in changed
+    assert changed.rstrip().endswith("| - |")  # no eval JSON of it
+    assert (tmp_path / "docs" / "recipe_curves.png").read_bytes()[:4] == b"\x89PNG"

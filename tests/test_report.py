@@ -163,3 +163,48 @@ def test_a_file_that_is_no_ranking_is_refused(tmp_path):
     good.write_text('{"target": "Breakout", "init": "amn:saved_models/amn/amn-policy/1", "random": 1.2, '
                     '"ranking": [{"source": "Pong", "zero_shot_gain": 0.6, "feature_overlap": 0.3}]}')
     assert report.load_ranking(str(good))["init"] == "amn-amn-policy"
+
+
+# ------------------------------------------------------------------ expert recipes
+FAST = {key: None for key in report.RECIPE_FLAGS} | {"n_step": 3, "update_period": 4, "learning_starts": 20_000}
+
+
+def _dqn(label, seed, scores, recipe=FAST, every=500_000):
+    return {"game": "Pong", "name": f"{label}-seed{seed}", "label": label, "recipe": dict(recipe),
+            "seed": seed, "dir": f"/runs/{label}-seed{seed}",
+            "points": [((i + 1) * every, s) for i, s in enumerate(scores)]}
+
+
+def test_recipe_table_times_each_recipe_on_its_seeds_mean_curve():
+    runs = [_dqn("fast", 0, [-20.0, 5.0, 13.0, 16.0]),
+            _dqn("fast", 1, [-20.0, -10.0, 10.0, 15.0]),   # mean -20, -2.5, 11.5, 15.5
+            _dqn("fast-nstep1", 0, [-21.0, -20.0, -15.0, -5.0, 3.0], FAST | {"n_step": 1}),
+            _dqn("fast-update2", 0, [-20.0, 12.0], FAST | {"update_period": 2})]
+    groups = report.recipe_groups(runs)
+    assert [label for label, _ in groups["Pong"]] == ["fast", "fast-nstep1", "fast-update2"]
+    finals = report.saved_model_finals([
+        {"name": "expert", "path": "a.json", "run_dir": "/runs/fast-seed0", "frames_trained": 2_000_000,
+         "results": {"Pong": {"mean": 16.5, "episodes": 30}}},
+        {"name": "expert", "path": "old.json", "run_dir": "/runs/fast-seed0", "frames_trained": 1_000_000,
+         "results": {"Pong": {"mean": 3.0, "episodes": 30}}},   # an earlier export: the latest wins
+        {"name": "expert", "path": "b.json", "run_dir": "/runs/fast-seed1", "frames_trained": 2_000_000,
+         "results": {"Pong": {"mean": 14.5, "episodes": 30}}}])
+    lines = report.recipe_table("Pong", groups["Pong"], (12.0, 15.0), finals)
+    fast, nstep1, update2 = (_row("\n".join(lines), label) for label in ("fast", "fast-nstep1", "fast-update2"))
+    cells = [c.strip() for c in fast.strip("|").split("|")]
+    # Mean curve reaches 12 at 2.0M (seed 0 alone at 1.5M): 500,000 agent steps, the first
+    # 20,000 before learning, one update per 4 after: 120,000 updates.
+    assert cells[:5] == ["fast", "2", "reference", "2.00M (120,000) [1.50M, 2.00M]",
+                         "2.00M (120,000) [2.00M, 2.00M]"]
+    # Every run reached 1.0M (fast-update2's last): the seeds' test plays there, -2.5 on average.
+    assert "test play at 1.00M" in lines[2]
+    assert cells[5] == "-2.5" and cells[7] == "15.5 (16.5, 14.5), 30 episodes at 2.00M, 2.00M"
+    assert "| n_step 1 (3) |" in nstep1 and "| not reached | not reached | -20.0 | 3.0 at 2.50M | - |" in nstep1
+    # update period 2: 1.0M frames are (250,000 - 20,000) / 2 = 115,000 updates.
+    assert "| update_period 2 (4) | 1.00M (115,000) | not reached | 12.0 |" in update2
+
+
+def test_recipe_reach_score_defaults_to_90_percent_of_the_best_recipe():
+    groups = report.recipe_groups([_dqn("fast", 0, [0.0, 20.0]), _dqn("slow", 0, [0.0, 4.0], FAST | {"n_step": 1})])
+    assert report.recipe_reach_scores(groups["Pong"]) == ((18.0,), "90% of the best recipe's last test play "
+                                                                   "(mean over its seeds)")
