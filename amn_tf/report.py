@@ -669,7 +669,7 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
              f"| recipe | seeds | differs from {reference_label} (its value in brackets) | {reach_headers} "
              f"| test play at {_millions(common)} | last test play | SavedModel, after training |",
              "| --- | ---: | --- | " + " | ".join("---" for _ in targets) + " | ---: | ---: | ---: |"]
-    for label, runs in entries:
+    for index, (label, runs) in enumerate(entries):
         recipe = runs[0]["recipe"]
         cells = []
         for target in targets:
@@ -679,7 +679,7 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
             text = (f"{_millions(reached)} ({updates_at(recipe, reached):,})" if reached is not None
                     else "not reached")
             cells.append(f"{text} [{seeds}]" if len(runs) > 1 else text)
-        at_common = float(np.mean([score_at(r["points"], common) for r in runs]))
+        at_common = [v for v in (score_at(r["points"], common) for r in runs) if v is not None]
         last = [r["points"][-1] for r in runs]
         last_text = ", ".join(f"{s:.1f} at {_millions(f)}" for f, s in last)
         saved = [finals[r["dir"]] for r in runs if r["dir"] in finals and game in finals[r["dir"]]["results"]]
@@ -692,9 +692,10 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
                           + f", {episodes} episodes" + (f" at {at}" if at else ""))
         else:
             saved_text = "-"
-        difference = "reference" if label == reference_label else recipe_difference(recipe, reference)
+        difference = "reference" if index == 0 else recipe_difference(recipe, reference)
+        common_text = f"{np.mean(at_common):.1f}" if at_common else "-"  # evaluated only later
         lines.append(f"| {label} | {len(runs)} | {difference} | " + " | ".join(cells)
-                     + f" | {at_common:.1f} | {last_text} | {saved_text} |")
+                     + f" | {common_text} | {last_text} | {saved_text} |")
     return lines
 
 

@@ -208,3 +208,10 @@ def test_recipe_reach_score_defaults_to_90_percent_of_the_best_recipe():
     groups = report.recipe_groups([_dqn("fast", 0, [0.0, 20.0]), _dqn("slow", 0, [0.0, 4.0], FAST | {"n_step": 1})])
     assert report.recipe_reach_scores(groups["Pong"]) == ((18.0,), "90% of the best recipe's last test play "
                                                                    "(mean over its seeds)")
+
+
+def test_recipe_table_when_a_run_first_evaluates_after_the_shared_frames():
+    groups = report.recipe_groups([_dqn("short", 0, [1.0]),  # its last (only) test play at 500k
+                                   _dqn("sparse", 0, [5.0, 9.0], FAST | {"n_step": 1}, every=1_000_000)])
+    lines = report.recipe_table("Pong", groups["Pong"], (4.0,))  # 1.0M: (250,000 - 20,000) / 4 updates
+    assert "| sparse | 1 | n_step 1 (3) | 1.00M (57,500) | - | 9.0 at 2.00M | - |" in "\n".join(lines)
