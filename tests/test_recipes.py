@@ -34,10 +34,22 @@ def test_recipe_compare_trains_evaluates_and_tables_each_recipe(tmp_path):
     assert all(row.rstrip().endswith("episodes at 2,400 |") for row in rows.values())
     assert (tmp_path / "report" / "recipe_curves.png").read_bytes()[:4] == b"\x89PNG"
     written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "report").glob("*-eval.json")}
-    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # A run trained elsewhere with recipe a's flags (another seed) joins recipe a as EXTRA_RUNS:
+    # evaluated and reported, never trained by the script.
+    extra = tmp_path / "elsewhere" / "a-seed1"
+    trained = subprocess.run([sys.executable, "-m", "amn_tf.main", "--flagfile=flags/smoke.flags",
+                              "--seed=1", f"--run_dir={extra}", f"--export_dir={tmp_path / 'elsewhere'}"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    again = subprocess.run(command, cwd=ROOT, env=dict(env, EXTRA_RUNS=str(extra)),
+                           capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("run already finished") == 2
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "report").glob("*-eval.json")} == written
+    now = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "report").glob("*-eval.json")}
+    assert {name: now[name] for name in written} == written and set(now) - set(written) == {"a-seed1-eval.json"}
+    table = (tmp_path / "report" / "experts.md").read_text().split("# Recipes compared")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| Pong-a / a |"))
+    assert row.startswith("| Pong-a / a | 2 | reference |") and "episodes at 2,400, 2,400 |" in row
 
 
 def test_a_variant_without_a_flagfile_is_refused_before_training(tmp_path):
