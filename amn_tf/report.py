@@ -734,19 +734,29 @@ def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
     lines = ["# Expert DQN training\n", "Test play at epsilon 0.05 during training (mean and "
              "max unclipped return over the evaluation's episodes).\n",
              "| game | run | frames | eval mean | eval max | episodes |", "| --- | --- | ---: | ---: | ---: | ---: |"]
-    figure, axis = pyplot.subplots(figsize=(6, 3.5))
+    games = sorted({r["game"] for r in runs})  # one panel per game: their scores differ in scale
+    columns = min(3, len(games))
+    rows_count = (len(games) + columns - 1) // columns
+    figure, axes = pyplot.subplots(rows_count, columns, figsize=(4.5 * columns, 3.3 * rows_count),
+                                   squeeze=False)
     for index, run in enumerate(runs):
         history = run["history"]
         for record in history:
             lines.append(f"| {run['game']} | {run['name']} | {record['frames']:,} | {record['mean']:.1f} | "
                          f"{record['max']:.1f} | {record['episodes']} |")
-        axis.plot([r["frames"] / 1e6 for r in history], [r["mean"] for r in history], marker="o",
-                  color=f"C{index}", label=run["game"] if len(runs) == len({r["game"] for r in runs})
-                  else f"{run['game']} {run['name']}")
-    axis.set_xlabel("frames (millions)")
-    axis.set_ylabel("mean test return")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+        at = games.index(run["game"])
+        axes[at // columns][at % columns].plot([r["frames"] / 1e6 for r in history],
+                                               [r["mean"] for r in history], marker="o",
+                                               color=f"C{index}", label=run["name"])
+    for at, game in enumerate(games):
+        axis = axes[at // columns][at % columns]
+        axis.set_title(game)
+        axis.set_xlabel("frames (millions)")
+        axis.set_ylabel("mean test return")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    for at in range(len(games), rows_count * columns):
+        axes[at // columns][at % columns].axis("off")
     figure.tight_layout()
     plot_path = os.path.join(output_dir, "expert_curves.png")
     figure.savefig(plot_path, dpi=110)
