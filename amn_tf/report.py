@@ -341,6 +341,20 @@ def _plot_seeds(axis, runs, color, label):
             axis.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=color, alpha=0.2)
 
 
+def _finish(figure, axes, path):
+    """The labels every curve panel of the report shares, then the PNG written and closed."""
+    for axis in axes:
+        axis.set_xlabel("frames (millions)")
+        axis.set_ylabel("mean test return")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    from matplotlib import pyplot
+
+    pyplot.close(figure)
+
+
 def plot_transfer(groups, path, random_play=None, reach=None):
     import matplotlib
 
@@ -357,13 +371,7 @@ def plot_transfer(groups, path, random_play=None, reach=None):
         target, _ = reach_score(groups[game], reach)
         axis.axhline(target, color="black", linestyle=":", linewidth=1, label=f"reach score {target:.1f}")
         axis.set_title(f"{game}: transfer (mean over seeds, band: min-max)")
-        axis.set_xlabel("frames (millions)")
-        axis.set_ylabel("mean test return")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
+    _finish(figure, axes[0], path)
 
 
 def _named_eval(payload: dict, path: str) -> dict:
@@ -713,13 +721,7 @@ def plot_recipes(groups, path, scores=()):
         for target in recipe_reach_scores(groups[game], scores)[0]:
             axis.axhline(target, color="black", linestyle=":", linewidth=1)
         axis.set_title(f"{game}: recipes (mean over seeds, band: min-max)")
-        axis.set_xlabel("frames (millions)")
-        axis.set_ylabel("mean test return")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
+    _finish(figure, axes[0], path)
 
 
 def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
@@ -749,18 +751,11 @@ def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
                                                [r["mean"] for r in history], marker="o",
                                                color=f"C{index}", label=run["name"])
     for at, game in enumerate(games):
-        axis = axes[at // columns][at % columns]
-        axis.set_title(game)
-        axis.set_xlabel("frames (millions)")
-        axis.set_ylabel("mean test return")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axes[at // columns][at % columns].set_title(game)
     for at in range(len(games), rows_count * columns):
         axes[at // columns][at % columns].axis("off")
-    figure.tight_layout()
     plot_path = os.path.join(output_dir, "expert_curves.png")
-    figure.savefig(plot_path, dpi=110)
-    pyplot.close(figure)
+    _finish(figure, [axes[at // columns][at % columns] for at in range(len(games))], plot_path)
     written = {"experts_table": os.path.join(output_dir, "experts.md"), "experts_plot": plot_path}
     groups = recipe_groups(runs)
     compared = {g: e for g, e in groups.items() if len(e) > 1 or any(len(r) > 1 for _, r in e)}
