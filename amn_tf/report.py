@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from amn_tf import config as config_lib
-from amn_tf import runtime, tables
+from amn_tf import envs, runtime, tables
 
 
 def run_mode(run_dir: str) -> str:
@@ -590,7 +590,8 @@ def load_dqn_run(run_dir: str) -> dict:
     return {"game": game, "name": name, "label": re.sub(r"-seed[0-9]+$", "", name),
             "recipe": {key: flags.get(key) for key in RECIPE_FLAGS}, "seed": flags.get("seed", 0),
             "points": [(r["frames"], r["mean"]) for r in history], "history": history,
-            "dir": os.path.abspath(run_dir)}
+            "dir": os.path.abspath(run_dir),
+            "recipe_changes": runtime.flag_changes(run_dir, RECIPE_FLAGS)}
 
 
 def recipe_groups(runs: list) -> dict:
@@ -704,7 +705,20 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
         common_text = f"{np.mean(at_common):.1f}" if at_common else "-"  # evaluated only later
         lines.append(f"| {label} | {len(runs)} | {difference} | " + " | ".join(cells)
                      + f" | {common_text} | {last_text} | {saved_text} |")
-    return lines
+    return lines + recipe_change_notes(run for _, runs in entries for run in runs)
+
+
+def recipe_change_notes(runs) -> list:
+    """A line per run that was resumed with other recipe flags: it is grouped by its last
+    invocation's recipe, which trained only the frames after the change."""
+    notes = []
+    for run in runs:
+        for step, changed in run.get("recipe_changes", ()):
+            what = ", ".join(f"{key} {after} (was {before})" for key, (before, after) in changed.items())
+            notes.append(f"- {run['name']}: recipe changed on resuming at "
+                         f"{_millions(step * envs.FRAMES_PER_STEP)} frames: {what}; the table groups "
+                         "it by its last recipe")
+    return ["", *notes] if notes else []
 
 
 def plot_recipes(groups, path, scores=()):

@@ -229,7 +229,42 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict) -> None:
                 )
     else:
         checkpoints.write_json_atomically(info_path, identity)
-    checkpoints.write_json_atomically(os.path.join(run_dir, "flags.json"), resolved_flags)
+    record_flags(run_dir, resolved_flags)
+
+
+FLAGS_HISTORY = "flags_history.jsonl"
+
+
+def record_flags(run_dir: str, resolved_flags: dict) -> None:
+    """Writes ``flags.json`` (this invocation's flags) and, when they differ from the last
+    invocation's, appends them to ``flags_history.jsonl`` with the agent step they apply from
+    (the newest complete checkpoint's, which a resume continues from), so a run resumed with
+    other flags keeps the record of what trained each part of it."""
+    flags_path = os.path.join(run_dir, "flags.json")
+    history_path = os.path.join(run_dir, FLAGS_HISTORY)
+    history = read_jsonl(history_path)
+    if not history and os.path.exists(flags_path):  # a run from before the history was kept
+        with open(flags_path) as handle:
+            history = [{"from_step": 0, "flags": json.load(handle)}]
+        append_jsonl(history_path, history[0])
+    if not history or history[-1]["flags"] != json.loads(json.dumps(resolved_flags)):
+        newest = checkpoints.complete_checkpoints(os.path.join(run_dir, "checkpoints"))
+        step = int(os.path.basename(newest[0])[len(checkpoints.PREFIX):]) if newest else 0
+        append_jsonl(history_path, {"from_step": step, "flags": resolved_flags})
+    checkpoints.write_json_atomically(flags_path, resolved_flags)
+
+
+def flag_changes(run_dir: str, keys) -> list:
+    """[(from_step, {flag: (before, after)})] for each invocation of the run in ``run_dir``
+    that changed one of ``keys`` (flags_history.jsonl; empty for runs without one)."""
+    history = read_jsonl(os.path.join(run_dir, FLAGS_HISTORY))
+    changes = []
+    for before, after in zip(history, history[1:]):
+        changed = {key: (before["flags"].get(key), after["flags"].get(key)) for key in keys
+                   if before["flags"].get(key) != after["flags"].get(key)}
+        if changed:
+            changes.append((after["from_step"], changed))
+    return changes
 
 
 def append_jsonl(path: str, record: dict) -> None:

@@ -124,12 +124,25 @@ def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
     shutil.copytree(smoke_run.run_dir, run_dir)
     shutil.copytree(smoke_run.export_dir, export_dir)
     longer = run_main(f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}",
-                      "--training_steps=800")
+                      "--training_steps=800", "--learning_rate=0.0002")
     assert longer.returncode == 0, describe(longer)
     assert "extending the finished run from 2,400 to 3,200 frames" in longer.stdout
     assert [e["step"] for e in read_jsonl(os.path.join(run_dir, "eval.jsonl"))] == [400, 600, 800]
     state = newest_state(run_dir)
     assert state["step"] == 800 and state["finished"] is True
+    # The flags of both invocations are kept, the second from the step it resumed at; the
+    # report groups the run by its last recipe and says what changed where.
+    history = read_jsonl(os.path.join(run_dir, "flags_history.jsonl"))
+    assert [h["from_step"] for h in history] == [0, 600]
+    assert [h["flags"]["training_steps"] for h in history] == [600, 800]
+    assert history[1]["flags"]["learning_rate"] == 0.0002 != history[0]["flags"]["learning_rate"]
+    report = run_main("--mode=report", f"--report_runs={smoke_run.run_dir},{run_dir}",
+                      f"--report_dir={tmp_path / 'docs'}")
+    assert report.returncode == 0, describe(report)
+    table = (tmp_path / "docs" / "experts.md").read_text()
+    before = history[0]["flags"]["learning_rate"]
+    assert (f"- run: recipe changed on resuming at 2,400 frames: learning_rate 0.0002 (was {before}); "
+            "the table groups it by its last recipe") in table
     # The longer run is a new version beside the first, which stays as it was.
     assert sorted(os.listdir(os.path.join(export_dir, "experts", "Pong"))) == ["1", "2"]
     assert export.LoadedPolicy(os.path.join(export_dir, "experts", "Pong", "2")).metadata[

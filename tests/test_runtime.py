@@ -14,7 +14,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT, subprocess_env
 
-from amn_tf import runtime
+from amn_tf import checkpoints, runtime
 
 
 # ------------------------------------------------------------------ progress
@@ -198,4 +198,32 @@ def test_every_training_mode_refuses_a_run_dir_in_use(mode, tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("amn_tf: error: run directory ") and f"process {holder.pid} (" in line
     assert not (tmp_path / "B" / "Pong").exists()  # the fan-out checks every game before any
-    assert sorted(os.listdir(held[0])) == [".lock", "flags.json", "run.json"]
+    assert sorted(os.listdir(held[0])) == [".lock", "flags.json", "flags_history.jsonl", "run.json"]
+
+
+def test_flags_history_keeps_each_invocation_that_changed_a_flag(tmp_path):
+    run_dir = str(tmp_path)
+    flags = {"learning_rate": 0.0001, "n_step": 3, "training_steps": 100, "games": ("Pong",)}
+    runtime.record_flags(run_dir, flags)
+    runtime.record_flags(run_dir, dict(flags))  # a plain resume: nothing new
+    history = runtime.read_jsonl(os.path.join(run_dir, runtime.FLAGS_HISTORY))
+    assert history == [{"from_step": 0, "flags": {**flags, "games": ["Pong"]}}]
+    # Resumed from the newest complete checkpoint (step 400; a partial one at 600 is not one)
+    # with another learning rate and budget.
+    for step, complete in ((400, True), (600, False)):
+        path = tmp_path / "checkpoints" / f"{checkpoints.PREFIX}{step:012d}"
+        path.mkdir(parents=True)
+        if complete:
+            (path / checkpoints.SENTINEL).write_text("")
+    runtime.record_flags(run_dir, {**flags, "learning_rate": 0.0002, "training_steps": 200})
+    assert json.loads((tmp_path / "flags.json").read_text())["learning_rate"] == 0.0002
+    assert runtime.flag_changes(run_dir, ("learning_rate", "n_step")) == [
+        (400, {"learning_rate": (0.0001, 0.0002)})]
+    assert runtime.flag_changes(run_dir, ("n_step",)) == []
+
+
+def test_flags_history_starts_from_the_flags_json_of_an_older_run(tmp_path):
+    (tmp_path / "flags.json").write_text(json.dumps({"learning_rate": 0.0001}))
+    runtime.record_flags(str(tmp_path), {"learning_rate": 0.00005})
+    assert runtime.flag_changes(str(tmp_path), ("learning_rate",)) == [
+        (0, {"learning_rate": (0.0001, 0.00005)})]
