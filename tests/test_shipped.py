@@ -54,6 +54,24 @@ def test_shipped_expert_stores_the_test_play_of_its_card(path):
             assert stored[who] == json.load(handle)["results"][0]
 
 
+# The bar a shipped expert must meet over its card's 30 episodes: 3x uniform random play, or a
+# fixed score where random play is at (or below) zero or the game has a customary bar.
+FIXED_BARS = {"Pong": 15.0, "Breakout": 20.0, "Enduro": 100.0}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_expert_meets_its_bar(path):
+    game = os.path.basename(os.path.dirname(path))
+    results = os.path.join(ROOT, "docs", "results", "experts")
+    scores = {}
+    for who in ("expert", "random"):
+        with open(os.path.join(results, f"{game}-{who}.json")) as handle:
+            scores[who] = json.load(handle)["results"][0]
+    assert scores["expert"]["episodes"] == 30
+    bar = FIXED_BARS.get(game, 3 * scores["random"]["mean"])
+    assert scores["expert"]["mean"] >= bar > scores["random"]["mean"], (game, scores["expert"]["mean"], bar)
+
+
 def test_main_job_distills_the_shipped_experts(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
