@@ -246,11 +246,11 @@ def record_flags(run_dir: str, resolved_flags: dict) -> None:
     if not history and os.path.exists(flags_path):  # a run from before the history was kept
         with open(flags_path) as handle:
             history = [{"from_step": 0, "flags": json.load(handle)}]
-        append_jsonl(history_path, history[0])
     if not history or history[-1]["flags"] != json.loads(json.dumps(resolved_flags)):
         newest = checkpoints.complete_checkpoints(os.path.join(run_dir, "checkpoints"))
         step = int(os.path.basename(newest[0])[len(checkpoints.PREFIX):]) if newest else 0
-        append_jsonl(history_path, {"from_step": step, "flags": resolved_flags})
+        # rewritten whole (a line torn by a crash would hide every line after it)
+        rewrite_jsonl(history_path, [*history, {"from_step": step, "flags": resolved_flags}])
     checkpoints.write_json_atomically(flags_path, resolved_flags)
 
 

@@ -222,6 +222,16 @@ def test_flags_history_keeps_each_invocation_that_changed_a_flag(tmp_path):
     assert runtime.flag_changes(run_dir, ("n_step",)) == []
 
 
+def test_flags_history_drops_a_line_torn_by_a_crash(tmp_path):
+    runtime.record_flags(str(tmp_path), {"learning_rate": 0.0001})
+    with open(tmp_path / runtime.FLAGS_HISTORY, "a") as handle:
+        handle.write('{"from_step": 0, "fla')  # a crash in the middle of a write
+    runtime.record_flags(str(tmp_path), {"learning_rate": 0.0002})
+    assert runtime.flag_changes(str(tmp_path), ("learning_rate",)) == [
+        (0, {"learning_rate": (0.0001, 0.0002)})]
+    assert len((tmp_path / runtime.FLAGS_HISTORY).read_text().splitlines()) == 2
+
+
 def test_flags_history_starts_from_the_flags_json_of_an_older_run(tmp_path):
     (tmp_path / "flags.json").write_text(json.dumps({"learning_rate": 0.0001}))
     runtime.record_flags(str(tmp_path), {"learning_rate": 0.00005})
