@@ -28,6 +28,17 @@ class CheckpointError(RuntimeError):
 
 def complete_checkpoints(directory: str) -> list[str]:
     """Complete ``ckpt-<step>`` directories under ``directory``, newest first."""
+    return [path for _, path in _complete(directory)]
+
+
+def newest_complete_step(directory: str) -> int:
+    """The agent step of the newest complete checkpoint under ``directory`` (0 without one)."""
+    found = _complete(directory)
+    return found[0][0] if found else 0
+
+
+def _complete(directory: str) -> list:
+    """(step, path) of the complete checkpoints under ``directory``, newest first."""
     found = []
     for name in os.listdir(directory) if os.path.isdir(directory) else ():
         path = os.path.join(directory, name)
@@ -36,7 +47,7 @@ def complete_checkpoints(directory: str) -> list[str]:
                 found.append((int(name[len(PREFIX) :]), path))
             except ValueError:
                 continue
-    return [path for _, path in sorted(found, reverse=True)]
+    return sorted(found, reverse=True)
 
 
 def _fsync_tree(directory: str) -> None:

@@ -755,21 +755,20 @@ def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
     rows_count = (len(games) + columns - 1) // columns
     figure, axes = pyplot.subplots(rows_count, columns, figsize=(4.5 * columns, 3.3 * rows_count),
                                    squeeze=False)
+    panels = dict(zip(games, axes.flat))
     for index, run in enumerate(runs):
         history = run["history"]
         for record in history:
             lines.append(f"| {run['game']} | {run['name']} | {record['frames']:,} | {record['mean']:.1f} | "
                          f"{record['max']:.1f} | {record['episodes']} |")
-        at = games.index(run["game"])
-        axes[at // columns][at % columns].plot([r["frames"] / 1e6 for r in history],
-                                               [r["mean"] for r in history], marker="o",
-                                               color=f"C{index}", label=run["name"])
-    for at, game in enumerate(games):
-        axes[at // columns][at % columns].set_title(game)
-    for at in range(len(games), rows_count * columns):
-        axes[at // columns][at % columns].axis("off")
+        panels[run["game"]].plot([r["frames"] / 1e6 for r in history], [r["mean"] for r in history],
+                                 marker="o", color=f"C{index}", label=run["name"])
+    for game, axis in panels.items():
+        axis.set_title(game)
+    for axis in axes.flat[len(games):]:
+        axis.axis("off")
     plot_path = os.path.join(output_dir, "expert_curves.png")
-    _finish(figure, [axes[at // columns][at % columns] for at in range(len(games))], plot_path)
+    _finish(figure, list(panels.values()), plot_path)
     written = {"experts_table": os.path.join(output_dir, "experts.md"), "experts_plot": plot_path}
     groups = recipe_groups(runs)
     compared = {g: e for g, e in groups.items() if len(e) > 1 or any(len(r) > 1 for _, r in e)}

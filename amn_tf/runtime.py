@@ -247,8 +247,7 @@ def record_flags(run_dir: str, resolved_flags: dict) -> None:
         with open(flags_path) as handle:
             history = [{"from_step": 0, "flags": json.load(handle)}]
     if not history or history[-1]["flags"] != json.loads(json.dumps(resolved_flags)):
-        newest = checkpoints.complete_checkpoints(os.path.join(run_dir, "checkpoints"))
-        step = int(os.path.basename(newest[0])[len(checkpoints.PREFIX):]) if newest else 0
+        step = checkpoints.newest_complete_step(os.path.join(run_dir, "checkpoints"))
         # rewritten whole (a line torn by a crash would hide every line after it)
         rewrite_jsonl(history_path, [*history, {"from_step": step, "flags": resolved_flags}])
     checkpoints.write_json_atomically(flags_path, resolved_flags)

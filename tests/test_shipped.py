@@ -48,10 +48,18 @@ def test_shipped_expert_stores_the_test_play_of_its_card(path):
     assert (stored["game"], stored["protocol"], stored["epsilon"], stored["max_steps"]) == (
         game, "paper", 0.05, 27_000)
     assert stored["expert"]["episodes"] == stored["random"]["episodes"] == 30
-    results = os.path.join(ROOT, "docs", "results", "experts")
+    card = card_results(game)
     for who in ("expert", "random"):
-        with open(os.path.join(results, f"{game}-{who}.json")) as handle:
-            assert stored[who] == json.load(handle)["results"][0]
+        assert stored[who] == card[who]
+
+
+def card_results(game) -> dict:
+    """'expert' and 'random' -> the game's results in the eval JSONs its card cites."""
+    results = {}
+    for who in ("expert", "random"):
+        with open(os.path.join(ROOT, "docs", "results", "experts", f"{game}-{who}.json")) as handle:
+            results[who] = json.load(handle)["results"][0]
+    return results
 
 
 # The bar a shipped expert must meet over its card's 30 episodes: 3x uniform random play, or a
@@ -62,11 +70,7 @@ FIXED_BARS = {"Pong": 15.0, "Breakout": 20.0, "Enduro": 100.0}
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
 def test_shipped_expert_meets_its_bar(path):
     game = os.path.basename(os.path.dirname(path))
-    results = os.path.join(ROOT, "docs", "results", "experts")
-    scores = {}
-    for who in ("expert", "random"):
-        with open(os.path.join(results, f"{game}-{who}.json")) as handle:
-            scores[who] = json.load(handle)["results"][0]
+    scores = card_results(game)
     assert scores["expert"]["episodes"] == 30
     bar = FIXED_BARS.get(game, 3 * scores["random"]["mean"])
     assert scores["expert"]["mean"] >= bar > scores["random"]["mean"], (game, scores["expert"]["mean"], bar)
