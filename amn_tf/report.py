@@ -26,6 +26,10 @@ from amn_tf import config as config_lib
 from amn_tf import envs, runtime, tables
 
 
+def _run_name(run_dir: str) -> str:
+    return os.path.basename(os.path.normpath(run_dir))
+
+
 def run_mode(run_dir: str) -> str:
     path = os.path.join(run_dir, "run.json")
     if not os.path.exists(path):
@@ -45,7 +49,7 @@ def load_run(run_dir: str) -> dict:
     with open(os.path.join(run_dir, "run.json")) as handle:
         info = json.load(handle)
     kind = "AMN" if info.get("mode") == "amn" else info.get("network", "?").upper()
-    return {"name": os.path.basename(os.path.normpath(run_dir)), "experts": experts,
+    return {"name": _run_name(run_dir), "experts": experts,
             "history": history, "kind": kind}
 
 
@@ -586,11 +590,10 @@ def load_dqn_run(run_dir: str) -> dict:
         raise config_lib.ConfigError(f"expert run {run_dir} has no test plays yet")
     with open(os.path.join(run_dir, "flags.json")) as handle:
         flags = json.load(handle)
-    name = os.path.basename(os.path.normpath(run_dir))
+    name = _run_name(run_dir)
     return {"game": game, "name": name, "label": re.sub(r"-seed[0-9]+$", "", name),
             "recipe": {key: flags.get(key) for key in RECIPE_FLAGS}, "seed": flags.get("seed", 0),
             "points": [(r["frames"], r["mean"]) for r in history], "history": history,
-            "dir": os.path.abspath(run_dir),
             "recipe_changes": runtime.flag_changes(run_dir, RECIPE_FLAGS)}
 
 
@@ -645,14 +648,15 @@ def recipe_reach_scores(entries, scores=()) -> tuple:
 
 
 def saved_model_finals(evals: list) -> dict:
-    """abspath of the run that trained it -> the eval results of its latest evaluated export
-    (eval JSONs written since they carry ``run_dir`` and ``frames_trained``)."""
+    """name of the run that trained it -> the eval results of its latest evaluated export
+    (eval JSONs written since they carry ``run_dir`` and ``frames_trained``). Runs are matched
+    by directory name, so a run's kept records (scripts/keep_records.sh) find its exports."""
     finals = {}
     for item in evals:
         run_dir, frames = item.get("run_dir"), item.get("frames_trained")
         if not run_dir or item["name"] != "expert":
             continue
-        key = os.path.abspath(run_dir)
+        key = _run_name(run_dir)
         if key not in finals or (frames or 0) >= (finals[key]["frames_trained"] or 0):
             finals[key] = {"frames_trained": frames, "results": item["results"], "path": item["path"]}
     return finals
@@ -691,7 +695,7 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
         at_common = [v for v in (score_at(r["points"], common) for r in runs) if v is not None]
         last = [r["points"][-1] for r in runs]
         last_text = ", ".join(f"{s:.1f} at {_millions(f)}" for f, s in last)
-        saved = [finals[r["dir"]] for r in runs if r["dir"] in finals and game in finals[r["dir"]]["results"]]
+        saved = [finals[r["name"]] for r in runs if r["name"] in finals and game in finals[r["name"]]["results"]]
         if saved:
             means = [f["results"][game]["mean"] for f in saved]
             episodes = saved[0]["results"][game].get("episodes", "?")
@@ -774,7 +778,7 @@ def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
     compared = {g: e for g, e in groups.items() if len(e) > 1 or any(len(r) > 1 for _, r in e)}
     finals = saved_model_finals(evals)
     unmatched = [e["path"] for e in evals if e["name"] == "expert"
-                 and os.path.abspath(e.get("run_dir") or "") not in {r["dir"] for r in runs}]
+                 and _run_name(e.get("run_dir") or "") not in {r["name"] for r in runs}]
     for path in dict.fromkeys(unmatched):
         print(f"[report] {path}: not an export of any of --report_runs (eval JSONs name the run "
               "that trained the SavedModel since this version); not shown")

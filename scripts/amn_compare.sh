@@ -4,6 +4,8 @@
 # every seed in SEEDS; one AMN at a single tau (TAU_COMPARE, beta 0, first seed) beside auto;
 # the MDQN / MCDQN baselines at the same per-game budget; 30 test episodes per game through
 # every exported SavedModel; then Table 1 (per model and averaged over seeds) and the curves.
+# Each training's records (scripts/keep_records.sh) are kept in REPORT_DIR/runs/<name>, and the
+# report reads those, so Table 1 can be made again after the run directories are gone.
 # Usage: scripts/amn_compare.sh [amn|tau|mdqn|mcdqn|evals|report ...]   (default: all, in order)
 # Every run resumes if interrupted and an eval JSON already written is kept: rerun the same
 # command. Env: SEEDS ("0 1"), BETAS ("0 0.01"), TAU_COMPARE (0.1), RUN_ROOT (runs),
@@ -35,6 +37,7 @@ amn() {  # name, then flags
   shift
   "$python" -m amn_tf.main --flagfile=flags/amn_table1.flags --games="$games" "$@" \
     --run_dir="$root/$name" --amn_name="$name" --export_dir="$exports" ${EXTRA_FLAGS:-}
+  scripts/keep_records.sh "$root/$name" "$report_dir/runs/$name"
 }
 
 for step in "${steps[@]}"; do
@@ -48,7 +51,8 @@ for step in "${steps[@]}"; do
     mdqn|mcdqn)
       "$python" -m amn_tf.main --flagfile=flags/multitask_cpu.flags --multitask_network="$step" \
         --training_steps="$budget" --games="$games" --seed="${seeds[0]}" --run_dir="$root/$step" \
-        --amn_name="$step" --export_dir="$exports" ${EXTRA_FLAGS:-} ;;
+        --amn_name="$step" --export_dir="$exports" ${EXTRA_FLAGS:-}
+      scripts/keep_records.sh "$root/$step" "$report_dir/runs/$step" ;;
     evals)
       mkdir -p "$report_dir"
       for model in "${names[@]}"; do
@@ -61,7 +65,7 @@ for step in "${steps[@]}"; do
     report)
       runs=() evals=()
       for model in "${names[@]}"; do
-        [ -d "$root/$(basename "$model")" ] && runs+=("$root/$(basename "$model")")
+        [ -d "$report_dir/runs/$(basename "$model")" ] && runs+=("$report_dir/runs/$(basename "$model")")
         out="$report_dir/$(basename "$model")-eval.json"
         [ -f "$out" ] && evals+=("$out")
       done

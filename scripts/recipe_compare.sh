@@ -14,6 +14,9 @@
 #   EVAL_FLAGS (--eval_episodes=30), EXTRA_FLAGS (training only), RUN_ROOT (runs/recipes),
 #   EXPORT_DIR (runs/recipes/exports), REPORT_DIR (docs/results/experts/recipes-GAME), PYTHON.
 # Every run resumes if interrupted and an eval JSON already written is kept: rerun the command.
+# Each run's records (scripts/keep_records.sh; EXTRA_RUNS' at the report) are kept in
+# REPORT_DIR/runs/<run name>, and the report reads those, so the table can be made again after
+# the run directories are gone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -72,6 +75,7 @@ for step in "${steps[@]}"; do
           "$python" -m amn_tf.main --flagfile="${flagfiles[$i]}" ${extras[$i]} --game="$game" \
             --seed="$seed" --training_steps="$budget" --run_dir="$root/$game-${names[$i]}-seed$seed" \
             --export_dir="$exports" ${EXTRA_FLAGS:-}
+          scripts/keep_records.sh "$root/$game-${names[$i]}-seed$seed" "$report_dir/runs/$game-${names[$i]}-seed$seed"
         done
       done ;;
     evals)
@@ -84,8 +88,12 @@ for step in "${steps[@]}"; do
       done ;;
     report)
       present=() found=()
+      for extra_run in "${extra_runs[@]}"; do
+        [ ! -d "$extra_run" ] || scripts/keep_records.sh "$extra_run" "$report_dir/runs/$(basename "$extra_run")"
+      done
       for index in "${!runs[@]}"; do
-        [ -d "${runs[$index]}" ] && present+=("${runs[$index]}")
+        kept="$report_dir/runs/$(basename "${runs[$index]}")"
+        [ -d "$kept" ] && present+=("$kept")
         [ -f "${evals[$index]}" ] && found+=("${evals[$index]}")
       done
       evals_flag=() reach_flag=()

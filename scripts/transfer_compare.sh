@@ -11,6 +11,8 @@
 #   EVAL_FLAGS (--eval_episodes=30), EXTRA_FLAGS (training only), REPORT_FLAGS (e.g. --reach_score=250),
 #   RANK_FLAGS (rank_sources only, e.g. --eval_episodes=4 --eval_max_steps=4500 for long games),
 #   FLAGFILE (flags/transfer_cpu.flags; flags/transfer_fast.flags for the fast recipe), RUN_ROOT (runs), EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/transfer-GAME), PYTHON.
+# Each training's records (scripts/keep_records.sh) are kept in REPORT_DIR/runs/<run name>, and the
+# report reads those, so Table 2 can be made again after the run directories are gone.
 # Each run resumes if interrupted and an eval or ranking JSON already written is kept: rerun the same
 # command. A run that fails stops the script after the others finish, with its log named.
 set -euo pipefail
@@ -47,6 +49,11 @@ train() {  # index -> one training run, its output also in <run dir>.log
   "$python" -m amn_tf.main --flagfile="${FLAGFILE:-flags/transfer_cpu.flags}" --game="$game" \
     --init="${inits[$i]}" --seed="${seeds[$((i / 3))]}" --run_dir="$run_dir" \
     --export_dir="${EXPORT_DIR:-runs/exports}" ${EXTRA_FLAGS:-} 2>&1 | tee -a "$run_dir.log"
+  scripts/keep_records.sh "$run_dir" "$(records "$run_dir")"
+}
+
+records() {  # run directory -> where its records are kept
+  echo "$report_dir/runs/$(basename "$1")"
 }
 
 ranking() {  # AMN SavedModel path -> its rank_sources JSON
@@ -87,14 +94,17 @@ for step in "${steps[@]}"; do
       [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval --random_policy --game="$game" \
         $eval_flags --output_json="$out" ;;
     report)
-      evals=() rankings=()
+      evals=() rankings=() kept=()
+      for run_dir in "${runs[@]}"; do
+        [ -d "$(records "$run_dir")" ] && kept+=("$(records "$run_dir")")
+      done
       for name in "${names[@]}" random-play; do
         [ -f "$report_dir/$name-eval.json" ] && evals+=("$report_dir/$name-eval.json")
       done
       for amn in "$policy" "$feature"; do
         [ -f "$(ranking "$amn")" ] && rankings+=("$(ranking "$amn")")
       done
-      "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${runs[*]}")" \
+      "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${kept[*]}")" \
         --report_dir="$report_dir" ${evals:+--report_evals="$(IFS=,; echo "${evals[*]}")"} \
         ${rankings:+--report_rankings="$(IFS=,; echo "${rankings[*]}")"} ${REPORT_FLAGS:-} ;;
     *)

@@ -1,10 +1,12 @@
 """scripts/amn_compare.sh end to end on two shipped experts at a tiny budget: two seeds of a
 beta, the single-tau AMN and MDQN (MCDQN takes the same path with another network, and
 tests/test_multitask_dqn.py trains both), their SavedModels evaluated, Table 1 with the seeds
-averaged; a second call trains nothing and keeps the evaluations."""
+averaged; a second call trains nothing and keeps the evaluations; with the run directories
+gone, the report is made again, the same, from the records the script kept."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -45,3 +47,14 @@ def test_amn_compare_trains_every_model_and_averages_the_seeds(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("run already finished") == len(models)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "report").glob("*-eval.json")} == written
+    # The run directories do not survive a new machine: Table 1 is made again from the records.
+    tables = {name: (tmp_path / "report" / name).read_text() for name in ("table1.md", "table1_saved_models.md")}
+    for name in models:
+        kept = {p.name for p in (tmp_path / "report" / "runs" / name).iterdir()}
+        assert {"run.json", "flags.json", "flags_history.jsonl", "eval.jsonl"} <= kept
+        assert kept <= {"run.json", "flags.json", "flags_history.jsonl", "eval.jsonl", "experts.json"}
+    shutil.rmtree(tmp_path / "runs")
+    remade = subprocess.run(["bash", "scripts/amn_compare.sh", "report"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert remade.returncode == 0, remade.stderr[-3000:]
+    assert {name: (tmp_path / "report" / name).read_text() for name in tables} == tables

@@ -1,9 +1,11 @@
 """scripts/recipe_compare.sh end to end at tiny budgets: two recipes of one game trained, their
 SavedModels evaluated, the report's recipe table with what differs and each SavedModel's score,
-and a rerun that trains and evaluates nothing again."""
+a rerun that trains and evaluates nothing again, and the table made again from the kept records
+once the run directories are gone."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -50,6 +52,13 @@ def test_recipe_compare_trains_evaluates_and_tables_each_recipe(tmp_path):
     table = (tmp_path / "report" / "experts.md").read_text().split("# Recipes compared")[1]
     row = next(line for line in table.splitlines() if line.startswith("| Pong-a / a |"))
     assert row.startswith("| Pong-a / a | 2 | reference |") and "episodes at 2,400, 2,400 |" in row
+    # The run directories do not survive a new machine: the table is made again from the records.
+    shutil.rmtree(tmp_path / "runs")
+    shutil.rmtree(extra)
+    remade = subprocess.run(command, cwd=ROOT, env=dict(env, EXTRA_RUNS=str(extra), STEPS="report"), capture_output=True,
+                            text=True, timeout=600)
+    assert remade.returncode == 0, remade.stderr[-3000:]
+    assert (tmp_path / "report" / "experts.md").read_text().split("# Recipes compared")[1] == table
 
 
 def test_a_variant_without_a_flagfile_is_refused_before_training(tmp_path):
