@@ -14,6 +14,7 @@
 # saved_models/experts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/runs_lib.sh
 python=${PYTHON:-.venv/bin/python}
 root=${RUN_ROOT:-runs}
 exports=${EXPORT_DIR:-runs/exports}
@@ -35,6 +36,7 @@ names+=("amn/amn-tau$tau-beta0-seed${seeds[0]}" multitask_dqn/mdqn multitask_dqn
 amn() {  # name, then flags
   local name=$1
   shift
+  trained_elsewhere "$root/$name" "$report_dir/$name-eval.json" && return 0
   "$python" -m amn_tf.main --flagfile=flags/amn_table1.flags --games="$games" "$@" \
     --run_dir="$root/$name" --amn_name="$name" --export_dir="$exports" ${EXTRA_FLAGS:-}
   scripts/keep_records.sh "$root/$name" "$report_dir/runs/$name"
@@ -49,6 +51,7 @@ for step in "${steps[@]}"; do
     tau)
       amn "amn-tau$tau-beta0-seed${seeds[0]}" --tau="$tau" --beta=0 --seed="${seeds[0]}" ;;
     mdqn|mcdqn)
+      trained_elsewhere "$root/$step" "$report_dir/$step-eval.json" && continue
       "$python" -m amn_tf.main --flagfile=flags/multitask_cpu.flags --multitask_network="$step" \
         --training_steps="$budget" --games="$games" --seed="${seeds[0]}" --run_dir="$root/$step" \
         --amn_name="$step" --export_dir="$exports" ${EXTRA_FLAGS:-}

@@ -19,6 +19,7 @@
 # the run directories are gone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/runs_lib.sh
 python=${PYTHON:-.venv/bin/python}
 game=${1:?usage: scripts/recipe_compare.sh GAME [SEEDS...]}
 shift
@@ -71,6 +72,7 @@ for step in "${steps[@]}"; do
     train)
       for seed in "${seeds[@]}"; do
         for i in "${!names[@]}"; do
+          trained_elsewhere "$root/$game-${names[$i]}-seed$seed" "$report_dir/$game-${names[$i]}-seed$seed-eval.json" && continue
           # shellcheck disable=SC2086  # the variant's flags split on spaces
           "$python" -m amn_tf.main --flagfile="${flagfiles[$i]}" ${extras[$i]} --game="$game" \
             --seed="$seed" --training_steps="$budget" --run_dir="$root/$game-${names[$i]}-seed$seed" \

@@ -17,6 +17,7 @@
 # command. A run that fails stops the script after the others finish, with its log named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/runs_lib.sh
 python=${PYTHON:-.venv/bin/python}
 game=$1 policy=$2 feature=$3
 shift 3
@@ -45,6 +46,7 @@ fi
 
 train() {  # index -> one training run, its output also in <run dir>.log
   local i=$1 run_dir=${runs[$1]}
+  trained_elsewhere "$run_dir" "$report_dir/${names[$i]}-eval.json" && return 0
   mkdir -p "$(dirname "$run_dir")"
   "$python" -m amn_tf.main --flagfile="${FLAGFILE:-flags/transfer_cpu.flags}" --game="$game" \
     --init="${inits[$i]}" --seed="${seeds[$((i / 3))]}" --run_dir="$run_dir" \

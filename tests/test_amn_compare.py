@@ -2,7 +2,8 @@
 beta, the single-tau AMN and MDQN (MCDQN takes the same path with another network, and
 tests/test_multitask_dqn.py trains both), their SavedModels evaluated, Table 1 with the seeds
 averaged; a second call trains nothing and keeps the evaluations; with the run directories
-gone, the report is made again, the same, from the records the script kept."""
+gone, nothing is trained again and the report is made again, the same, from the records the
+script kept."""
 
 import json
 import os
@@ -53,8 +54,9 @@ def test_amn_compare_trains_every_model_and_averages_the_seeds(tmp_path):
         kept = {p.name for p in (tmp_path / "report" / "runs" / name).iterdir()}
         assert {"run.json", "flags.json", "flags_history.jsonl", "eval.jsonl"} <= kept
         assert kept <= {"run.json", "flags.json", "flags_history.jsonl", "eval.jsonl", "experts.json"}
+    # Nor is anything trained again: its eval JSON and records stand for each run.
     shutil.rmtree(tmp_path / "runs")
-    remade = subprocess.run(["bash", "scripts/amn_compare.sh", "report"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    remade = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert remade.returncode == 0, remade.stderr[-3000:]
+    assert remade.stdout.count("not trained again") == len(models) and not (tmp_path / "runs").exists()
     assert {name: (tmp_path / "report" / name).read_text() for name in tables} == tables

@@ -1,0 +1,14 @@
+# Sourced by the comparison scripts (amn_compare.sh, transfer_compare.sh, recipe_compare.sh).
+
+# trained_elsewhere RUN_DIR EVAL_JSON: true (and says so) when the run directory is absent but
+# the run's SavedModel was already evaluated: the run finished on another machine and its kept
+# records and eval JSON stand for it. Training it again would start from scratch and put a new
+# curve beside the old evaluation.
+trained_elsewhere() {
+  if [ ! -d "$1" ] && [ -f "$2" ]; then
+    echo "$(basename "$1"): evaluated already ($2) and its run directory is not here (trained on" \
+      "another machine): not trained again; remove that eval JSON to train it anew"
+    return 0
+  fi
+  return 1
+}
