@@ -751,6 +751,11 @@ def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
     from matplotlib import pyplot
 
     runs = [load_dqn_run(d) for d in run_dirs]
+    names = [r["name"] for r in runs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # runs are told apart (and matched to their eval JSONs) by directory name
+        raise config_lib.ConfigError(f"--report_runs has several runs named {', '.join(twice)}: "
+                                     "give each run a directory of its own name")
     lines = ["# Expert DQN training\n", "Test play at epsilon 0.05 during training (mean and "
              "max unclipped return over the evaluation's episodes).\n",
              "| game | run | frames | eval mean | eval max | episodes |", "| --- | --- | ---: | ---: | ---: | ---: |"]

@@ -215,3 +215,21 @@ def test_recipe_table_when_a_run_first_evaluates_after_the_shared_frames():
                                    _dqn("sparse", 0, [5.0, 9.0], FAST | {"n_step": 1}, every=1_000_000)])
     lines = report.recipe_table("Pong", groups["Pong"], (4.0,))  # 1.0M: (250,000 - 20,000) / 4 updates
     assert "| sparse | 1 | n_step 1 (3) | 1.00M (57,500) | - | 9.0 at 2.00M | - |" in "\n".join(lines)
+
+
+def test_expert_runs_of_the_same_directory_name_are_refused(tmp_path):
+    """Runs (and their kept records) are matched to their eval JSONs by directory name, so two
+    runs of one name would share a SavedModel score: refused in one line."""
+    import json
+
+    dirs = []
+    for parent in ("a", "b"):
+        run_dir = tmp_path / parent / "Pong-seed0"
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.json").write_text(json.dumps({"game": "Pong", "mode": "dqn"}))
+        (run_dir / "flags.json").write_text(json.dumps({"seed": 0}))
+        (run_dir / "eval.jsonl").write_text(json.dumps({"frames": 1000, "mean": -20.0, "max": -19.0,
+                                                        "episodes": 1}) + "\n")
+        dirs.append(str(run_dir))
+    with pytest.raises(config_lib.ConfigError, match="several runs named Pong-seed0"):
+        report.report_experts(dirs, str(tmp_path / "out"))
