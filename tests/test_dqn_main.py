@@ -120,7 +120,7 @@ def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
     import shutil
 
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
-    run_dir, export_dir = str(tmp_path / "run"), smoke_run.export_dir + "-extended"
+    run_dir, export_dir = str(tmp_path / "run-extended"), smoke_run.export_dir + "-extended"
     shutil.copytree(smoke_run.run_dir, run_dir)
     shutil.copytree(smoke_run.export_dir, export_dir)
     longer = run_main(f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}",
@@ -141,7 +141,7 @@ def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
     assert report.returncode == 0, describe(report)
     table = (tmp_path / "docs" / "experts.md").read_text()
     before = history[0]["flags"]["learning_rate"]
-    assert (f"- run: recipe changed on resuming at 2,400 frames: learning_rate 0.0002 (was {before}); "
+    assert (f"- run-extended: recipe changed on resuming at 2,400 frames: learning_rate 0.0002 (was {before}); "
             "the table groups it by its last recipe") in table
     # The longer run is a new version beside the first, which stays as it was.
     assert sorted(os.listdir(os.path.join(export_dir, "experts", "Pong"))) == ["1", "2"]
