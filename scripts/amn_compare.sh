@@ -39,7 +39,7 @@ amn() {  # name, then flags
   trained_elsewhere "$root/$name" "$report_dir/$name-eval.json" && return 0
   "$python" -m amn_tf.main --flagfile=flags/amn_table1.flags --games="$games" "$@" \
     --run_dir="$root/$name" --amn_name="$name" --export_dir="$exports" ${EXTRA_FLAGS:-}
-  scripts/keep_records.sh "$root/$name" "$report_dir/runs/$name"
+  scripts/keep_records.sh "$root/$name" "$(kept "$name")"
 }
 
 for step in "${steps[@]}"; do
@@ -55,7 +55,7 @@ for step in "${steps[@]}"; do
       "$python" -m amn_tf.main --flagfile=flags/multitask_cpu.flags --multitask_network="$step" \
         --training_steps="$budget" --games="$games" --seed="${seeds[0]}" --run_dir="$root/$step" \
         --amn_name="$step" --export_dir="$exports" ${EXTRA_FLAGS:-}
-      scripts/keep_records.sh "$root/$step" "$report_dir/runs/$step" ;;
+      scripts/keep_records.sh "$root/$step" "$(kept "$step")" ;;
     evals)
       mkdir -p "$report_dir"
       for model in "${names[@]}"; do
@@ -68,7 +68,7 @@ for step in "${steps[@]}"; do
     report)
       runs=() evals=()
       for model in "${names[@]}"; do
-        [ -d "$report_dir/runs/$(basename "$model")" ] && runs+=("$report_dir/runs/$(basename "$model")")
+        [ -d "$(kept "$model")" ] && runs+=("$(kept "$model")")
         out="$report_dir/$(basename "$model")-eval.json"
         [ -f "$out" ] && evals+=("$out")
       done

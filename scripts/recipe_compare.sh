@@ -77,7 +77,7 @@ for step in "${steps[@]}"; do
           "$python" -m amn_tf.main --flagfile="${flagfiles[$i]}" ${extras[$i]} --game="$game" \
             --seed="$seed" --training_steps="$budget" --run_dir="$root/$game-${names[$i]}-seed$seed" \
             --export_dir="$exports" ${EXTRA_FLAGS:-}
-          scripts/keep_records.sh "$root/$game-${names[$i]}-seed$seed" "$report_dir/runs/$game-${names[$i]}-seed$seed"
+          scripts/keep_records.sh "$root/$game-${names[$i]}-seed$seed" "$(kept "$game-${names[$i]}-seed$seed")"
         done
       done ;;
     evals)
@@ -91,11 +91,10 @@ for step in "${steps[@]}"; do
     report)
       present=() found=()
       for extra_run in "${extra_runs[@]}"; do
-        [ ! -d "$extra_run" ] || scripts/keep_records.sh "$extra_run" "$report_dir/runs/$(basename "$extra_run")"
+        [ ! -d "$extra_run" ] || scripts/keep_records.sh "$extra_run" "$(kept "$extra_run")"
       done
       for index in "${!runs[@]}"; do
-        kept="$report_dir/runs/$(basename "${runs[$index]}")"
-        [ -d "$kept" ] && present+=("$kept")
+        [ -d "$(kept "${runs[$index]}")" ] && present+=("$(kept "${runs[$index]}")")
         [ -f "${evals[$index]}" ] && found+=("${evals[$index]}")
       done
       evals_flag=() reach_flag=()

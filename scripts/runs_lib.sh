@@ -1,4 +1,10 @@
-# Sourced by the comparison scripts (amn_compare.sh, transfer_compare.sh, recipe_compare.sh).
+# Sourced by the comparison scripts (amn_compare.sh, transfer_compare.sh, recipe_compare.sh),
+# each of which sets report_dir.
+
+# kept RUN_DIR: where that run's records are kept (scripts/keep_records.sh) and reported from.
+kept() {
+  echo "$report_dir/runs/$(basename "$1")"
+}
 
 # trained_elsewhere RUN_DIR EVAL_JSON: true (and says so) when the run directory is absent but
 # the run's SavedModel was already evaluated: the run finished on another machine and its kept

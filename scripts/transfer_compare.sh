@@ -51,11 +51,7 @@ train() {  # index -> one training run, its output also in <run dir>.log
   "$python" -m amn_tf.main --flagfile="${FLAGFILE:-flags/transfer_cpu.flags}" --game="$game" \
     --init="${inits[$i]}" --seed="${seeds[$((i / 3))]}" --run_dir="$run_dir" \
     --export_dir="${EXPORT_DIR:-runs/exports}" ${EXTRA_FLAGS:-} 2>&1 | tee -a "$run_dir.log"
-  scripts/keep_records.sh "$run_dir" "$(records "$run_dir")"
-}
-
-records() {  # run directory -> where its records are kept
-  echo "$report_dir/runs/$(basename "$1")"
+  scripts/keep_records.sh "$run_dir" "$(kept "$run_dir")"
 }
 
 ranking() {  # AMN SavedModel path -> its rank_sources JSON
@@ -96,9 +92,9 @@ for step in "${steps[@]}"; do
       [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval --random_policy --game="$game" \
         $eval_flags --output_json="$out" ;;
     report)
-      evals=() rankings=() kept=()
+      evals=() rankings=() records=()
       for run_dir in "${runs[@]}"; do
-        [ -d "$(records "$run_dir")" ] && kept+=("$(records "$run_dir")")
+        [ -d "$(kept "$run_dir")" ] && records+=("$(kept "$run_dir")")
       done
       for name in "${names[@]}" random-play; do
         [ -f "$report_dir/$name-eval.json" ] && evals+=("$report_dir/$name-eval.json")
@@ -106,7 +102,7 @@ for step in "${steps[@]}"; do
       for amn in "$policy" "$feature"; do
         [ -f "$(ranking "$amn")" ] && rankings+=("$(ranking "$amn")")
       done
-      "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${kept[*]}")" \
+      "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${records[*]}")" \
         --report_dir="$report_dir" ${evals:+--report_evals="$(IFS=,; echo "${evals[*]}")"} \
         ${rankings:+--report_rankings="$(IFS=,; echo "${rankings[*]}")"} ${REPORT_FLAGS:-} ;;
     *)
