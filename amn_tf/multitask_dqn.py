@@ -121,8 +121,7 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay):
                                              seed=seeds.replay(config.seed, i))
                          for i, _ in enumerate(self.games)]
         self._build_learner(legal_by_game)
-        self.policies = [policies.HeadPolicy(self.torso, head, legal)
-                         for head, legal in zip(self.heads, legal_by_game)]
+        self.policies = policies.HeadPolicies(self.torso, self.heads, legal_by_game).per_game
         self.rng = np.random.default_rng(config.seed)
         self.play = multigame.GamePlay(self.games, self.memories, config.env.num_envs,
                                        config.env.protocol, config.seed, config.env.backend)

@@ -9,6 +9,8 @@ Actions travel as ALE ids (0..17) everywhere outside the network. A network has 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -70,17 +72,30 @@ def amn_policy(amn, mask) -> GreedyPolicy:
     return GreedyPolicy(amn, np.arange(envs.NUM_ACTIONS, dtype=np.int32), mask)
 
 
-class HeadPolicy:
-    """Greedy ALE ids for one game through a shared torso and that game's head."""
+class HeadPolicies:
+    """Greedy ALE ids for each game through a shared torso and that game's head.
 
-    def __init__(self, torso, head, legal):
-        self._torso, self._head = torso, head
-        self._legal = tf.constant(legal, tf.int32)
+    One ``tf.function`` for every game (the head chosen by ``tf.switch_case`` on the game's
+    index), traced once: a per-game policy object would trace the same method once per game,
+    which TensorFlow reports as excessive retracing.
+    """
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8)])
-    def _greedy(self, frames):
-        q_values, _ = self._head(self._torso(frames, training=False), training=False)
-        return tf.gather(self._legal, tf.argmax(q_values, axis=-1, output_type=tf.int32))
+    def __init__(self, torso, heads, legal_by_game):
+        self._torso, self._heads = torso, list(heads)
+        self._legal = [tf.constant(legal, tf.int32) for legal in legal_by_game]
+        self.per_game = [functools.partial(self.__call__, game_index=i) for i in range(len(self._heads))]
 
-    def __call__(self, frames) -> np.ndarray:
-        return self._greedy(tf.convert_to_tensor(frames)).numpy()
+    @tf.function(input_signature=[tf.TensorSpec([None, *envs.OBSERVATION_SHAPE], tf.uint8),
+                                  tf.TensorSpec([], tf.int32)])
+    def _greedy(self, frames, game_index):
+        shared = self._torso(frames, training=False)
+
+        def head_actions(head, legal):
+            q_values, _ = head(shared, training=False)
+            return tf.gather(legal, tf.argmax(q_values, axis=-1, output_type=tf.int32))
+
+        return tf.switch_case(game_index, [functools.partial(head_actions, head, legal)
+                                           for head, legal in zip(self._heads, self._legal)])
+
+    def __call__(self, frames, game_index: int) -> np.ndarray:
+        return self._greedy(tf.convert_to_tensor(frames), tf.constant(game_index, tf.int32)).numpy()

@@ -82,6 +82,26 @@ def test_td_target_uses_each_games_head_and_legal_set():
     np.testing.assert_allclose(errors, [-0.05, 4.95, 9.6, 19.6], rtol=1e-5, atol=1e-5)
 
 
+def test_head_policies_pick_each_games_best_legal_action_in_one_trace():
+    """Zero output kernels make Q_i(s, a) = bias_i[a]: the Pong head's biases peak at output 4
+    (ALE 11 in Pong's legal set [0, 1, 3, 4, 11, 12]), the Breakout head's at output 1 (ALE 1 in
+    [0, 1, 3, 4]). Both games' policies run through one traced function."""
+    from amn_tf import policies
+
+    learner = make_learner("mdqn")
+    for head, bias in zip(learner.heads, [[0, 1, 2, 3, 9, 5], [0, 7, 2, 3]]):
+        layer = next(lay for lay in head.layers if lay.name.startswith("outputs_"))
+        kernel, _ = layer.get_weights()
+        layer.set_weights([np.zeros_like(kernel), np.asarray(bias, np.float32)])
+    heads = policies.HeadPolicies(learner.torso, learner.heads, [envs.legal_actions(g) for g in GAMES])
+    frames = np.random.default_rng(0).integers(0, 255, (3, 84, 84, 4), dtype=np.uint8)
+    assert envs.legal_actions("Pong")[4] == 11 and envs.legal_actions("Breakout")[1] == 1
+    np.testing.assert_array_equal(heads.per_game[0](frames), [11, 11, 11])
+    np.testing.assert_array_equal(heads.per_game[1](frames), [1, 1, 1])
+    np.testing.assert_array_equal(heads.per_game[0](frames[:1]), [11])
+    assert heads._greedy.experimental_get_tracing_count() == 1
+
+
 def run_main(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, "-m", "amn_tf.main", *args], cwd=ROOT, env=env,
