@@ -106,6 +106,28 @@ def schedule_of(config, total_steps: int, target_update_period: int | None = Non
                     config.profile_steps, per_game)
 
 
+class MetricMeans:
+    """A learner's scalar metrics averaged over the updates between two log lines: the loss a
+    progress line prints and TensorBoard records is the mean since the previous line, not the
+    last minibatch's (one minibatch of a sparse-reward game can give a loss 100 times smaller
+    or larger than its neighbours)."""
+
+    def __init__(self):
+        self.sums: dict = {}
+        self.count = 0
+
+    def add(self, metrics: dict) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.count += 1
+
+    def take(self) -> dict:
+        """The means since the last take (empty if no update since), and a fresh start."""
+        means = {key: total / self.count for key, total in self.sums.items()} if self.count else {}
+        self.sums, self.count = {}, 0
+        return means
+
+
 class Agent(Protocol):
     """What a mode gives the runner (``dqn_agent.DqnAgent`` is the simplest one)."""
 
@@ -143,7 +165,8 @@ class Runner:
         self.schedule = schedule
         self.state = RunState(games=list(agent.games), replay_saved=schedule.save_replay)
         self.history: list = []
-        self.metrics: dict = {}
+        self.metrics: dict = {}  # means over the updates up to the latest log line
+        self.metric_means = MetricMeans()
         self.manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
         self.writer = None
         self.per_game = " per game" if schedule.per_game else ""
@@ -252,7 +275,7 @@ class Runner:
     def _learn(self, added: int, profiler) -> None:
         self.state.update_credit += added / self.schedule.update_period
         while self.state.update_credit >= 1.0:
-            self.metrics = profiler.step(self.agent.learner.step)
+            self.metric_means.add(profiler.step(self.agent.learner.step))
             self.state.update_credit -= 1.0
 
     def _scalars(self, step: int, scalars: dict) -> None:
@@ -273,6 +296,7 @@ class Runner:
             self.agent.learner.update_target()
         if runtime.crossed(before, step, s.log_period):
             fps = self.progress.frames_per_second(step)
+            self.metrics = self.metric_means.take() or self.metrics
             print(self.progress.line(step, fps, self.agent.progress_text(self.metrics, self.history)),
                   flush=True)
             self._scalars(step, self.agent.train_scalars(self.metrics, fps))

@@ -1,5 +1,6 @@
 """The one run loop's checkpoint state (``runner.RunState``): its JSON form, the state the
-previous version wrote (resumed through the real command), and a newer version refused."""
+previous version wrote (resumed through the real command), and a newer version refused; the
+metrics its progress lines print."""
 
 from __future__ import annotations
 
@@ -133,3 +134,21 @@ def test_report_and_flag_parsing_do_not_import_tensorflow():
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+def test_logged_metrics_are_the_means_since_the_last_log_line():
+    """Three updates with losses 0.0002, 0.03 and 0.0001 (a sparse-reward game's minibatches):
+    the line shows their mean, 0.0101, not the last one; the next window starts afresh, and a
+    window without updates gives nothing (the runner then keeps the previous line's means)."""
+    import numpy as np
+    import pytest
+
+    means = runner.MetricMeans()
+    for loss, applied in [(0.0002, True), (0.03, True), (0.0001, True)]:
+        means.add({"td_loss": np.float32(loss), "applied": applied})
+    taken = means.take()
+    assert taken["td_loss"] == pytest.approx(0.0101, rel=1e-5)
+    assert taken["applied"] == 1.0
+    means.add({"td_loss": 2.0})
+    assert means.take() == {"td_loss": 2.0}
+    assert means.take() == {}
