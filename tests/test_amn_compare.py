@@ -60,3 +60,21 @@ def test_amn_compare_trains_every_model_and_averages_the_seeds(tmp_path):
     assert remade.returncode == 0, remade.stderr[-3000:]
     assert remade.stdout.count("not trained again") == len(models) and not (tmp_path / "runs").exists()
     assert {name: (tmp_path / "report" / name).read_text() for name in tables} == tables
+
+
+def test_kept_records_under_docs_are_not_ignored_by_git():
+    """The records the comparison scripts keep (<report dir>/runs/<run>, e.g. under
+    docs/results/) are what a new machine reports from, so git must not ignore them; the
+    top-level runs/ (the scripts' default RUN_ROOT: checkpoints, replay) stays ignored. A
+    `runs/` pattern without its leading slash once swallowed every kept record."""
+    if not os.path.isdir(os.path.join(ROOT, ".git")) and not os.path.isfile(os.path.join(ROOT, ".git")):
+        import pytest
+
+        pytest.skip("not a git checkout")
+
+    def ignored(path):
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
+
+    assert not ignored("docs/results/table1/paper-games/runs/amn-beta0-seed0/eval.jsonl")
+    assert not ignored("docs/results/transfer-Breakout/runs/random-seed0/run.json")
+    assert ignored("runs/table1/amn-beta0-seed0/checkpoints/ckpt-000000025000")
