@@ -25,9 +25,7 @@ def test_shipped_expert_loads_and_matches_its_card(path):
     game = os.path.basename(os.path.dirname(path))
     loaded = export.LoadedPolicy(path)
     assert loaded.kind == "expert" and loaded.games == [game]
-    size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, "**"), recursive=True)
-               if os.path.isfile(f))
-    assert size < 10 * 2**20
+    assert _size(path) < 10 * 2**20
     frames = np.random.default_rng(0).integers(0, 255, (3, 84, 84, 4), dtype=np.uint8)
     out = loaded.outputs(frames, game)
     assert out["q_values"].shape == (3, len(envs.legal_actions(game)))
@@ -88,17 +86,30 @@ def test_main_job_distills_the_shipped_experts(tmp_path):
     assert "SavedModel:" in result.stdout
 
 
-def _carded_amns():
-    """The AMNs saved_models/README.md has a card for (``## AMN (`amn/<name>/<version>/`)``):
-    the shipped ones, not AMNs a user's own --mode=amn runs export next to them."""
+def _carded(heading, kind_dir):
+    """The SavedModels saved_models/README.md has a card for (``## <heading>
+    (`<kind_dir>/<name>/<version>/`)``): the shipped ones, not those a user's own runs export
+    next to them."""
     import re
 
     with open(os.path.join(ROOT, "saved_models", "README.md")) as handle:
-        names = re.findall(r"^## AMN \(`amn/([^/`]+/[0-9]+)/`\)", handle.read(), re.MULTILINE)
-    return [os.path.join(ROOT, "saved_models", "amn", name) for name in names]
+        names = re.findall(rf"^## {heading} \(`{kind_dir}/([^/`]+/[0-9]+)/`\)", handle.read(), re.MULTILINE)
+    return [os.path.join(ROOT, "saved_models", kind_dir, name) for name in names]
 
 
-AMNS = _carded_amns()
+def _card(heading, path, kind_dir):
+    """The text of the card of the SavedModel at ``path`` (up to the next heading)."""
+    with open(os.path.join(ROOT, "saved_models", "README.md")) as handle:
+        name = os.path.relpath(path, os.path.join(ROOT, "saved_models", kind_dir))
+        return handle.read().split(f"## {heading} (`{kind_dir}/{name}/`)", 1)[1].split("\n## ", 1)[0]
+
+
+def _size(path) -> int:
+    return sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, "**"), recursive=True)
+               if os.path.isfile(f))
+
+
+AMNS = _carded("AMN", "amn")
 
 
 def test_every_carded_amn_is_shipped():
@@ -114,17 +125,40 @@ def test_shipped_amn_plays_every_shipped_game(path):
     # Breakout must not have seen it), and its card names the games it was distilled from.
     shipped_games = {os.path.basename(os.path.dirname(p)) for p in SHIPPED}
     assert set(loaded.games) <= shipped_games, sorted(set(loaded.games) - shipped_games)
-    with open(os.path.join(ROOT, "saved_models", "README.md")) as handle:
-        name = os.path.relpath(path, os.path.join(ROOT, "saved_models", "amn"))
-        card = handle.read().split(f"## AMN (`amn/{name}/`)", 1)[1].split("\n## ", 1)[0]
+    card = _card("AMN", path, "amn")
     for game in loaded.games:
         assert game in card, f"the card of {path} does not name {game}"
-    size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, "**"), recursive=True)
-               if os.path.isfile(f))
-    assert size < 10 * 2**20
+    assert _size(path) < 10 * 2**20
     frames = np.random.default_rng(0).integers(0, 255, (3, 84, 84, 4), dtype=np.uint8)
     for game in loaded.games:
         actions = loaded.act(frames, game)
         assert set(np.asarray(actions).tolist()) <= set(envs.legal_actions(game).tolist())
     with open(os.path.join(path, "assets", "amn_tf.json")) as handle:
         assert json.load(handle)["provenance"]["frames_trained_per_game"] > 0
+
+
+TRANSFERS = _carded("Transfer", "transfer")
+
+
+@pytest.mark.parametrize("path", TRANSFERS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_transfer_dqn_is_the_model_its_card_scores(path):
+    """A shipped transferred DQN plays its target game, and the eval JSON its card cites
+    (``docs/results/transfer-<Game>/<...>-eval.json``) was made from this very model: the same
+    training run and frames in the SavedModel's provenance."""
+    import re
+
+    loaded = export.LoadedPolicy(path)
+    assert loaded.kind == "transfer" and len(loaded.games) == 1
+    game = loaded.games[0]
+    assert _size(path) < 10 * 2**20
+    frames = np.random.default_rng(0).integers(0, 255, (3, 84, 84, 4), dtype=np.uint8)
+    assert set(loaded.act(frames, game).tolist()) <= set(envs.legal_actions(game).tolist())
+    card = _card("Transfer", path, "transfer")
+    cited = re.findall(rf"docs/results/transfer-{game}/[^`\s]+-eval\.json", card)
+    assert cited, f"the card of {path} cites no eval JSON under docs/results/transfer-{game}/"
+    with open(os.path.join(ROOT, cited[0])) as handle:
+        scored = json.load(handle)
+    provenance = loaded.metadata["provenance"]
+    assert (scored["run_dir"], scored["frames_trained"]) == (provenance["run_dir"], provenance["frames_trained"])
+    assert scored["results"][0]["episodes"] == 30
+    assert f"{scored['results'][0]['mean']:.1f}" in card  # the card states the score it cites
