@@ -127,9 +127,11 @@ def load_transfer_run(run_dir: str) -> dict:
     if not history:
         raise config_lib.ConfigError(f"transfer run {run_dir} has no evaluations yet")
     with open(os.path.join(run_dir, "flags.json")) as handle:
-        seed = json.load(handle).get("seed", 0)
-    return {"game": info["game"], "init": config_lib.init_label(info["init"]), "seed": seed,
-            "points": [(r["frames"], r["mean"]) for r in history], "dir": run_dir}
+        flags = json.load(handle)
+    init = config_lib.init_label(info["init"])
+    return {"game": info["game"], "init": init, "seed": flags.get("seed", 0),
+            "name": f"{init}-seed{flags.get('seed', 0)}", "recipe": {k: flags.get(k) for k in RECIPE_FLAGS},
+            "points": [(r["frames"], r["mean"]) for r in history], "history": history, "dir": run_dir}
 
 
 def _group(transfer_runs):
@@ -325,6 +327,7 @@ def table2(groups, blocks=4, reach=None, random_play=None, saved_finals=None, ra
                 lines.append(f"The reach score {target:.1f} is not above random play: frames to "
                              "reach it say nothing about learning (pass a higher --reach_score).")
         lines += prediction_lines(game, by_init, reached, rankings)
+        lines += update_notes(run for init in sorted(by_init) for run in by_init[init])
         lines.append("")
     return "\n".join(lines)
 
@@ -712,6 +715,28 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
     return lines + recipe_change_notes(run for _, runs in entries for run in runs)
 
 
+def update_notes(runs) -> list:
+    """A line per run whose learner did fewer updates by its last test play than an
+    uninterrupted run of its recipe (``updates_at``): a resume without the replay in the
+    checkpoint plays ``learning_starts`` steps to refill it before learning again. Runs whose
+    test plays do not record the updates (older runs) are named too: unknown, not equal."""
+    short, unknown = [], []
+    for run in runs:
+        frames = run["points"][-1][0]
+        done = run["history"][-1].get("updates")
+        if done is None:
+            unknown.append(run["name"])
+        elif done < updates_at(run["recipe"], frames):
+            expected = updates_at(run["recipe"], frames)
+            short.append(f"- {run['name']}: {done:,} learner updates by {_millions(frames)} frames, "
+                         f"{expected - done:,} ({(expected - done) / expected:.0%}) fewer than an "
+                         "uninterrupted run: resumed without its replay, which refilled before "
+                         "learning went on")
+    if unknown:
+        short.append(f"- learner updates not recorded (runs from before they were): {', '.join(unknown)}")
+    return ["", *short] if short else []
+
+
 def recipe_change_notes(runs) -> list:
     """A line per run that was resumed with other recipe flags: it is grouped by its last
     invocation's recipe, which trained only the frames after the change."""
@@ -772,6 +797,7 @@ def report_experts(run_dirs, output_dir, evals=(), reach_scores=()) -> dict:
                          f"{record['max']:.1f} | {record['episodes']} |")
         panels[run["game"]].plot([r["frames"] / 1e6 for r in history], [r["mean"] for r in history],
                                  marker="o", color=f"C{index}", label=run["name"])
+    lines += update_notes(runs)
     for game, axis in panels.items():
         axis.set_title(game)
     for axis in axes.flat[len(games):]:

@@ -311,6 +311,8 @@ class Runner:
 
     def _evaluate(self) -> dict:
         record, scalars = self.agent.evaluate(self.state.step, len(self.history))
+        # Learner updates so far: fewer than the steps imply when a resume refilled the replay.
+        record["updates"] = int(self.agent.learner.updates.numpy())
         self.history.append(record)
         runtime.append_jsonl(self.eval_path, record)
         self._scalars(self.state.step, scalars)

@@ -209,9 +209,18 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     state = newest_state(run_dir)
     assert state["step"] >= killed_step and state["step"] == 800 and state["finished"] is True
     # Evaluations made after the restored checkpoint were dropped and redone: no duplicates.
-    steps = [e["step"] for e in read_jsonl(os.path.join(run_dir, "eval.jsonl"))]
+    records = read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+    steps = [e["step"] for e in records]
     assert steps == sorted(set(steps)) and steps[-1] == 800
     assert os.path.isdir(tmp_path / "exports" / "experts" / "Pong" / "1")
+    # Without --save_replay the memory refilled (learning_starts = 200 agent steps) before
+    # learning went on: the test plays record that many steps' updates fewer than an
+    # uninterrupted run's (800 - 200) / 4, and the report names the run for it.
+    assert records[-1]["updates"] == (800 - 200) // 4 - min(200, 800 - killed_step) // 4
+    report = run_main("--mode=report", f"--report_runs={run_dir}", f"--report_dir={tmp_path / 'docs'}")
+    assert report.returncode == 0, describe(report)
+    assert "fewer than an uninterrupted run: resumed without its replay" in (
+        tmp_path / "docs" / "experts.md").read_text()
 
 
 def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):

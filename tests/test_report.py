@@ -9,10 +9,21 @@ import pytest
 from amn_tf import config as config_lib
 from amn_tf import report, tables
 
+FAST = {key: None for key in report.RECIPE_FLAGS} | {"n_step": 3, "update_period": 4, "learning_starts": 20_000}
 
-def _run(init, seed, scores, every=100_000):
+
+def _history(points, recipe, short=0):
+    """Test-play records of an uninterrupted run (learner updates as its recipe implies),
+    ``short`` updates fewer from the second on (a resume that refilled the replay)."""
+    return [{"frames": f, "mean": s, "updates": report.updates_at(recipe, f) - (short if i else 0)}
+            for i, (f, s) in enumerate(points)]
+
+
+def _run(init, seed, scores, every=100_000, short=0):
+    points = [((i + 1) * every, s) for i, s in enumerate(scores)]
     return {"game": "Breakout", "init": init, "seed": seed, "dir": f"{init}-{seed}",
-            "points": [((i + 1) * every, s) for i, s in enumerate(scores)]}
+            "name": f"{init}-seed{seed}", "recipe": FAST, "points": points,
+            "history": _history(points, FAST, short)}
 
 
 def _row(table, init):
@@ -74,6 +85,22 @@ def test_table2_single_seed_has_no_spread_and_missing_blocks_show_a_dash():
     assert _row(table, "random").startswith("| random | 1 | - | 1.0 | - | 3.0 |")
     assert _row(table, "amn-x").startswith("| amn-x | 1 | **2.0** | **4.0** | **5.0** | **6.0** |")
     assert not np.isnan(report.reach_score(report._group(runs)["Breakout"])[0])
+
+
+def test_table2_names_runs_that_learned_less_than_an_uninterrupted_run():
+    """A resume without the replay refills it before learning again: Table 2 says which runs
+    did fewer learner updates, and which never recorded them."""
+    assert "learner updates" not in report.table2(report._group(RUNS), blocks=2)  # all uninterrupted
+    short = _run("random", 0, [1.0, 2.0, 4.0, 10.0], short=5_000)
+    old = _run("amn-policy", 1, [2.0, 2.0, 11.0, 16.0])
+    for record in old["history"]:
+        del record["updates"]
+    table = report.table2(report._group([short, *RUNS[1:3], old, *RUNS[4:]]), blocks=2)
+    # 400k frames = 100,000 agent steps; (100,000 - 20,000) / 4 = 20,000 updates uninterrupted.
+    assert ("- random-seed0: 15,000 learner updates by 0.40M frames, 5,000 (25%) fewer than an "
+            "uninterrupted run") in table
+    assert "- learner updates not recorded (runs from before they were): amn-policy-seed1" in table
+    assert "random-seed1:" not in table and "amn-feature-seed0:" not in table
 
 
 def _eval_file(tmp_path, name, saved_model, results, **extra):
@@ -166,13 +193,11 @@ def test_a_file_that_is_no_ranking_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ expert recipes
-FAST = {key: None for key in report.RECIPE_FLAGS} | {"n_step": 3, "update_period": 4, "learning_starts": 20_000}
-
-
 def _dqn(label, seed, scores, recipe=FAST, every=500_000):
+    points = [((i + 1) * every, s) for i, s in enumerate(scores)]
     return {"game": "Pong", "name": f"{label}-seed{seed}", "label": label, "recipe": dict(recipe),
-            "seed": seed, "dir": f"/runs/{label}-seed{seed}",
-            "points": [((i + 1) * every, s) for i, s in enumerate(scores)]}
+            "seed": seed, "dir": f"/runs/{label}-seed{seed}", "points": points,
+            "history": _history(points, recipe)}
 
 
 def test_recipe_table_times_each_recipe_on_its_seeds_mean_curve():

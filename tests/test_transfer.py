@@ -177,6 +177,10 @@ def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
     per_seed = random_row.rstrip(" |").rsplit("|", 1)[1].strip()
     assert per_seed == f"{first_eval:,}, {first_eval:,}"  # every run reaches -1 at its first eval
     assert "**" in table  # best per column marked
+    # Uninterrupted runs record every update their steps imply: no run is named for fewer.
+    assert "learner updates" not in table
+    assert [r["updates"] for r in map(json.loads, (tmp_path / "random-0" / "eval.jsonl").read_text().splitlines())] == [
+        (200 - 100) // 4, (400 - 100) // 4]
     assert (tmp_path / "docs" / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
     # With --report_evals: each seed's exported DQN through its SavedModel, and random play.
     # A run directory stands for the SavedModel it exported (the runs finished in order, so
