@@ -248,7 +248,8 @@ def prediction_lines(game, by_init, reached, rankings) -> list:
              f"above {tables.RELATED_OVERLAP}) predicts no faster learning than random init; a "
              "related source predicts faster. Observed: frames to reach the reach score against "
              "random init's; gap: mean over the run of the seeds' mean test score minus random "
-             "init's.\n",
+             "init's (per seed: each seed's run against random init's run of the same seed, so a "
+             "reader sees whether the seeds agree in sign).\n",
              "| init | first sources (zero-shot gain, feature overlap) | related sources | predicted "
              "| observed | gap to random init | prediction held |",
              "| --- | --- | --- | --- | --- | ---: | --- |"]
@@ -260,8 +261,14 @@ def prediction_lines(game, by_init, reached, rankings) -> list:
         predicted = "faster" if related else "not faster (warning)"
         observed = observed_transfer(reached[init], reached["random"])
         held = (observed == "faster") == bool(related)
+        gap = f"{gap_to_random(by_init[init], by_init['random']):+.1f}"
+        random_by_seed = {r["seed"]: r for r in by_init["random"]}
+        paired = [gap_to_random([r], [random_by_seed[r["seed"]]]) for r in by_init[init]
+                  if r["seed"] in random_by_seed]
+        if len(paired) > 1:
+            gap += f" (per seed {', '.join(f'{g:+.1f}' for g in paired)})"
         lines.append(f"| {init} | {first} | {', '.join(related) or 'none'} | {predicted} | {observed} "
-                     f"| {gap_to_random(by_init[init], by_init['random']):+.1f} | {'yes' if held else 'no'} |")
+                     f"| {gap} | {'yes' if held else 'no'} |")
     return lines
 
 

@@ -170,11 +170,14 @@ def test_table2_puts_each_rankings_prediction_beside_the_runs():
     assert _row(table, "amn-policy").startswith("| amn-policy | 2 |")  # Table 2's row stays
     lines = [line for line in table.splitlines() if line.startswith("| amn-policy | Pong")]
     assert lines == ["| amn-policy | Pong (+0.61, 0.34), CrazyClimber (+1.89, 0.22), Boxing (-0.17, 0.23) "
-                     "| none | not faster (warning) | faster | +3.5 | no |"]
-    # amn-feature: reached at 400k as random init did (same); gap (0, -2, -4, 3.5) -> -0.6: held.
+                     "| none | not faster (warning) | faster | +3.5 (per seed +5.5, +1.5) | no |"]
+    # Per seed, against random init's run of the same seed: seed 0 (1, 6, 5, 10) -> +5.5,
+    # seed 1 (1, -2, 5, 2) -> +1.5.
+    # amn-feature: reached at 400k as random init did (same); gap (0, -2, -4, 3.5) -> -0.6: held;
+    # per seed (0, -1, -3, -9) -> -3.25 and (0, -3, -5, 16) -> +2.0.
     lines = [line for line in table.splitlines() if line.startswith("| amn-feature | DemonAttack")]
     assert lines == ["| amn-feature | DemonAttack (-0.17, 0.37), Pong (-0.22, 0.28) | none "
-                     "| not faster (warning) | same | -0.6 | yes |"]
+                     "| not faster (warning) | same | -0.6 (per seed -3.2, +2.0) | yes |"]
     assert "amn-other" not in table
     # Without random-init runs there is nothing to hold the prediction against.
     no_random = [r for r in RUNS if r["init"] != "random"]
