@@ -379,7 +379,7 @@ def plot_transfer(groups, path, random_play=None, reach=None):
     figure, axes = pyplot.subplots(1, len(games), figsize=(5 * len(games), 3.5), squeeze=False)
     for axis, game in zip(axes[0], games):
         for index, (init, runs) in enumerate(sorted(groups[game].items())):
-            _plot_seeds(axis, runs, f"C{index}", f"{init} ({len(runs)} seeds)")
+            _plot_seeds(axis, runs, f"C{index}", f"{init} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         if random_play and game in random_play:
             axis.axhline(random_play[game], color="gray", linestyle="--", label="random play")
         target, _ = reach_score(groups[game], reach)
