@@ -724,21 +724,24 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
 
 def update_notes(runs) -> list:
     """A line per run whose learner did fewer updates by its last test play than an
-    uninterrupted run of its recipe (``updates_at``): a resume without the replay in the
-    checkpoint plays ``learning_starts`` steps to refill it before learning again. Runs whose
-    test plays do not record the updates (older runs) are named too: unknown, not equal."""
+    uninterrupted run of its recipe (``updates_at``), and why: updates skipped as non-finite,
+    or steps played while a resume without the replay in the checkpoint refilled it
+    (``learning_starts`` of them each time). Runs whose test plays do not record the updates
+    (older runs) are named too: unknown, not equal."""
     short, unknown = [], []
     for run in runs:
-        frames = run["points"][-1][0]
-        done = run["history"][-1].get("updates")
+        frames, last = run["points"][-1][0], run["history"][-1]
+        done, expected = last.get("updates"), updates_at(run["recipe"], frames)
         if done is None:
             unknown.append(run["name"])
-        elif done < updates_at(run["recipe"], frames):
-            expected = updates_at(run["recipe"], frames)
+        elif done < expected:
+            skipped = min(last.get("skipped_updates", 0), expected - done)
+            why = [f"{skipped:,} skipped as non-finite"] if skipped else []
+            if expected - done > skipped:
+                why.append(f"{expected - done - skipped:,} not made while a resume without its replay refilled it")
             short.append(f"- {run['name']}: {done:,} learner updates by {_millions(frames)} frames, "
                          f"{expected - done:,} ({(expected - done) / expected:.0%}) fewer than an "
-                         "uninterrupted run: resumed without its replay, which refilled before "
-                         "learning went on")
+                         f"uninterrupted run: {'; '.join(why)}")
     if unknown:
         short.append(f"- learner updates not recorded (runs from before they were): {', '.join(unknown)}")
     return ["", *short] if short else []

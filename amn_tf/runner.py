@@ -135,7 +135,7 @@ class Agent(Protocol):
     games: list
     memories: list  # replay.ReplayMemory per game, in game order
     trackables: dict  # name -> TF object saved in every checkpoint
-    learner: object  # .step() -> metrics, .updates (tf.Variable), .update_target()
+    learner: object  # .step() -> metrics, .updates and .skipped (tf.Variables), .update_target()
     rng: np.random.Generator  # acting
     export_base: str  # <export_dir>/<kind>/<name>: versions go under it
     budget_flag: str  # the flag that extends a finished run
@@ -311,8 +311,10 @@ class Runner:
 
     def _evaluate(self) -> dict:
         record, scalars = self.agent.evaluate(self.state.step, len(self.history))
-        # Learner updates so far: fewer than the steps imply when a resume refilled the replay.
+        # Learner updates so far (fewer than the steps imply when a resume refilled the replay)
+        # and those skipped as non-finite (--skip_nonfinite), which are not among them.
         record["updates"] = int(self.agent.learner.updates.numpy())
+        record["skipped_updates"] = int(self.agent.learner.skipped.numpy())
         self.history.append(record)
         runtime.append_jsonl(self.eval_path, record)
         self._scalars(self.state.step, scalars)

@@ -217,9 +217,10 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     # learning went on: the test plays record that many steps' updates fewer than an
     # uninterrupted run's (800 - 200) / 4, and the report names the run for it.
     assert records[-1]["updates"] == (800 - 200) // 4 - min(200, 800 - killed_step) // 4
+    assert records[-1]["skipped_updates"] == 0
     report = run_main("--mode=report", f"--report_runs={run_dir}", f"--report_dir={tmp_path / 'docs'}")
     assert report.returncode == 0, describe(report)
-    assert "fewer than an uninterrupted run: resumed without its replay" in (
+    assert "not made while a resume without its replay refilled it" in (
         tmp_path / "docs" / "experts.md").read_text()
 
 

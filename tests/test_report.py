@@ -98,9 +98,14 @@ def test_table2_names_runs_that_learned_less_than_an_uninterrupted_run():
     table = report.table2(report._group([short, *RUNS[1:3], old, *RUNS[4:]]), blocks=2)
     # 400k frames = 100,000 agent steps; (100,000 - 20,000) / 4 = 20,000 updates uninterrupted.
     assert ("- random-seed0: 15,000 learner updates by 0.40M frames, 5,000 (25%) fewer than an "
-            "uninterrupted run") in table
+            "uninterrupted run: 5,000 not made while a resume without its replay refilled it") in table
     assert "- learner updates not recorded (runs from before they were): amn-policy-seed1" in table
     assert "random-seed1:" not in table and "amn-feature-seed0:" not in table
+    # Updates skipped as non-finite (--skip_nonfinite) are told apart from a refill's.
+    short["history"][-1]["skipped_updates"] = 2_000
+    table = report.table2(report._group([short, *RUNS[1:]]), blocks=2)
+    assert ("5,000 (25%) fewer than an uninterrupted run: 2,000 skipped as non-finite; 3,000 not made "
+            "while a resume without its replay refilled it") in table
 
 
 def _eval_file(tmp_path, name, saved_model, results, **extra):
