@@ -120,18 +120,26 @@ def plot(runs: list, path: str) -> None:
 
 
 # ------------------------------------------------------------------ Table 2
-def load_transfer_run(run_dir: str) -> dict:
+def _dqn_run(run_dir: str, kind: str, plays: str) -> tuple:
+    """What every DQN run's report reads (expert or transfer): ``run.json`` and, from
+    ``flags.json`` and ``eval.jsonl``, its game, seed, recipe (``RECIPE_FLAGS``) and test plays;
+    a run without any is refused as "<kind> run <dir> has no <plays> yet"."""
     with open(os.path.join(run_dir, "run.json")) as handle:
         info = json.load(handle)
     history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
     if not history:
-        raise config_lib.ConfigError(f"transfer run {run_dir} has no evaluations yet")
+        raise config_lib.ConfigError(f"{kind} run {run_dir} has no {plays} yet")
     with open(os.path.join(run_dir, "flags.json")) as handle:
         flags = json.load(handle)
+    return info, {"game": info["game"], "seed": flags.get("seed", 0),
+                  "recipe": {key: flags.get(key) for key in RECIPE_FLAGS},
+                  "points": [(r["frames"], r["mean"]) for r in history], "history": history}
+
+
+def load_transfer_run(run_dir: str) -> dict:
+    info, run = _dqn_run(run_dir, "transfer", "evaluations")
     init = config_lib.init_label(info["init"])
-    return {"game": info["game"], "init": init, "seed": flags.get("seed", 0),
-            "name": f"{init}-seed{flags.get('seed', 0)}", "recipe": {k: flags.get(k) for k in RECIPE_FLAGS},
-            "points": [(r["frames"], r["mean"]) for r in history], "history": history, "dir": run_dir}
+    return {**run, "init": init, "name": f"{init}-seed{run['seed']}", "dir": run_dir}
 
 
 def _group(transfer_runs):
@@ -593,17 +601,9 @@ RECIPE_FLAGS = ("protocol", "num_envs", "replay_capacity", "learning_starts", "u
 def load_dqn_run(run_dir: str) -> dict:
     """An expert DQN run: its game, recipe (``RECIPE_FLAGS`` from ``flags.json``), seed and
     test plays; its label is the directory name without a trailing ``-seed<N>``."""
-    with open(os.path.join(run_dir, "run.json")) as handle:
-        game = json.load(handle)["game"]
-    history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
-    if not history:
-        raise config_lib.ConfigError(f"expert run {run_dir} has no test plays yet")
-    with open(os.path.join(run_dir, "flags.json")) as handle:
-        flags = json.load(handle)
+    _, run = _dqn_run(run_dir, "expert", "test plays")
     name = _run_name(run_dir)
-    return {"game": game, "name": name, "label": re.sub(r"-seed[0-9]+$", "", name),
-            "recipe": {key: flags.get(key) for key in RECIPE_FLAGS}, "seed": flags.get("seed", 0),
-            "points": [(r["frames"], r["mean"]) for r in history], "history": history,
+    return {**run, "name": name, "label": re.sub(r"-seed[0-9]+$", "", name),
             "recipe_changes": runtime.flag_changes(run_dir, RECIPE_FLAGS)}
 
 
@@ -734,14 +734,16 @@ def update_notes(runs) -> list:
         done, expected = last.get("updates"), updates_at(run["recipe"], frames)
         if done is None:
             unknown.append(run["name"])
-        elif done < expected:
-            skipped = min(last.get("skipped_updates", 0), expected - done)
+            continue
+        missing = expected - done
+        if missing > 0:
+            skipped = min(last.get("skipped_updates", 0), missing)
             why = [f"{skipped:,} skipped as non-finite"] if skipped else []
-            if expected - done > skipped:
-                why.append(f"{expected - done - skipped:,} not made while a resume without its replay refilled it")
+            if missing > skipped:
+                why.append(f"{missing - skipped:,} not made while a resume without its replay refilled it")
             short.append(f"- {run['name']}: {done:,} learner updates by {_millions(frames)} frames, "
-                         f"{expected - done:,} ({(expected - done) / expected:.0%}) fewer than an "
-                         f"uninterrupted run: {'; '.join(why)}")
+                         f"{missing:,} ({missing / expected:.0%}) fewer than an uninterrupted run: "
+                         f"{'; '.join(why)}")
     if unknown:
         short.append(f"- learner updates not recorded (runs from before they were): {', '.join(unknown)}")
     return ["", *short] if short else []
