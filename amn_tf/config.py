@@ -54,7 +54,13 @@ def init_label(init: str) -> str:
     parts = name.split(os.sep)
     # saved_models/amn/<name>/<version> -> <name>; runs/<name> -> <name>
     label = parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
-    return f"amn-{label}"
+    return _amn_label(label)
+
+
+def _amn_label(name: str) -> str:
+    """An AMN's name as an init label: ``amn-`` in front unless the name starts with it already
+    (``amn/amn-policy/1`` -> ``amn-policy``, ``runs/cpu`` -> ``amn-cpu``)."""
+    return name if name.startswith("amn") else f"amn-{name}"
 
 
 def transfer_export_name(game: str, label: str) -> str:
@@ -63,9 +69,13 @@ def transfer_export_name(game: str, label: str) -> str:
 
 
 def transfer_label(export_name: str, game: str) -> str | None:
-    """The init label of a transfer export named for ``game``, else None."""
+    """The init label of a transfer export named for ``game``, else None. Exports made before
+    labels stopped doubling the prefix (``Breakout-amn-amn-policy``) read as today's label."""
     prefix = transfer_export_name(game, "")
-    return export_name[len(prefix):] if export_name.startswith(prefix) else None
+    if not export_name.startswith(prefix):
+        return None
+    label = export_name[len(prefix):]
+    return _amn_label(label[len("amn-"):]) if label.startswith("amn-") else label
 
 
 @dataclasses.dataclass(frozen=True)

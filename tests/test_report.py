@@ -197,7 +197,24 @@ def test_a_file_that_is_no_ranking_is_refused(tmp_path):
     good = tmp_path / "rank.json"
     good.write_text('{"target": "Breakout", "init": "amn:saved_models/amn/amn-policy/1", "random": 1.2, '
                     '"ranking": [{"source": "Pong", "zero_shot_gain": 0.6, "feature_overlap": 0.3}]}')
-    assert report.load_ranking(str(good))["init"] == "amn-amn-policy"
+    assert report.load_ranking(str(good))["init"] == "amn-policy"
+
+
+def test_init_labels_name_the_amn_once_and_read_older_exports_alike():
+    """The label an init gets (run directory names, exports ``transfer/<Game>-<label>``, Table 2
+    rows) carries ``amn-`` once; exports named before that (``Breakout-amn-amn-policy``) are read
+    as the same label, so kept eval JSONs still join their runs' rows."""
+    assert config_lib.init_label("amn:saved_models/amn/amn-policy/1") == "amn-policy"
+    assert config_lib.init_label("amn:runs/cpu") == "amn-cpu"
+    assert config_lib.init_label("random") == "random"
+    for export_name in ("Breakout-amn-amn-policy", "Breakout-amn-policy"):
+        assert config_lib.transfer_label(export_name, "Breakout") == "amn-policy"
+    assert config_lib.transfer_label("Breakout-amn-cpu", "Breakout") == "amn-cpu"
+    assert config_lib.transfer_label("Breakout-random", "Breakout") == "random"
+    assert config_lib.transfer_label("Pong-random", "Breakout") is None
+    evals = [{"name": "Breakout-amn-amn-policy/2", "results": {"Breakout": {"mean": 21.5}}},
+             {"name": "random", "results": {"Breakout": {"mean": 1.4}}}]
+    assert report.transfer_evals(evals) == ({"Breakout": 1.4}, {("Breakout", "amn-policy"): [{"mean": 21.5}]})
 
 
 # ------------------------------------------------------------------ expert recipes
