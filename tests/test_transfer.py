@@ -227,6 +227,24 @@ def test_rank_sources_prints_a_ranking_of_every_source(amn, tmp_path):
     assert refused.returncode != 0 and "needs --init=amn:PATH" in refused.stderr
 
 
+def test_initial_q_script_reports_each_inits_action_spread(amn, capsys):
+    """scripts/initial_q.py: per init, the spread between the best and worst legal action of the
+    initial network on the target's random-play states, as computed here from the same network."""
+    import importlib.util
+
+    _, saved, _ = amn
+    spec = importlib.util.spec_from_file_location("initial_q", os.path.join(ROOT, "scripts", "initial_q.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["initial_q.py", "Breakout", "random", f"amn:{saved}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["random", f"amn:{saved}"]
+    states, _ = transfer._states("Breakout", "paper", 1024, 0, "vector")
+    model, _ = transfer.build_initial_network(f"amn:{saved}", "Breakout")
+    q = np.asarray(model(states, training=False)[0])[:, envs.legal_actions("Breakout")]
+    assert lines[1].endswith(f"mean {np.mean(q.max(1) - q.min(1)):.3f}")
+
+
 def test_large_amn_transfers_end_to_end(tmp_path):
     """The authors' large AMN (4 convolutions, FC 2048, FC 1024) through export and init."""
     keras.mixed_precision.set_global_policy("float32")
