@@ -392,7 +392,7 @@ def plot_transfer(groups, path, random_play=None, reach=None):
             axis.axhline(random_play[game], color="gray", linestyle="--", label="random play")
         target, _ = reach_score(groups[game], reach)
         axis.axhline(target, color="black", linestyle=":", linewidth=1, label=f"reach score {target:.1f}")
-        axis.set_title(f"{game}: transfer (mean over seeds, band: min-max)")
+        axis.set_title(f"{game}: transfer\n(mean over seeds, band: min-max)", fontsize=10)
     _finish(figure, axes[0], path)
 
 
@@ -775,7 +775,7 @@ def plot_recipes(groups, path, scores=()):
             _plot_seeds(axis, runs, f"C{index}", f"{label} ({len(runs)} seed(s))")
         for target in recipe_reach_scores(groups[game], scores)[0]:
             axis.axhline(target, color="black", linestyle=":", linewidth=1)
-        axis.set_title(f"{game}: recipes (mean over seeds, band: min-max)")
+        axis.set_title(f"{game}: recipes\n(mean over seeds, band: min-max)", fontsize=10)
     _finish(figure, axes[0], path)
 
 
