@@ -108,7 +108,7 @@ def initial_weights_equal(model_a, model_b) -> bool:
 
 
 # ------------------------------------------------------------ targeted transfer
-def _states(game, protocol, count, seed, backend) -> tuple:
+def random_play_states(game, protocol, count, seed, backend) -> tuple:
     """States from uniformly random play of ``game``, and the random policy's returns."""
     env = envs.make_env(game, 4, protocol, seed, backend)
     rng = np.random.default_rng(seed)
@@ -131,8 +131,8 @@ def _states(game, protocol, count, seed, backend) -> tuple:
 def _rank_row(model, game, source, index, target_features, random_mean, config) -> dict:
     """One source's zero-shot gain on the target and its feature overlap with it."""
     head = envs.legal_mask(source) & envs.legal_mask(game)
-    source_states, _ = _states(source, config.protocol, config.states,
-                               config.seed + seeds.RANK_STATES + index, config.backend)
+    source_states, _ = random_play_states(source, config.protocol, config.states,
+                                          config.seed + seeds.RANK_STATES + index, config.backend)
     source_features = model(source_states, training=False)[1].numpy().mean(0)
     overlap = float(np.dot(target_features, source_features)
                     / (np.linalg.norm(target_features) * np.linalg.norm(source_features) + 1e-8))
@@ -190,7 +190,7 @@ def rank_sources(config) -> list:
     model, origin = build_initial_network(config.init, game)
     if origin["init"] != "amn":
         raise InitError("--mode=rank_sources needs --init=amn:PATH")
-    target_states, _ = _states(game, config.protocol, config.states, config.seed, config.backend)
+    target_states, _ = random_play_states(game, config.protocol, config.states, config.seed, config.backend)
     target_features = model(target_states, training=False)[1].numpy().mean(0)
     random_result = evaluation.play(None, game, config.protocol, config.episodes, 1.0, config.num_envs,
                                     config.max_steps, config.seed, config.backend)

@@ -29,13 +29,12 @@ def main(argv):
     if len(argv) < 3 or not inits:
         sys.exit(__doc__)
     game = envs.canonical_game(argv[1])
-    states, _ = transfer._states(game, "paper", 1024, 0, "vector")
+    states, _ = transfer.random_play_states(game, "paper", 1024, 0, "vector")
     legal = envs.legal_actions(game)
     for init in inits:
         keras.utils.set_random_seed(0)  # random init: the same draw every time
         model, _ = transfer.build_initial_network(init, game)
-        outputs = model(states, training=False)
-        outputs = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        outputs, _ = model(states, training=False)  # every network: [outputs, features]
         print(line(f"initial, {init}", np.asarray(outputs)[:, legal]))
     for path in trained:
         print(line(f"trained, {path}", export.LoadedPolicy(path).outputs(states, game)["q_values"].numpy()))

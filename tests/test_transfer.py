@@ -239,7 +239,7 @@ def test_initial_q_script_reports_each_inits_action_spread(amn, capsys):
     script.main(["initial_q.py", "Breakout", "random", f"amn:{saved}"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["random", f"amn:{saved}"]
-    states, _ = transfer._states("Breakout", "paper", 1024, 0, "vector")
+    states, _ = transfer.random_play_states("Breakout", "paper", 1024, 0, "vector")
     model, _ = transfer.build_initial_network(f"amn:{saved}", "Breakout")
     q = np.asarray(model(states, training=False)[0])[:, envs.legal_actions("Breakout")]
     assert lines[1].endswith(f"mean {np.mean(q.max(1) - q.min(1)):.3f}")
