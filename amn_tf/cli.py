@@ -344,8 +344,7 @@ def _build_dqn(values):
     _require(values.batch_size <= values.replay_capacity,
              "--batch_size is larger than --replay_capacity")
     if values.mode == "transfer":
-        label = init_label(values.init)
-        default_dir = os.path.join("runs", f"transfer-{game}-{label}-seed{values.seed}")
+        default_dir = _transfer_default_dir(game, init_label(values.init), values.seed)
     else:
         default_dir = os.path.join("runs", f"dqn-{game}")
     dqn_config = _from_flags(
@@ -355,6 +354,18 @@ def _build_dqn(values):
     if values.mode == "transfer":
         return TransferConfig(dqn_config, values.init, values.amn_network)
     return dqn_config
+
+
+def _transfer_default_dir(game: str, label: str, seed: int) -> str:
+    """``runs/transfer-<Game>-<label>-seed<N>``. A run begun before labels stopped doubling the
+    AMN prefix (``runs/transfer-Breakout-amn-amn-policy-seed0``) resumes where it is."""
+    default_dir = os.path.join("runs", f"transfer-{game}-{label}-seed{seed}")
+    older = os.path.join("runs", f"transfer-{game}-amn-{label}-seed{seed}")
+    if label.startswith("amn") and not os.path.exists(default_dir) and runtime.is_run_dir(older):
+        print(f"[transfer] resuming {older}, named before init labels stopped doubling 'amn-' "
+              f"(give --run_dir to start elsewhere)", flush=True)
+        return older
+    return default_dir
 
 
 AMN_FLAGS = {"network": "amn_network", "epsilon": "amn_epsilon", "actor": "amn_actor",

@@ -129,6 +129,39 @@ class _OtherShape(tf.Module):
         return {"logits": tf.zeros([tf.shape(frames)[0], 18])}
 
 
+BUILD = """
+import json, sys
+from amn_tf import cli
+cli.FLAGS(sys.argv)
+print(json.dumps({"run_dir": cli.build().dqn.run_dir}))
+"""
+
+
+def _default_run_dir(cwd, init):
+    result = subprocess.run([sys.executable, "-c", BUILD, "--mode=transfer", "--game=Breakout",
+                             f"--init={init}", "--seed=1"], cwd=cwd, capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])["run_dir"], result.stdout
+
+
+def test_a_run_named_before_the_label_change_resumes_under_its_old_default_dir(tmp_path):
+    init = "amn:saved_models/amn/amn-policy/1"
+    run_dir, _ = _default_run_dir(tmp_path, init)
+    assert run_dir == os.path.join("runs", "transfer-Breakout-amn-policy-seed1")
+    older = tmp_path / "runs" / "transfer-Breakout-amn-amn-policy-seed1"
+    older.mkdir(parents=True)
+    run_dir, _ = _default_run_dir(tmp_path, init)  # not a run directory yet: the new name
+    assert run_dir == os.path.join("runs", "transfer-Breakout-amn-policy-seed1")
+    (older / "run.json").write_text(json.dumps({"mode": "transfer", "game": "Breakout", "init": init}))
+    run_dir, output = _default_run_dir(tmp_path, init)
+    assert run_dir == os.path.join("runs", "transfer-Breakout-amn-amn-policy-seed1")
+    assert "resuming runs/transfer-Breakout-amn-amn-policy-seed1" in output
+    (tmp_path / "runs" / "transfer-Breakout-amn-policy-seed1").mkdir()  # the new name wins once it exists
+    assert _default_run_dir(tmp_path, init)[0] == os.path.join("runs", "transfer-Breakout-amn-policy-seed1")
+    assert _default_run_dir(tmp_path, "amn:runs/cpu")[0] == os.path.join("runs", "transfer-Breakout-amn-cpu-seed1")
+
+
 def test_bad_init_one_line(amn, tmp_path):
     _, saved, _ = amn
     keras.mixed_precision.set_global_policy("float32")
