@@ -77,6 +77,8 @@ flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop", "authors_adam"], "DQN
 flags.DEFINE_float("learning_rate", 1e-4, "DQN learning rate.", lower_bound=0.0)
 flags.DEFINE_float("adam_epsilon", 1.5e-4, "Adam epsilon.", lower_bound=0.0)
 flags.DEFINE_boolean("double_dqn", True, "Double DQN targets (online argmax, target value).")
+flags.DEFINE_boolean("dueling", False, "A dueling head on the DQN (--mode=dqn): Q = V + A - mean(A), "
+                     "value and advantages both linear in the last hidden layer (Wang et al. 2016).")
 flags.DEFINE_float("reward_clip", 1.0, "Clip learning rewards to [-c, c]; 0 disables.", lower_bound=0.0)
 flags.DEFINE_enum("batch_loss", "mean", ["mean", "sum"], "How the DQN's TD loss combines a "
                   "minibatch: 'mean' (modern default) or 'sum' (the authors' Lua code: their "
@@ -344,6 +346,8 @@ def _build_dqn(values):
     _require(values.batch_size <= values.replay_capacity,
              "--batch_size is larger than --replay_capacity")
     if values.mode == "transfer":
+        _require(not values.dueling, "--dueling is for --mode=dqn: a transferred DQN has its "
+                 "init's architecture; drop --dueling")
         default_dir = _transfer_default_dir(game, init_label(values.init), values.seed)
     else:
         default_dir = os.path.join("runs", f"dqn-{game}")

@@ -114,6 +114,7 @@ class DqnConfig:
     learning_rate: float
     adam_epsilon: float
     double_dqn: bool
+    dueling: bool
     reward_clip: float
     n_step: int
     batch_loss: str

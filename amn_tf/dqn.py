@@ -10,5 +10,6 @@ from amn_tf import dqn_agent, runtime
 def train(config) -> dict:
     """Claims ``config.run_dir`` for this game (or checks it holds this game's run), records
     the resolved flags, and trains; returns the run's summary (final test play, export)."""
-    runtime.prepare_run_dir(config.run_dir, {"mode": "dqn", "game": config.game}, config.flags)
+    runtime.prepare_run_dir(config.run_dir, {"mode": "dqn", "game": config.game}, config.flags,
+                            fixed={"dueling": False})
     return dqn_agent.train(config)

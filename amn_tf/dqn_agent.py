@@ -94,11 +94,11 @@ class DqnLearner:
             target_variable.assign(variable)
 
 
-def _online_network(legal, network):
-    """A fresh Nature DQN over the legal set, or a copy of ``network`` (transfer: its
-    architecture and weights, built in the current strategy scope)."""
+def _online_network(legal, network, dueling=False):
+    """A fresh Nature DQN over the legal set (``dueling``: with a dueling head), or a copy of
+    ``network`` (transfer: its architecture and weights, built in the current strategy scope)."""
     if network is None:
-        return networks.nature_dqn(len(legal), name="online")
+        return networks.nature_dqn(len(legal), name="online", dueling=dueling)
     online = keras.models.clone_model(network)
     online.set_weights(network.get_weights())
     return online
@@ -140,7 +140,7 @@ class DqnAgent(multigame.EpsilonGreedyPlay):
                                             prefetch=0 if c.deterministic else 2, n_step=c.n_step,
                                             reward_clip=c.reward_clip)
         with strategy.scope() if strategy else contextlib.nullcontext():
-            self.online = _online_network(legal, network)
+            self.online = _online_network(legal, network, c.dueling)
             target = keras.models.clone_model(self.online)
             target.set_weights(self.online.get_weights())
             self._output_actions, self._output_mask, action_to_output = policies.action_tables(

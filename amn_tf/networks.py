@@ -8,7 +8,7 @@ of the last hidden layer (what feature regression matches).
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from amn_tf import envs
 
@@ -38,21 +38,40 @@ ARCHITECTURES = {
 }
 
 
-def build_network(kind: str, num_outputs: int, name: str = "network") -> keras.Model:
-    """Builds ``kind`` ('small' or 'large') with ``num_outputs`` linear outputs."""
+@keras.saving.register_keras_serializable(package="amn_tf")
+class DuelingCombine(layers.Layer):
+    """Q = V + A - mean(A) (Wang et al. 2016, "Dueling Network Architectures") from
+    ``[value [B, 1], advantages [B, n]]``."""
+
+    def call(self, inputs):
+        value, advantages = inputs
+        return value + advantages - ops.mean(advantages, axis=-1, keepdims=True)
+
+
+def build_network(kind: str, num_outputs: int, name: str = "network",
+                  dueling: bool = False) -> keras.Model:
+    """Builds ``kind`` ('small' or 'large') with ``num_outputs`` linear outputs. ``dueling``:
+    the outputs are a value and ``num_outputs`` advantages, both linear in the same last hidden
+    layer, combined as Q = V + A - mean(A). (Wang et al. give each its own hidden layer; one
+    shared layer keeps the features an AMN regresses the same shape with or without it.)"""
     if kind not in ARCHITECTURES:
         raise ValueError(f"unknown network {kind!r}: choose one of {sorted(ARCHITECTURES)}")
     convolutions, hidden = ARCHITECTURES[kind]
     frames = keras.Input(envs.OBSERVATION_SHAPE, dtype="uint8", name="frames")
     features = _torso(frames, convolutions, hidden)
-    outputs = layers.Dense(num_outputs, name=OUTPUT_LAYER, dtype="float32")(features)
+    if dueling:
+        value = layers.Dense(1, name="value", dtype="float32")(features)
+        advantages = layers.Dense(num_outputs, name="advantages", dtype="float32")(features)
+        outputs = DuelingCombine(name=OUTPUT_LAYER, dtype="float32")([value, advantages])
+    else:
+        outputs = layers.Dense(num_outputs, name=OUTPUT_LAYER, dtype="float32")(features)
     # float32 features whatever the compute policy (mixed bfloat16 keeps outputs in float32).
     features = layers.Identity(dtype="float32", name="features_out")(features)
     return keras.Model(frames, [outputs, features], name=name)
 
 
-def nature_dqn(num_outputs: int, name: str = "dqn") -> keras.Model:
-    return build_network("small", num_outputs, name)
+def nature_dqn(num_outputs: int, name: str = "dqn", dueling: bool = False) -> keras.Model:
+    return build_network("small", num_outputs, name, dueling)
 
 
 def feature_size(model: keras.Model) -> int:

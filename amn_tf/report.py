@@ -132,7 +132,7 @@ def _dqn_run(run_dir: str, kind: str, plays: str) -> tuple:
     with open(os.path.join(run_dir, "flags.json")) as handle:
         flags = json.load(handle)
     return info, {"game": info["game"], "seed": flags.get("seed", 0),
-                  "recipe": {key: flags.get(key) for key in RECIPE_FLAGS},
+                  "recipe": {key: flags.get(key, RECIPE_DEFAULTS.get(key)) for key in RECIPE_FLAGS},
                   "points": [(r["frames"], r["mean"]) for r in history], "history": history}
 
 
@@ -595,7 +595,9 @@ def run(config) -> dict:
 RECIPE_FLAGS = ("protocol", "num_envs", "replay_capacity", "learning_starts", "update_period",
                 "batch_size", "n_step", "target_update_period", "gamma", "epsilon_start",
                 "epsilon_end", "epsilon_decay_steps", "optimizer", "learning_rate", "adam_epsilon",
-                "double_dqn", "reward_clip", "batch_loss", "precision")
+                "double_dqn", "dueling", "reward_clip", "batch_loss", "precision")
+# What a recipe flag recorded before it existed meant (runs from then read as that value).
+RECIPE_DEFAULTS = {"dueling": False}
 
 
 def load_dqn_run(run_dir: str) -> dict:
@@ -604,7 +606,7 @@ def load_dqn_run(run_dir: str) -> dict:
     _, run = _dqn_run(run_dir, "expert", "test plays")
     name = _run_name(run_dir)
     return {**run, "name": name, "label": re.sub(r"-seed[0-9]+$", "", name),
-            "recipe_changes": runtime.flag_changes(run_dir, RECIPE_FLAGS)}
+            "recipe_changes": runtime.flag_changes(run_dir, RECIPE_FLAGS, RECIPE_DEFAULTS)}
 
 
 def recipe_groups(runs: list) -> dict:

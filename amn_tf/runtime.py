@@ -213,9 +213,11 @@ def check_run_dir_free(run_dir: str) -> None:
         lock_run_dir(run_dir)
 
 
-def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict) -> None:
+def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=None) -> None:
     """Creates and claims ``run_dir`` (``lock_run_dir``: refused while another process trains
-    there) or checks it belongs to the same experiment (``identity``)."""
+    there) or checks it belongs to the same experiment (``identity``) and that a resume keeps
+    the ``fixed`` flags (flag -> its value for runs recorded before the flag existed), those
+    that shape what the checkpoints hold."""
     lock_run_dir(run_dir)
     info_path = os.path.join(run_dir, RUN_INFO)
     if os.path.exists(info_path):
@@ -227,9 +229,24 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict) -> None:
                     f"run directory {run_dir} holds a run with {key}={existing.get(key)!r}, not "
                     f"{value!r}; pick another --run_dir or remove it"
                 )
+        _check_fixed_flags(run_dir, resolved_flags, fixed or {})
     else:
         checkpoints.write_json_atomically(info_path, identity)
     record_flags(run_dir, resolved_flags)
+
+
+def _check_fixed_flags(run_dir: str, resolved_flags: dict, fixed: dict) -> None:
+    flags_path = os.path.join(run_dir, "flags.json")
+    if not fixed or not os.path.exists(flags_path):
+        return
+    with open(flags_path) as handle:
+        before = json.load(handle)
+    for key, default in fixed.items():
+        was, now = before.get(key, default), resolved_flags.get(key, default)
+        if was != now:
+            raise RunError(f"run directory {run_dir} holds a run trained with --{key}={was}, which "
+                           f"its checkpoints need; resume it with --{key}={was} or pick another "
+                           f"--run_dir")
 
 
 FLAGS_HISTORY = "flags_history.jsonl"
@@ -253,14 +270,17 @@ def record_flags(run_dir: str, resolved_flags: dict) -> None:
     checkpoints.write_json_atomically(flags_path, resolved_flags)
 
 
-def flag_changes(run_dir: str, keys) -> list:
+def flag_changes(run_dir: str, keys, defaults=None) -> list:
     """[(from_step, {flag: (before, after)})] for each invocation of the run in ``run_dir``
-    that changed one of ``keys`` (flags_history.jsonl; empty for runs without one)."""
+    that changed one of ``keys`` (flags_history.jsonl; empty for runs without one). A flag an
+    invocation did not record (it did not exist yet) reads as ``defaults[flag]``."""
     history = read_jsonl(os.path.join(run_dir, FLAGS_HISTORY))
+    defaults = defaults or {}
     changes = []
     for before, after in zip(history, history[1:]):
-        changed = {key: (before["flags"].get(key), after["flags"].get(key)) for key in keys
-                   if before["flags"].get(key) != after["flags"].get(key)}
+        old = {key: before["flags"].get(key, defaults.get(key)) for key in keys}
+        new = {key: after["flags"].get(key, defaults.get(key)) for key in keys}
+        changed = {key: (old[key], new[key]) for key in keys if old[key] != new[key]}
         if changed:
             changes.append((after["from_step"], changed))
     return changes

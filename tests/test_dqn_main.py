@@ -149,6 +149,30 @@ def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
         "provenance"]["agent_steps"] == 800
 
 
+def test_dueling_run_trains_exports_and_resumes_only_with_its_head(tmp_path):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
+    result = run_main(*args, "--dueling")
+    assert result.returncode == 0, describe(result)
+    path = export_dir / "experts" / "Pong" / "1"
+    policy = export.LoadedPolicy(str(path))
+    assert policy.metadata["provenance"]["flags"]["dueling"] is True
+    flags_before = (run_dir / "flags.json").read_text()
+    # Training on without the head is refused before anything is touched, not read as damage.
+    refused = run_main(*args, "--training_steps=800")
+    line = assert_clean_error(refused)
+    assert "trained with --dueling=True" in line and "resume it with --dueling=True" in line
+    assert (run_dir / "flags.json").read_text() == flags_before
+    resumed = run_main(*args, "--dueling", "--training_steps=800")
+    assert resumed.returncode == 0, describe(resumed)
+    assert "resumed from" in resumed.stdout
+    assert newest_state(str(run_dir))["step"] == 800
+    # A transferred DQN has its init's architecture: --dueling there is a flag mistake.
+    line = assert_clean_error(run_main("--mode=transfer", "--game=Breakout", "--init=random",
+                                       "--dueling", f"--run_dir={tmp_path / 't'}"))
+    assert "--dueling is for --mode=dqn" in line and not (tmp_path / "t").exists()
+
+
 def test_run_dir_of_another_game_is_refused(smoke_run):
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
     flags_path = os.path.join(smoke_run.run_dir, "flags.json")

@@ -48,6 +48,24 @@ def test_expert_signature_matches_keras_model(pong_expert):
     assert set(outputs["action"].numpy().tolist()) <= set(pong_expert.legal.tolist())
 
 
+def test_dueling_head_is_value_plus_centred_advantages_and_exports_alike(tmp_path, float32_policy):
+    keras.utils.set_random_seed(3)
+    model = networks.nature_dqn(6, dueling=True)
+    frames = frames_batch(5, seed=4)
+    q_values, features = (t.numpy() for t in model(frames, training=False))
+    value_layer, advantage_layer = model.get_layer("value"), model.get_layer("advantages")
+    value = features @ value_layer.kernel.numpy() + value_layer.bias.numpy()
+    advantages = features @ advantage_layer.kernel.numpy() + advantage_layer.bias.numpy()
+    np.testing.assert_allclose(q_values, value + advantages - advantages.mean(axis=1, keepdims=True),
+                               atol=1e-5)
+    assert features.shape == (5, 512)  # the layer an AMN regresses, as without the head
+    path = str(tmp_path / "experts" / "Pong" / "1")
+    export.export_expert(model, "Pong", path, provenance={}, protocol="paper")
+    outputs = tf.saved_model.load(path).signatures["serving_default"](frames=tf.constant(frames))
+    np.testing.assert_allclose(outputs["q_values"], q_values, atol=1e-5)
+    np.testing.assert_allclose(outputs["features"], features, atol=1e-5)
+
+
 def test_expert_metadata(pong_expert):
     module = tf.saved_model.load(pong_expert.path)
     metadata = json.loads(module.metadata.numpy().decode())

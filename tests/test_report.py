@@ -267,6 +267,31 @@ def test_recipe_table_when_a_run_first_evaluates_after_the_shared_frames():
     assert "| sparse | 1 | n_step 1 (3) | 1.00M (57,500) | - | 9.0 at 2.00M | - |" in "\n".join(lines)
 
 
+def test_runs_recorded_before_the_dueling_flag_are_the_same_recipe_as_dueling_off(tmp_path):
+    """Flags recorded before --dueling existed read as its old meaning (no dueling head): such a
+    run groups with a new one without the head, apart from one with it, and its resume under the
+    new flag is no recipe change."""
+    import json
+
+    recipe = {"n_step": 3, "update_period": 4, "learning_starts": 20_000, "seed": 0}
+    runs = {"old": recipe, "new": recipe | {"dueling": False}, "duel": recipe | {"dueling": True}}
+    dirs = []
+    for name, flags in runs.items():
+        run_dir = tmp_path / f"{name}-seed0"
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text(json.dumps({"game": "Pong", "mode": "dqn"}))
+        (run_dir / "flags.json").write_text(json.dumps(flags))
+        (run_dir / "eval.jsonl").write_text(json.dumps({"frames": 400_000, "mean": -20.0}) + "\n")
+        dirs.append(str(run_dir))
+    history = [{"from_step": 0, "flags": recipe}, {"from_step": 50_000, "flags": runs["new"]},
+               {"from_step": 90_000, "flags": runs["duel"]}]
+    (tmp_path / "old-seed0" / "flags_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    loaded = [report.load_dqn_run(d) for d in dirs]
+    assert loaded[0]["recipe"]["dueling"] is False
+    assert [[r["label"] for r in group] for _, group in report.recipe_groups(loaded)["Pong"]] == [["old", "new"], ["duel"]]
+    assert loaded[0]["recipe_changes"] == [(90_000, {"dueling": (False, True)})]
+
+
 def test_expert_runs_of_the_same_directory_name_are_refused(tmp_path):
     """Runs (and their kept records) are matched to their eval JSONs by directory name, so two
     runs of one name would share a SavedModel score: refused in one line."""
