@@ -10,7 +10,9 @@ Prints:
   4. replay bytes per stored transition.
 
 Usage: python benchmarks/bench_dqn.py [--bench_game=Pong] [--seconds=20] [--bench_precision=auto]
-       [--bench_n_step=1]
+       [--bench_n_step=1] [--bench_dueling]
+  --bench_dueling adds the learner step with a dueling head (--dueling) on the same batch,
+  beside the plain one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ flags.DEFINE_string("bench_precision", "auto", "auto | float32 | mixed_bfloat16"
 flags.DEFINE_integer("bench_envs", 4, "Parallel environments.")
 flags.DEFINE_boolean("bench_jit", False, "XLA-compile the learner step.")
 flags.DEFINE_integer("bench_n_step", 1, "n-step returns of the replay pipeline and the loop.")
+flags.DEFINE_boolean("bench_dueling", False, "Also time the learner step with a dueling head.")
 FLAGS = flags.FLAGS
 
 
@@ -69,14 +72,14 @@ def filled_memory(game, capacity, num_envs):
     return memory
 
 
-def learner_rates(game, memory, seconds, jit):
+def learner_rates(game, memory, seconds, jit, dueling=False):
     import keras
     import tensorflow as tf
 
     from amn_tf import dqn_agent, envs, networks, optimizers, policies, replay
 
     legal = envs.legal_actions(game)
-    online = networks.nature_dqn(len(legal))
+    online = networks.nature_dqn(len(legal), dueling=dueling)
     target = keras.models.clone_model(online)
     _, mask, a2o = policies.action_tables(legal, len(legal))
     dataset = replay.transition_dataset(memory, 32, 0.99, True, n_step=FLAGS.bench_n_step,
@@ -132,6 +135,9 @@ def main(argv):
     bare, piped = learner_rates(game, memory, seconds, FLAGS.bench_jit)
     print(f"learner step, fixed batch (bare)     : {bare:10,.1f} updates/s")
     print(f"learner step, replay tf.data pipeline: {piped:10,.1f} updates/s ({100 * piped / bare:.0f}% of bare)")
+    if FLAGS.bench_dueling:
+        dueling, _ = learner_rates(game, memory, seconds, FLAGS.bench_jit, dueling=True)
+        print(f"learner step, dueling head (bare)    : {dueling:10,.1f} updates/s ({100 * dueling / bare:.0f}% of plain)")
     bound = 1.0 / (1.0 / env_fps + 1.0 / (bare * 16))
     loop = full_loop_fps(game, FLAGS.bench_envs, seconds, FLAGS.bench_precision, bare)
     print(f"full DQN loop (1 update/4 steps)     : {loop:10,.0f} frames/s = {loop / 4:,.0f} agent steps/s")
