@@ -210,7 +210,8 @@ def train(config) -> dict:
                 raise
             print(f"[{label}] no % of expert column: {error}")
     runtime.prepare_run_dir(config.run_dir, {"mode": "multitask_dqn", "games": list(config.games),
-                                             "network": config.network}, config.flags)
+                                             "network": config.network}, config.flags,
+                            replay_flags=runtime.DQN_REPLAY_FLAGS)
     runtime.set_seeds(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
     agent = MultitaskDqnAgent(config, found)

@@ -213,11 +213,13 @@ def check_run_dir_free(run_dir: str) -> None:
         lock_run_dir(run_dir)
 
 
-def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=None) -> None:
+def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=None,
+                    replay_flags=()) -> None:
     """Creates and claims ``run_dir`` (``lock_run_dir``: refused while another process trains
     there) or checks it belongs to the same experiment (``identity``) and that a resume keeps
-    the ``fixed`` flags (flag -> its value for runs recorded before the flag existed), those
-    that shape what the checkpoints hold."""
+    the flags that shape what the checkpoints hold: ``fixed`` (flag -> its value for runs
+    recorded before the flag existed) always, ``replay_flags`` (the replay memory's shape) when
+    the run saved its replay in them (``--save_replay``)."""
     lock_run_dir(run_dir)
     info_path = os.path.join(run_dir, RUN_INFO)
     if os.path.exists(info_path):
@@ -229,24 +231,32 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=No
                     f"run directory {run_dir} holds a run with {key}={existing.get(key)!r}, not "
                     f"{value!r}; pick another --run_dir or remove it"
                 )
-        _check_fixed_flags(run_dir, resolved_flags, fixed or {})
+        _check_fixed_flags(run_dir, resolved_flags, fixed or {}, replay_flags)
     else:
         checkpoints.write_json_atomically(info_path, identity)
     record_flags(run_dir, resolved_flags)
 
 
-def _check_fixed_flags(run_dir: str, resolved_flags: dict, fixed: dict) -> None:
+# The flags that shape a Q-learning run's replay memory (one per game: capacity x streams).
+DQN_REPLAY_FLAGS = ("replay_capacity", "num_envs")
+
+
+def _check_fixed_flags(run_dir: str, resolved_flags: dict, fixed: dict, replay_flags) -> None:
     flags_path = os.path.join(run_dir, "flags.json")
-    if not fixed or not os.path.exists(flags_path):
+    if not (fixed or replay_flags) or not os.path.exists(flags_path):
         return
     with open(flags_path) as handle:
         before = json.load(handle)
-    for key, default in fixed.items():
+    checked = dict(fixed)
+    if before.get("save_replay"):
+        checked.update({key: None for key in replay_flags if key in before})
+    for key, default in checked.items():
         was, now = before.get(key, default), resolved_flags.get(key, default)
         if was != now:
-            raise RunError(f"run directory {run_dir} holds a run trained with --{key}={was}, which "
-                           f"its checkpoints need; resume it with --{key}={was} or pick another "
-                           f"--run_dir")
+            why = "its checkpoints hold a replay of that shape" if key in replay_flags else \
+                "its checkpoints need it"
+            raise RunError(f"run directory {run_dir} holds a run trained with --{key}={was} ({why}); "
+                           f"resume it with --{key}={was} or pick another --run_dir")
 
 
 FLAGS_HISTORY = "flags_history.jsonl"

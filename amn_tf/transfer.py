@@ -94,7 +94,8 @@ def train(config) -> dict:
     model, origin = build_initial_network(config.init, config.dqn.game, config.network)
     # The run directory is made only once the init is known to be good.
     runtime.prepare_run_dir(config.dqn.run_dir, {"mode": "transfer", "game": config.dqn.game,
-                                                 "init": config.init}, config.dqn.flags)
+                                                 "init": config.init}, config.dqn.flags,
+                            replay_flags=runtime.DQN_REPLAY_FLAGS)
     print(f"[transfer] {config.dqn.game} from {config.init} ({model.count_params():,} parameters)",
           flush=True)
     label = init_label(config.init)

@@ -173,6 +173,26 @@ def test_dueling_run_trains_exports_and_resumes_only_with_its_head(tmp_path):
     assert "--dueling is for --mode=dqn" in line and not (tmp_path / "t").exists()
 
 
+def test_a_run_with_its_replay_saved_resumes_only_with_the_same_replay_shape(tmp_path):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--save_replay")
+    first = run_main(*args)
+    assert first.returncode == 0, describe(first)
+    flags_before = (run_dir / "flags.json").read_text()
+    history_before = (run_dir / "flags_history.jsonl").read_text()
+    for changed in ("--replay_capacity=3000", "--num_envs=4"):
+        # Not "every checkpoint failed to load, move the directory away": the run is intact.
+        line = assert_clean_error(run_main(*args, changed, "--training_steps=800"))
+        flag = changed.split("=")[0]
+        assert f"trained with {flag}=" in line and "replay of that shape" in line, line
+        assert "move the directory away" not in line
+    assert (run_dir / "flags.json").read_text() == flags_before
+    assert (run_dir / "flags_history.jsonl").read_text() == history_before
+    resumed = run_main(*args, "--training_steps=800")
+    assert resumed.returncode == 0, describe(resumed)
+    assert "resumed from" in resumed.stdout and newest_state(str(run_dir))["step"] == 800
+
+
 def test_run_dir_of_another_game_is_refused(smoke_run):
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
     flags_path = os.path.join(smoke_run.run_dir, "flags.json")
