@@ -11,5 +11,5 @@ def train(config) -> dict:
     """Claims ``config.run_dir`` for this game (or checks it holds this game's run), records
     the resolved flags, and trains; returns the run's summary (final test play, export)."""
     runtime.prepare_run_dir(config.run_dir, {"mode": "dqn", "game": config.game}, config.flags,
-                            fixed={"dueling": False}, replay_flags=runtime.DQN_REPLAY_FLAGS)
+                            fixed=runtime.LATER_FLAGS, replay_flags=runtime.DQN_REPLAY_FLAGS)
     return dqn_agent.train(config)

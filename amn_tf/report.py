@@ -596,8 +596,7 @@ RECIPE_FLAGS = ("protocol", "num_envs", "replay_capacity", "learning_starts", "u
                 "batch_size", "n_step", "target_update_period", "gamma", "epsilon_start",
                 "epsilon_end", "epsilon_decay_steps", "optimizer", "learning_rate", "adam_epsilon",
                 "double_dqn", "dueling", "reward_clip", "batch_loss", "precision")
-# What a recipe flag recorded before it existed meant (runs from then read as that value).
-RECIPE_DEFAULTS = {"dueling": False}
+RECIPE_DEFAULTS = runtime.LATER_FLAGS  # runs recorded before a flag existed read as its old meaning
 
 
 def load_dqn_run(run_dir: str) -> dict:

@@ -239,6 +239,8 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=No
 
 # The flags that shape a Q-learning run's replay memory (one per game: capacity x streams).
 DQN_REPLAY_FLAGS = ("replay_capacity", "num_envs")
+# Flags added after runs were recorded, with what a record without them meant.
+LATER_FLAGS = {"dueling": False}
 
 
 def _check_fixed_flags(run_dir: str, resolved_flags: dict, fixed: dict, replay_flags) -> None:
