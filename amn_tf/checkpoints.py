@@ -26,6 +26,16 @@ class CheckpointError(RuntimeError):
     pass
 
 
+class NoUsableCheckpoint(CheckpointError):
+    """Every complete checkpoint of a directory failed to load (``advice`` ends the line)."""
+
+    def __init__(self, directory: str, newest_error: str,
+                 advice: str = "move the directory away to start over"):
+        super().__init__(f"no usable checkpoint in {directory}: every one failed to load (the "
+                         f"newest, {newest_error}); {advice}")
+        self.directory, self.newest_error = directory, newest_error
+
+
 def complete_checkpoints(directory: str) -> list[str]:
     """Complete ``ckpt-<step>`` directories under ``directory``, newest first."""
     return [path for _, path in _complete(directory)]
@@ -163,8 +173,5 @@ class CheckpointManager:
                     reason = (str(error).splitlines() or [type(error).__name__])[0]
                     newest_error = f"{os.path.basename(path)}: {reason}"
         if self.complete():
-            raise CheckpointError(
-                f"no usable checkpoint in {self.directory}: every one failed to load (the newest, "
-                f"{newest_error}); move the directory away to start over"
-            )
+            raise NoUsableCheckpoint(self.directory, newest_error)
         return None

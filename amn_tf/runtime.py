@@ -182,13 +182,32 @@ def release_run_dir(run_dir: str) -> None:
 
 @contextlib.contextmanager
 def run_dir_claims():
-    """Releases on exit the run-directory claims taken inside (claims held before stay)."""
+    """Releases on exit the run-directory claims taken inside (claims held before stay).
+
+    When the work inside raises before a run resumed there wrote a checkpoint, the flags
+    ``prepare_run_dir`` recorded for it are taken back (``_take_back_flags``): they trained
+    nothing that was kept, and the run's record is what a user resumes with. A resume whose
+    checkpoints all failed to load says which flags it changed."""
     before = set(_held_run_dirs)
     try:
         yield
+    except BaseException as error:
+        changed = {}
+        for key in [k for k in _held_run_dirs if k not in before]:
+            changed.update(_take_back_flags(key, error))
+        if isinstance(error, checkpoints.NoUsableCheckpoint) and changed:
+            listed = ", ".join(f"--{flag}={now} (trained with {was})"
+                               for flag, (was, now) in list(changed.items())[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise checkpoints.NoUsableCheckpoint(
+                error.directory, error.newest_error,
+                f"this resume changed {listed}{more}: resume with the run's flags (its "
+                "flags.json), or move the directory away to start over") from None
+        raise
     finally:
         for key in [k for k in _held_run_dirs if k not in before]:
             release_run_dir(key)
+            _flag_snapshots.pop(key, None)
 
 
 def releases_run_dirs(function):
@@ -234,7 +253,66 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=No
         _check_fixed_flags(run_dir, resolved_flags, fixed or {}, replay_flags)
     else:
         checkpoints.write_json_atomically(info_path, identity)
+    _snapshot_flags(run_dir, resolved_flags)
     record_flags(run_dir, resolved_flags)
+
+
+# realpath(run_dir) -> what a resume found there before recording its flags (see
+# run_dir_claims): the run dir, its newest checkpoint's step, the record files' bytes and the
+# flags they held against the flags recorded over them.
+_flag_snapshots: dict = {}
+# Changed by design on a resume, never the reason a checkpoint does not load.
+_RESUME_FLAGS = ("training_steps",)
+
+
+def _snapshot_flags(run_dir: str, resolved_flags: dict) -> None:
+    flags_path = os.path.join(run_dir, "flags.json")
+    key = os.path.realpath(run_dir)
+    if key in _flag_snapshots or not os.path.exists(flags_path):  # the first claim's, resumes only
+        return
+    saved = {}
+    for name in ("flags.json", FLAGS_HISTORY):
+        try:
+            with open(os.path.join(run_dir, name), "rb") as handle:
+                saved[name] = handle.read()
+        except FileNotFoundError:
+            saved[name] = None
+    try:
+        before = json.loads(saved["flags.json"])
+    except ValueError:
+        before = {}
+    now = json.loads(json.dumps(resolved_flags))
+    changed = {flag: (before.get(flag), value) for flag, value in now.items()
+               if flag not in _RESUME_FLAGS and before.get(flag, value) != value}
+    step = checkpoints.newest_complete_step(os.path.join(run_dir, "checkpoints"))
+    _flag_snapshots[key] = (run_dir, step, saved, changed)
+
+
+def _take_back_flags(key: str, error: BaseException) -> dict:
+    """Puts back the flags.json and flags_history.jsonl a resume of the run in ``key`` found,
+    if it wrote no checkpoint before ``error``; returns the flags it had changed when
+    ``error`` is that run's checkpoints all failing to load (else {})."""
+    snapshot = _flag_snapshots.pop(key, None)
+    if snapshot is None:
+        return {}
+    run_dir, step, saved, changed = snapshot
+    if checkpoints.newest_complete_step(os.path.join(run_dir, "checkpoints")) != step:
+        return {}  # this invocation's flags trained a kept checkpoint: their record stays
+    for name, data in saved.items():
+        path = os.path.join(run_dir, name)
+        try:
+            if data is None:
+                if os.path.exists(path):
+                    os.remove(path)
+            else:
+                with open(path + ".tmp", "wb") as handle:
+                    handle.write(data)
+                os.replace(path + ".tmp", path)
+        except OSError:  # a full disk: the record stays as the resume wrote it
+            continue
+    failed_here = isinstance(error, checkpoints.NoUsableCheckpoint) and (
+        os.path.realpath(error.directory) == os.path.realpath(os.path.join(run_dir, "checkpoints")))
+    return changed if failed_here else {}
 
 
 # The flags that shape a Q-learning run's replay memory (one per game: capacity x streams).

@@ -193,6 +193,22 @@ def test_a_run_with_its_replay_saved_resumes_only_with_the_same_replay_shape(tmp
     assert "resumed from" in resumed.stdout and newest_state(str(run_dir))["step"] == 800
 
 
+def test_a_resume_whose_flags_no_checkpoint_fits_says_so_and_keeps_the_runs_record(tmp_path):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
+    first = run_main(*args)
+    assert first.returncode == 0, describe(first)
+    records = {name: (run_dir / name).read_text() for name in ("flags.json", "flags_history.jsonl")}
+    # RMSprop's slots do not fit Adam's checkpoint: every checkpoint fails to load.
+    line = assert_clean_error(run_main(*args, "--optimizer=rmsprop", "--training_steps=800"))
+    assert "every one failed to load" in line, line
+    assert "this resume changed --optimizer=rmsprop (trained with adam): resume with the run's flags" in line
+    assert {name: (run_dir / name).read_text() for name in records} == records
+    resumed = run_main(*args, "--training_steps=800")
+    assert resumed.returncode == 0, describe(resumed)
+    assert "resumed from" in resumed.stdout and newest_state(str(run_dir))["step"] == 800
+
+
 def test_run_dir_of_another_game_is_refused(smoke_run):
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
     flags_path = os.path.join(smoke_run.run_dir, "flags.json")

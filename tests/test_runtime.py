@@ -222,6 +222,45 @@ def test_flags_history_keeps_each_invocation_that_changed_a_flag(tmp_path):
     assert runtime.flag_changes(run_dir, ("n_step",)) == []
 
 
+def _complete_checkpoint(run_dir, step: int) -> None:
+    path = run_dir / "checkpoints" / f"{checkpoints.PREFIX}{step:012d}"
+    path.mkdir(parents=True)
+    (path / checkpoints.SENTINEL).write_text("")
+
+
+def test_a_resume_that_fails_before_its_first_checkpoint_takes_its_flags_back(tmp_path):
+    identity, flags = {"mode": "dqn", "game": "Pong"}, {"learning_rate": 0.0001, "training_steps": 100}
+    runtime.prepare_run_dir(str(tmp_path), identity, flags)
+    _complete_checkpoint(tmp_path, 100)
+    runtime.release_run_dir(str(tmp_path))
+    records = {name: (tmp_path / name).read_bytes() for name in ("flags.json", runtime.FLAGS_HISTORY)}
+    changed = {**flags, "learning_rate": 0.0002, "training_steps": 200}
+    # Fails (here: a bad expert, a NaN loss...) before writing a checkpoint: nothing it trained was
+    # kept, so the run's record is what it was.
+    with pytest.raises(ValueError), runtime.run_dir_claims():
+        runtime.prepare_run_dir(str(tmp_path), identity, changed)
+        assert json.loads((tmp_path / "flags.json").read_text())["learning_rate"] == 0.0002
+        raise ValueError("failed")
+    assert {name: (tmp_path / name).read_bytes() for name in records} == records
+    # Every checkpoint failing to load is told which flags the resume changed (not the budget).
+    with pytest.raises(checkpoints.NoUsableCheckpoint) as raised, runtime.run_dir_claims():
+        runtime.prepare_run_dir(str(tmp_path), identity, changed)
+        raise checkpoints.NoUsableCheckpoint(str(tmp_path / "checkpoints"), "ckpt-100: shape")
+    message = str(raised.value)
+    assert message.startswith(f"no usable checkpoint in {tmp_path / 'checkpoints'}: every one")
+    assert "this resume changed --learning_rate=0.0002 (trained with 0.0001): resume with the run's " \
+        "flags (its flags.json)" in message and "training_steps" not in message
+    assert {name: (tmp_path / name).read_bytes() for name in records} == records
+    # Failing after it wrote a checkpoint: its flags trained that checkpoint, their record stays.
+    with pytest.raises(ValueError), runtime.run_dir_claims():
+        runtime.prepare_run_dir(str(tmp_path), identity, changed)
+        _complete_checkpoint(tmp_path, 150)
+        raise ValueError("failed later")
+    assert json.loads((tmp_path / "flags.json").read_text())["learning_rate"] == 0.0002
+    assert runtime.flag_changes(str(tmp_path), ("learning_rate",)) == [
+        (100, {"learning_rate": (0.0001, 0.0002)})]
+
+
 def test_flags_history_drops_a_line_torn_by_a_crash(tmp_path):
     runtime.record_flags(str(tmp_path), {"learning_rate": 0.0001})
     with open(tmp_path / runtime.FLAGS_HISTORY, "a") as handle:
