@@ -289,36 +289,93 @@ class ReplayMemory:
     def restore(self, path: str) -> None:
         """Loads contents saved by ``save``; shapes and dtypes must match this memory.
 
-        A format-1 file (written before outputs existed) restores into a memory without
-        outputs; a memory with outputs refuses a file that lacks any of them."""
+        Each array is read straight into this memory's own (``_read_npz_into``), so a
+        restore needs no second copy of the replay in memory (a 1M-transition replay is
+        about 7 GB). Every array's header is checked before any is overwritten. A format-1
+        file (written before outputs existed) restores into a memory without outputs; a
+        memory with outputs refuses a file that lacks any of them."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                version = int(data["version"])
-                names = [*_ARRAYS, *(f"output_{n}" for n in self.outputs if f"output_{n}" in data.files)]
-                arrays = {k: data[k] for k in names}
+            with zipfile.ZipFile(path) as archive:
+                headers = _npz_headers(archive)
+                if headers.get("version", (None, None))[0] != ():
+                    raise KeyError("version")
+                with archive.open("version.npy") as member:
+                    version = int(np.lib.format.read_array(member, allow_pickle=False))
+                if version not in (1, _FORMAT_VERSION):
+                    raise _FormatError(f"replay file {path} has format {version}, expected {_FORMAT_VERSION}")
+                names = [*_ARRAYS, *(f"output_{n}" for n in self.outputs if f"output_{n}" in headers)]
+                missing = [n for n in self.outputs if f"output_{n}" not in headers]
+                if missing:
+                    raise _FormatError(
+                        f"replay file {path} (format {version}) lacks the outputs {missing} this memory "
+                        "stores for every state (written by an older amn_tf or with another --beta); "
+                        "resume without --save_replay and --deterministic: the memory refills")
+                for name in names:
+                    shape, dtype = headers[name]
+                    mine = self._array(name)
+                    if shape != mine.shape or dtype != mine.dtype:
+                        raise _FormatError(
+                            f"replay file {path}: {name} is {dtype}{list(shape)}, this memory "
+                            f"needs {mine.dtype}{list(mine.shape)} (different capacity or streams?)")
+                for name in names:
+                    _read_npz_into(archive, name, self._array(name))
+        except _FormatError as error:
+            raise ValueError(str(error)) from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"replay file {path} is unreadable or incomplete ({error})") from None
-        if version not in (1, _FORMAT_VERSION):
-            raise ValueError(f"replay file {path} has format {version}, expected {_FORMAT_VERSION}")
-        missing = [n for n in self.outputs if f"output_{n}" not in arrays]
-        if missing:
-            raise ValueError(
-                f"replay file {path} (format {version}) lacks the outputs {missing} this memory "
-                "stores for every state (written by an older amn_tf or with another --beta); "
-                "resume without --save_replay and --deterministic: the memory refills")
-        for name, array in arrays.items():
-            mine = self._array(name)
-            if array.shape != mine.shape or array.dtype != mine.dtype:
-                raise ValueError(
-                    f"replay file {path}: {name} is {array.dtype}{list(array.shape)}, "
-                    f"this memory needs {mine.dtype}{list(mine.shape)} (different capacity or streams?)"
-                )
-        for name, array in arrays.items():
-            self._array(name)[...] = array
 
     def _array(self, name: str) -> np.ndarray:
         """A saved array by its file name (``output_<name>`` for the outputs)."""
         return self.outputs[name[len("output_"):]] if name.startswith("output_") else getattr(self, name)
+
+
+class _FormatError(Exception):
+    """A readable replay file that does not fit the memory (its message is the whole line)."""
+
+
+def _read_header(member):
+    """(shape, dtype) from an .npy member positioned at its start; leaves it at the data."""
+    major, minor = np.lib.format.read_magic(member)
+    if (major, minor) == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+    elif (major, minor) == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f"unsupported .npy format {major}.{minor}")
+    if fortran or dtype.hasobject:
+        raise ValueError("not a C-ordered plain array")
+    return tuple(shape), dtype
+
+
+def _npz_headers(archive: zipfile.ZipFile) -> dict:
+    """name -> (shape, dtype) of every array in an .npz, reading headers only."""
+    headers = {}
+    for info in archive.infolist():
+        if info.filename.endswith(".npy"):
+            with archive.open(info) as member:
+                headers[info.filename[: -len(".npy")]] = _read_header(member)
+    return headers
+
+
+_CHUNK = 16 << 20
+
+
+def _read_npz_into(archive: zipfile.ZipFile, name: str, target: np.ndarray) -> None:
+    """Reads array ``name`` of an .npz into ``target`` (same shape and dtype, C-contiguous)
+    in 16 MiB pieces; a member shorter than its header says is an EOFError."""
+    if not target.flags.c_contiguous:  # not this module's arrays; kept correct anyway
+        with archive.open(name + ".npy") as member:
+            target[...] = np.lib.format.read_array(member, allow_pickle=False)
+        return
+    view = memoryview(target.reshape(-1).view(np.uint8))
+    with archive.open(name + ".npy") as member:
+        _read_header(member)
+        done = 0
+        while done < len(view):
+            read = member.readinto(view[done : done + _CHUNK])
+            if not read:
+                raise EOFError(f"{name} ends after {done} of {len(view)} bytes")
+            done += read
 
 
 # ------------------------------------------------------------------- tf.data

@@ -414,6 +414,27 @@ def test_save_restore_round_trip_gives_identical_samples(tmp_path):
     assert restored.entries_written > original.entries_written
 
 
+def test_restore_reads_into_the_memory_without_a_second_copy(tmp_path):
+    """A 1M-transition replay is ~7 GB: restoring it must not hold a second copy in memory."""
+    import tracemalloc
+
+    source = replay.ReplayMemory(capacity=20_000, num_streams=2, seed=1)
+    source.frames[...] = np.random.default_rng(0).integers(0, 256, source.frames.shape, np.uint8)
+    source.cursor[...] = [12_345, 6_789]
+    path = str(tmp_path / "replay.npz")
+    source.save(path)
+    target = replay.ReplayMemory(capacity=20_000, num_streams=2, seed=2)
+    tracemalloc.start()
+    try:
+        target.restore(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(target.frames, source.frames)
+    np.testing.assert_array_equal(target.cursor, source.cursor)
+    assert source.frames.nbytes > 100e6 and peak < source.frames.nbytes / 4, (peak, source.frames.nbytes)
+
+
 @pytest.mark.parametrize("capacity,streams", [(3 * 41, 3), (4 * 40, 4)])
 def test_restore_into_another_shape_is_refused(tmp_path, capacity, streams):
     path = str(tmp_path / "replay.npz")
