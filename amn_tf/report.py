@@ -643,6 +643,21 @@ def updates_at(recipe: dict, frames: int) -> int:
     return max(0, steps) // int(recipe.get("update_period") or 4)
 
 
+def hours_at(run: dict, frames) -> float | None:
+    """Hours of training (the run loop's wall-clock, test plays included, summed over its
+    invocations) by the test play at ``frames``; None when its records do not keep them."""
+    seconds = [r.get("wall_seconds") for r in run["history"] if r["frames"] == frames]
+    return seconds[0] / 3600 if seconds and seconds[0] is not None else None
+
+
+def _reach_text(recipe: dict, runs: list, frames) -> str:
+    """'frames (updates; hours)' of the first test play at or above a score, the hours the mean
+    of the seeds' own at those frames, given when every seed kept them."""
+    hours = [hours_at(run, frames) for run in runs]
+    clock = f"; {np.mean(hours):.1f} h" if hours and None not in hours else ""
+    return f"{_millions(frames)} ({updates_at(recipe, frames):,}{clock})"
+
+
 def score_at(points, frames):
     """The last test play at or before ``frames`` (None before the first)."""
     before = [score for f, score in points if f <= frames]
@@ -683,11 +698,13 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
     reference_label, reference_runs = entries[0]
     reference = reference_runs[0]["recipe"]
     common = min(r["points"][-1][0] for _, runs in entries for r in runs)
-    reach_headers = " | ".join(f"first test play >= {t:g}: frames (updates) [per seed]" for t in targets)
+    reach_headers = " | ".join(f"first test play >= {t:g}: frames (updates; h) [per seed]" for t in targets)
     lines = [f"## {game}: {len(entries)} recipe(s); reference: {reference_label}\n",
              f"Reach scores: {', '.join(f'{t:g}' for t in targets)} ({why}). Frames are emulator "
              "frames (4 per agent step); updates: learner updates by then (one batch each, one per "
-             "update_period agent steps after learning_starts). "
+             "update_period agent steps after learning_starts); h: hours of training by then "
+             "(wall-clock of the run loop, test plays included, on the host that trained it; given "
+             "for runs whose records keep it). "
              "'test play at': each seed's last test play at or before the frames every run "
              "reached, mean over seeds.\n",
              f"| recipe | seeds | differs from {reference_label} (its value in brackets) | {reach_headers} "
@@ -698,10 +715,10 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
         cells = []
         for target in targets:
             reached = frames_to_reach(mean_curve(runs), target)
-            seeds = ", ".join(_millions(f) if f is not None else "-"
-                              for f in (frames_to_reach(r["points"], target) for r in runs))
-            text = (f"{_millions(reached)} ({updates_at(recipe, reached):,})" if reached is not None
-                    else "not reached")
+            per_seed = [(r, frames_to_reach(r["points"], target)) for r in runs]
+            seeds = ", ".join("-" if f is None else _millions(f) + (
+                f" {hours_at(r, f):.1f} h" if hours_at(r, f) is not None else "") for r, f in per_seed)
+            text = _reach_text(recipe, runs, reached) if reached is not None else "not reached"
             cells.append(f"{text} [{seeds}]" if len(runs) > 1 else text)
         at_common = [v for v in (score_at(r["points"], common) for r in runs) if v is not None]
         last = [r["points"][-1] for r in runs]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Protocol
 
 import numpy as np
@@ -43,6 +44,9 @@ class RunState:
     finished: bool = False  # exported; a larger budget reopens it
     summary: dict = dataclasses.field(default_factory=dict)  # the result, or a pending export
     games: list = dataclasses.field(default_factory=list)
+    # Seconds of the run loop (playing, learning, test plays, checkpoints) that made this
+    # state, summed over invocations; None for a run checkpointed before it was kept.
+    wall_seconds: float | None = 0.0
     # Known only after a restore, never saved:
     path: str | None = None
     replay_restored: bool = False
@@ -64,6 +68,7 @@ class RunState:
                    update_credit=float(payload.get("update_credit", 0.0)),
                    finished=bool(payload.get("finished")), summary=payload.get("summary") or {},
                    games=list(payload.get("games") or []), path=payload.get("path"),
+                   wall_seconds=payload.get("wall_seconds"),
                    replay_restored=bool(payload.get("replay_restored")))
 
 
@@ -170,6 +175,7 @@ class Runner:
         self.manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
         self.writer = None
         self.per_game = " per game" if schedule.per_game else ""
+        self.clock = None  # (time.monotonic() at the loop's start, wall_seconds then)
 
     # ------------------------------------------------------------ checkpoints
     def restore(self) -> None:
@@ -192,8 +198,16 @@ class Runner:
         self.state.replay_rngs = [m.rng.bit_generator.state for m in self.agent.memories]
         self.state.replay_saved = self.schedule.save_replay
         self.state.finished, self.state.summary = finished, summary or {}
+        self.state.wall_seconds = self.wall_seconds()
         self.manager.save(self.state.step, self.agent.trackables, self.state.to_json(),
                           self.agent.memories if self.schedule.save_replay else ())
+
+    def wall_seconds(self) -> float | None:
+        """Seconds of the run loop that made the state so far (see ``RunState``)."""
+        if self.clock is None or self.clock[1] is None:
+            return self.state.wall_seconds
+        started, before = self.clock
+        return before + time.monotonic() - started
 
     @staticmethod
     def frames(step: int) -> int:
@@ -208,6 +222,7 @@ class Runner:
         self._open_logs()
         profiler = runtime.StepProfiler(self.schedule.profile_steps, self._tensorboard(),
                                         int(self.agent.learner.updates.numpy()))
+        self.clock = (time.monotonic(), self.state.wall_seconds)
         try:
             self.agent.start(self.state.step, self.state.replay_restored and self.schedule.deterministic)
             stopped = self._loop(profiler)
@@ -315,6 +330,9 @@ class Runner:
         # and those skipped as non-finite (--skip_nonfinite), which are not among them.
         record["updates"] = int(self.agent.learner.updates.numpy())
         record["skipped_updates"] = int(self.agent.learner.skipped.numpy())
+        wall = self.wall_seconds()  # to the end of this test play, on the host(s) that trained
+        if wall is not None:
+            record["wall_seconds"] = round(wall, 1)
         self.history.append(record)
         runtime.append_jsonl(self.eval_path, record)
         self._scalars(self.state.step, scalars)

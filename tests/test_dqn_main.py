@@ -76,6 +76,8 @@ def test_smoke_run_trains_evaluates_and_exports(smoke_run):
     evaluations = read_jsonl(os.path.join(run_dir, "eval.jsonl"))
     assert [e["step"] for e in evaluations] == [400, 600]
     assert all(e["frames"] == 4 * e["step"] and e["game"] == "Pong" for e in evaluations)
+    # The training's wall-clock by each test play (the recipe report's hours to a score).
+    assert 0 < evaluations[0]["wall_seconds"] < evaluations[1]["wall_seconds"] < 600
     # TensorBoard scalars with the CleanRL-style names.
     events = glob.glob(os.path.join(run_dir, "tensorboard", "events.out.tfevents*"))
     assert events, os.listdir(run_dir)
@@ -127,9 +129,14 @@ def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
                       "--training_steps=800", "--learning_rate=0.0002")
     assert longer.returncode == 0, describe(longer)
     assert "extending the finished run from 2,400 to 3,200 frames" in longer.stdout
-    assert [e["step"] for e in read_jsonl(os.path.join(run_dir, "eval.jsonl"))] == [400, 600, 800]
+    evaluations = read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+    assert [e["step"] for e in evaluations] == [400, 600, 800]
     state = newest_state(run_dir)
     assert state["step"] == 800 and state["finished"] is True
+    # The clock goes on from the first invocation's (the time between them is not training).
+    first = newest_state(smoke_run.run_dir)["wall_seconds"]
+    assert evaluations[1]["wall_seconds"] <= first < evaluations[2]["wall_seconds"] <= state["wall_seconds"]
+    assert state["wall_seconds"] - first < 300
     # The flags of both invocations are kept, the second from the step it resumed at; the
     # report groups the run by its last recipe and says what changed where.
     history = read_jsonl(os.path.join(run_dir, "flags_history.jsonl"))

@@ -29,7 +29,8 @@ def _rng_state(seed):
 def test_state_round_trips_through_json():
     state = runner.RunState(step=1200, actor_rng=_rng_state(1), replay_rngs=[_rng_state(2), _rng_state(3)],
                             replay_saved=True, update_credit=0.75, finished=False,
-                            summary={"pending_export": "x/1"}, games=["Pong", "Boxing"])
+                            summary={"pending_export": "x/1"}, games=["Pong", "Boxing"],
+                            wall_seconds=123.4)
     payload = json.loads(json.dumps(state.to_json()))
     assert payload["version"] == runner.STATE_VERSION
     assert "path" not in payload and "replay_restored" not in payload
@@ -43,6 +44,8 @@ def test_previous_versions_single_game_state_reads_as_one_replay_generator():
     state = runner.RunState.from_json(previous)
     assert state.step == 400 and state.replay_rngs == [_rng_state(2)] and state.games == []
     assert state.update_credit == 0.5 and state.path == "ckpt-000000000400"
+    # Its wall-clock was not kept: unknown from here on, not counted from zero.
+    assert state.wall_seconds is None and runner.RunState().wall_seconds == 0.0
 
 
 def _checkpoints(run_dir):
