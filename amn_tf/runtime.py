@@ -309,7 +309,8 @@ def _take_back_flags(key: str, error: BaseException) -> dict:
                     handle.write(data)
                 os.replace(path + ".tmp", path)
         except OSError:  # a full disk: the record stays as the resume wrote it
-            continue
+            with contextlib.suppress(OSError):
+                os.remove(path + ".tmp")
     failed_here = isinstance(error, checkpoints.NoUsableCheckpoint) and (
         os.path.realpath(error.directory) == os.path.realpath(os.path.join(run_dir, "checkpoints")))
     return changed if failed_here else {}
