@@ -8,7 +8,8 @@
 #   e.g. REACH=12,15 scripts/recipe_compare.sh Pong 0 1
 # Env: VARIANTS (';'-separated "name=FLAGFILE [flags...]"; default below: the fast recipe and one
 #   change at a time back towards flags/expert_cpu.flags, the replay ratio doubled, a dueling
-#   head, then flags/expert_cpu.flags itself), BUDGET (agent
+#   head, float32 compute (--precision=auto picks mixed bfloat16 on CPUs with bf16 instructions),
+#   then flags/expert_cpu.flags itself), BUDGET (agent
 #   steps per run, default 600000 = 2.4M frames), REACH (report reach scores, e.g. 12,15),
 #   STEPS (any of "train evals report", default all), EXTRA_RUNS (comma list of finished dqn runs
 #   of the same game to include, e.g. a longer seed of one recipe: grouped by their flags),
@@ -37,6 +38,7 @@ fast-target8000=flags/expert_fast.flags --target_update_period=8000
 fast-eps250k=flags/expert_fast.flags --epsilon_decay_steps=250000
 fast-update2=flags/expert_fast.flags --update_period=2
 fast-dueling=flags/expert_fast.flags --dueling
+fast-float32=flags/expert_fast.flags --precision=float32
 cpu=flags/expert_cpu.flags"
 IFS=';' read -r -a variants <<< "${VARIANTS:-${default_variants//$'\n'/;}}"
 
