@@ -49,7 +49,11 @@ def main(argv):
     run_dir = argv[1]
     with open(os.path.join(run_dir, "flags.json")) as handle:
         run = json.load(handle)
-    newest = checkpoints.complete_checkpoints(os.path.join(run_dir, "checkpoints"))[0]
+    found = checkpoints.complete_checkpoints(os.path.join(run_dir, "checkpoints"))
+    if not found or not os.path.exists(os.path.join(found[0], "replay-0.npz")):
+        sys.exit(f"precision_check: {run_dir} has no checkpoint holding its replay: train it with "
+                 "--save_replay")
+    newest = found[0]
     legal = envs.legal_actions(run["game"])
     memory = replay.ReplayMemory(run["replay_capacity"], run["num_envs"], seed=0)
     memory.restore(os.path.join(newest, "replay-0.npz"))

@@ -216,6 +216,30 @@ def test_a_resume_whose_flags_no_checkpoint_fits_says_so_and_keeps_the_runs_reco
     assert "resumed from" in resumed.stdout and newest_state(str(run_dir))["step"] == 800
 
 
+def test_precision_check_compares_bfloat16_with_float32_on_a_runs_checkpoint(tmp_path):
+    """scripts/precision_check.py on a run's own weights and replay: bfloat16 really differs
+    from float32 (a nonzero Q difference), by far less than the Q-values, and its gradient
+    points the same way."""
+    run_dir = tmp_path / "run"
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}")
+    assert run_main(*args).returncode == 0
+    script = os.path.join(REPO_ROOT, "scripts", "precision_check.py")
+    refused = subprocess.run([sys.executable, script, str(run_dir)], cwd=REPO_ROOT, env=subprocess_env(),
+                             capture_output=True, text=True, timeout=240)
+    assert refused.returncode != 0 and "train it with --save_replay" in refused.stderr
+    assert run_main(*args, "--save_replay", "--training_steps=800").returncode == 0
+    result = subprocess.run([sys.executable, script, str(run_dir), "--batches=3", "--batch_size=8"],
+                            cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, describe(result)
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "24 replay states" in result.stdout and "checkpoint ckpt-000000000800" in result.stdout
+    q_abs = float(rows["mean abs Q (float32)"])
+    median_error = float(rows["largest Q difference per state, median / max"].split(" / ")[0])
+    assert 0 < median_error < 0.05 * q_abs, rows
+    assert float(rows["TD-loss gradient cosine, bf16 vs float32, mean / min"].split(" / ")[1]) > 0.9, rows
+
+
 def test_run_dir_of_another_game_is_refused(smoke_run):
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
     flags_path = os.path.join(smoke_run.run_dir, "flags.json")
