@@ -650,11 +650,15 @@ def hours_at(run: dict, frames) -> float | None:
     return seconds[0] / 3600 if seconds and seconds[0] is not None else None
 
 
+def _clock(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
 def _reach_text(recipe: dict, runs: list, frames) -> str:
     """'frames (updates; hours)' of the first test play at or above a score, the hours the mean
     of the seeds' own at those frames, given when every seed kept them."""
     hours = [hours_at(run, frames) for run in runs]
-    clock = f"; {np.mean(hours):.1f} h" if hours and None not in hours else ""
+    clock = f"; {_clock(float(np.mean(hours)))}" if hours and None not in hours else ""
     return f"{_millions(frames)} ({updates_at(recipe, frames):,}{clock})"
 
 
@@ -702,7 +706,7 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
     lines = [f"## {game}: {len(entries)} recipe(s); reference: {reference_label}\n",
              f"Reach scores: {', '.join(f'{t:g}' for t in targets)} ({why}). Frames are emulator "
              "frames (4 per agent step); updates: learner updates by then (one batch each, one per "
-             "update_period agent steps after learning_starts); h: hours of training by then "
+             "update_period agent steps after learning_starts); h / min: training time by then "
              "(wall-clock of the run loop, test plays included, on the host that trained it; given "
              "for runs whose records keep it). "
              "'test play at': each seed's last test play at or before the frames every run "
@@ -717,7 +721,7 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
             reached = frames_to_reach(mean_curve(runs), target)
             per_seed = [(r, frames_to_reach(r["points"], target)) for r in runs]
             seeds = ", ".join("-" if f is None else _millions(f) + (
-                f" {hours_at(r, f):.1f} h" if hours_at(r, f) is not None else "") for r, f in per_seed)
+                f" {_clock(hours_at(r, f))}" if hours_at(r, f) is not None else "") for r, f in per_seed)
             text = _reach_text(recipe, runs, reached) if reached is not None else "not reached"
             cells.append(f"{text} [{seeds}]" if len(runs) > 1 else text)
         at_common = [v for v in (score_at(r["points"], common) for r in runs) if v is not None]

@@ -257,16 +257,16 @@ def test_recipe_table_times_each_recipe_on_its_seeds_mean_curve():
 def test_recipe_table_gives_the_hours_to_a_score_where_the_records_keep_them():
     runs = [_dqn("fast", 0, [-20.0, 5.0, 13.0]), _dqn("fast", 1, [-20.0, 12.0, 14.0]),
             _dqn("cpu", 0, [-20.0, -5.0, 12.0], FAST | {"n_step": 1})]
-    for run, per_play in zip(runs, (3600.0, 1800.0, 3600.0)):  # seconds per 500k frames
+    for run, per_play in zip(runs, (3600.0, 1200.0, 3600.0)):  # seconds per 500k frames
         for index, record in enumerate(run["history"]):
             record["wall_seconds"] = (index + 1) * per_play
     del runs[2]["history"][2]["wall_seconds"]  # a test play recorded before they were kept
     lines = report.recipe_table("Pong", report.recipe_groups(runs)["Pong"], (12.0,))
-    assert "h: hours of training by then" in lines[1]
+    assert "h / min: training time by then" in lines[1]
     # Mean curve (-20, 8.5, 13.5) first >= 12 at 1.5M ((375,000 - 20,000) / 4 updates): seed 0
-    # 3.0 h there, seed 1 1.5 h, 2.25 on average (printed 2.2); per seed
-    # seed 0 at 1.5M (3.0 h), seed 1 at 1.0M (1.0 h).
-    assert "| 1.50M (88,750; 2.2 h) [1.50M 3.0 h, 1.00M 1.0 h] |" in _row("\n".join(lines), "fast")
+    # 3.0 h there, seed 1 1.0 h, 2.0 on average; per seed: seed 0 at 1.5M (3.0 h), seed 1 at
+    # 1.0M (2,400 s: under an hour, in minutes).
+    assert "| 1.50M (88,750; 2.0 h) [1.50M 3.0 h, 1.00M 40 min] |" in _row("\n".join(lines), "fast")
     assert "| 1.50M (88,750) |" in _row("\n".join(lines), "cpu")  # no hours: not kept there
 
 
