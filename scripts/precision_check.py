@@ -65,6 +65,7 @@ def main(argv):
     life_loss = envs.get_protocol(run["protocol"]).life_loss_terminal
     q_err, gaps, flips, cosines, norms, loss_pairs = [], [], 0, [], [], []
     between, previous = [], None  # the reference: two batches' float32 gradients
+    q_abs = []
     for _ in range(FLAGS.batches):
         batch = memory.sample(FLAGS.batch_size, run["gamma"], life_loss, run["n_step"], run["reward_clip"])
         results = {}
@@ -81,6 +82,7 @@ def main(argv):
         q32, g32, l32 = results["float32"]
         q16, g16, l16 = results["mixed_bfloat16"]
         q_err.extend(np.abs(q16 - q32).max(axis=1))
+        q_abs.append(float(np.abs(q32).mean()))
         top2 = np.sort(q32, axis=1)[:, -2:]
         gaps.extend(top2[:, 1] - top2[:, 0])
         flips += int(np.sum(q16.argmax(1) != q32.argmax(1)))
@@ -92,11 +94,10 @@ def main(argv):
                             float(np.linalg.norm(g32 - previous) / np.linalg.norm(previous))))
         previous = g32
     states = FLAGS.batches * FLAGS.batch_size
-    q_abs = float(np.mean([np.abs(results["float32"][0]).mean()]))
     print(f"{run['game']} run {run_dir}, checkpoint {os.path.basename(newest)}, {states} replay states "
           f"({FLAGS.batches} batches of {FLAGS.batch_size}), n-step {run['n_step']}")
     print("| measure | value |\n| --- | ---: |")
-    print(f"| mean abs Q (float32) | {q_abs:.4f} |")
+    print(f"| mean abs Q (float32) | {np.mean(q_abs):.4f} |")
     print(f"| largest Q difference per state, median / max | {np.median(q_err):.5f} / {np.max(q_err):.5f} |")
     print(f"| float32 action gap (best minus second), median | {np.median(gaps):.5f} |")
     print(f"| states whose greedy action differs | {flips} of {states} ({flips / states:.1%}) |")
