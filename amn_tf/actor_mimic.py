@@ -376,7 +376,7 @@ def train(config) -> dict:
     experts.describe_experts(found, f"amn {'+'.join(games)}")
     run_dir = config.run_dir or os.path.join("runs", "amn-" + "-".join(games))
     runtime.prepare_run_dir(run_dir, {"mode": "amn", "games": games, "network": config.network},
-                            config.flags, replay_flags=("amn_replay_capacity", "num_envs"))
+                            config.flags, replay_flags=runtime.AMN_REPLAY_FLAGS)
     runtime.set_seeds(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
     schedule = runner.schedule_of(config, config.steps_per_game, per_game=True)

@@ -297,9 +297,7 @@ class ReplayMemory:
         try:
             with zipfile.ZipFile(path) as archive:
                 headers = _npz_headers(archive)
-                if headers.get("version", (None, None))[0] != ():
-                    raise KeyError("version")
-                with archive.open("version.npy") as member:
+                with archive.open("version.npy") as member:  # KeyError when absent
                     version = int(np.lib.format.read_array(member, allow_pickle=False))
                 if version not in (1, _FORMAT_VERSION):
                     raise _FormatError(f"replay file {path} has format {version}, expected {_FORMAT_VERSION}")

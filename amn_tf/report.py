@@ -719,9 +719,10 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
         cells = []
         for target in targets:
             reached = frames_to_reach(mean_curve(runs), target)
-            per_seed = [(r, frames_to_reach(r["points"], target)) for r in runs]
-            seeds = ", ".join("-" if f is None else _millions(f) + (
-                f" {_clock(hours_at(r, f))}" if hours_at(r, f) is not None else "") for r, f in per_seed)
+            per_seed = [(f, None if f is None else hours_at(r, f))
+                        for r, f in ((r, frames_to_reach(r["points"], target)) for r in runs)]
+            seeds = ", ".join("-" if f is None else _millions(f) + (f" {_clock(h)}" if h is not None else "")
+                              for f, h in per_seed)
             text = _reach_text(recipe, runs, reached) if reached is not None else "not reached"
             cells.append(f"{text} [{seeds}]" if len(runs) > 1 else text)
         at_common = [v for v in (score_at(r["points"], common) for r in runs) if v is not None]

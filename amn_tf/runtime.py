@@ -259,7 +259,7 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=No
 
 # realpath(run_dir) -> what a resume found there before recording its flags (see
 # run_dir_claims): the run dir, its newest checkpoint's step, the record files' bytes and the
-# flags they held against the flags recorded over them.
+# flags recorded over them.
 _flag_snapshots: dict = {}
 # Changed by design on a resume, never the reason a checkpoint does not load.
 _RESUME_FLAGS = ("training_steps",)
@@ -277,15 +277,20 @@ def _snapshot_flags(run_dir: str, resolved_flags: dict) -> None:
                 saved[name] = handle.read()
         except FileNotFoundError:
             saved[name] = None
+    step = checkpoints.newest_complete_step(os.path.join(run_dir, "checkpoints"))
+    _flag_snapshots[key] = (run_dir, step, saved, resolved_flags)
+
+
+def _changed_flags(recorded: bytes, resolved_flags: dict) -> dict:
+    """flag -> (recorded value, this invocation's) for the flags a resume changed (a flag the
+    record lacks, added since, counts as unchanged; the budget is not a change)."""
     try:
-        before = json.loads(saved["flags.json"])
+        before = json.loads(recorded)
     except ValueError:
         before = {}
     now = json.loads(json.dumps(resolved_flags))
-    changed = {flag: (before.get(flag), value) for flag, value in now.items()
-               if flag not in _RESUME_FLAGS and before.get(flag, value) != value}
-    step = checkpoints.newest_complete_step(os.path.join(run_dir, "checkpoints"))
-    _flag_snapshots[key] = (run_dir, step, saved, changed)
+    return {flag: (before.get(flag), value) for flag, value in now.items()
+            if flag not in _RESUME_FLAGS and before.get(flag, value) != value}
 
 
 def _take_back_flags(key: str, error: BaseException) -> dict:
@@ -295,7 +300,7 @@ def _take_back_flags(key: str, error: BaseException) -> dict:
     snapshot = _flag_snapshots.pop(key, None)
     if snapshot is None:
         return {}
-    run_dir, step, saved, changed = snapshot
+    run_dir, step, saved, resolved_flags = snapshot
     if checkpoints.newest_complete_step(os.path.join(run_dir, "checkpoints")) != step:
         return {}  # this invocation's flags trained a kept checkpoint: their record stays
     for name, data in saved.items():
@@ -313,11 +318,12 @@ def _take_back_flags(key: str, error: BaseException) -> dict:
                 os.remove(path + ".tmp")
     failed_here = isinstance(error, checkpoints.NoUsableCheckpoint) and (
         os.path.realpath(error.directory) == os.path.realpath(os.path.join(run_dir, "checkpoints")))
-    return changed if failed_here else {}
+    return _changed_flags(saved["flags.json"], resolved_flags) if failed_here else {}
 
 
 # The flags that shape a Q-learning run's replay memory (one per game: capacity x streams).
 DQN_REPLAY_FLAGS = ("replay_capacity", "num_envs")
+AMN_REPLAY_FLAGS = ("amn_replay_capacity", "num_envs")
 # Flags added after runs were recorded, with what a record without them meant.
 LATER_FLAGS = {"dueling": False}
 

@@ -34,7 +34,7 @@ flags.DEFINE_string("dir", None, "Where the replay file is written (default: a t
 def _plain_restore(memory: replay.ReplayMemory, path: str) -> None:
     """The reference: the whole file loaded by numpy, then copied into the memory."""
     with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in ("frames", "actions", "rewards", "flags", "cursor")}
+        arrays = {name: data[name] for name in replay._ARRAYS}
     for name, array in arrays.items():
         getattr(memory, name)[...] = array
 
