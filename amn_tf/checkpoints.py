@@ -41,6 +41,11 @@ def complete_checkpoints(directory: str) -> list[str]:
     return [path for _, path in _complete(directory)]
 
 
+def complete_steps(directory: str) -> list[int]:
+    """The agent steps of the complete checkpoints under ``directory``, newest first."""
+    return [step for step, _ in _complete(directory)]
+
+
 def newest_complete_step(directory: str) -> int:
     """The agent step of the newest complete checkpoint under ``directory`` (0 without one)."""
     found = _complete(directory)

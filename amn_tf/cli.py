@@ -100,6 +100,10 @@ flags.DEFINE_integer("eval_envs", 8, "Parallel environments for test play.", low
 flags.DEFINE_integer("checkpoint_period", 50_000, "Agent steps between checkpoints.", lower_bound=1)
 flags.DEFINE_boolean("save_replay", False, "Store replay contents in checkpoints (large); without "
                      "them a resumed run refills the memory before learning again.")
+flags.DEFINE_boolean("keep_best", False, "--mode=dqn/transfer: also export the network at each test "
+                     "play that beats the run's best so far, to <run_dir>/best/step-<N>/ (only the "
+                     "best is kept); the run's own export stays its last network. Select by it, "
+                     "then score the snapshot on fresh episodes with --mode=eval.")
 flags.DEFINE_string("export_dir", "saved_models", "Root of exported SavedModels "
                     "(<export_dir>/<kind>/<name>/<version>/).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the learner step (measured slower on "
@@ -330,6 +334,9 @@ def _build_eval_fan_out(values) -> FanOutConfig:
 
 def build_single(values):
     """The config of one run of ``values.mode``."""
+    _require(not values.keep_best or values.mode in ("dqn", "transfer"), "--keep_best is for "
+             f"--mode=dqn and --mode=transfer (one game, one score per test play), not --mode="
+             f"{values.mode}: drop it")
     builders = {"dqn": _build_dqn, "transfer": _build_dqn, "amn": _build_amn,
                 "multitask_dqn": _build_multitask_dqn, "rank_sources": _build_rank,
                 "eval": _build_eval, "report": _build_report}

@@ -131,6 +131,7 @@ class DqnConfig:
     distribution: str
     devices: int
     seed: int
+    keep_best: bool = False  # a SavedModel of the best test play so far in <run_dir>/best/
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import shutil
 import time
 from typing import Protocol
 
@@ -30,6 +32,8 @@ import numpy as np
 from amn_tf import checkpoints, envs, export, runtime
 
 STATE_VERSION = 2  # 1: written before the one run loop (no "version" key; DQN: "replay_rng")
+BEST_DIR = "best"  # <run_dir>/best/step-<agent step>/: the best test play's SavedModel (--keep_best)
+_SNAPSHOT = re.compile(r"step-(\d+)")
 
 
 @dataclasses.dataclass
@@ -72,6 +76,11 @@ class RunState:
                    replay_restored=bool(payload.get("replay_restored")))
 
 
+def best_text(label: str, best: dict) -> str:
+    return (f"[{label}] best test play: {best['mean']:.1f} at frame {best['frames']:,}: SavedModel "
+            f"{best['export']} (score it on fresh episodes: --mode=eval --saved_model=<that path>)")
+
+
 def check_version(payload: dict) -> None:
     """Refuses, in one line, a checkpoint written by a newer amn_tf (its state may mean
     something this version cannot read)."""
@@ -81,6 +90,42 @@ def check_version(payload: dict) -> None:
             f"checkpoint state version {version!r} is newer than this amn_tf reads "
             f"({STATE_VERSION}): resume it with the amn_tf that wrote it (pip install -e . at "
             "that commit), or start over in a new --run_dir")
+
+
+def best_snapshot(names: list, history: list, step: int) -> tuple:
+    """Of the entries of ``<run_dir>/best/`` (``names``), which snapshot is the best test play of
+    a run restored at ``step`` with test-play ``history`` (its records up to ``step``), and which
+    entries go: snapshots made after ``step`` (a timeline the restore abandoned), snapshots of
+    no recorded test play and half-written exports (``.tmp-*``); ``stale_snapshots`` says
+    which of the rest no checkpoint needs. Returns ``(best, remove)``: ``best`` is
+    ``(mean, step, name)`` or None; the earliest snapshot wins a tie. Other names are left
+    alone."""
+    means = {record["step"]: record["mean"] for record in history if "mean" in record}
+    best, remove = None, []
+    for name in sorted(names):
+        match = _SNAPSHOT.fullmatch(name)
+        if name.startswith(".tmp-"):
+            remove.append(name)
+        elif match:
+            at = int(match.group(1))
+            if at > step or at not in means:
+                remove.append(name)
+            elif best is None or (means[at], -at) > (best[0], -best[1]):
+                best = (means[at], at, name)
+    return best, remove
+
+
+def stale_snapshots(names: list, checkpoint_steps: list, best_step: int) -> list:
+    """The snapshots no restore can need: each snapshot is the best so far when it is made, so
+    a run restored at checkpoint ``c`` needs the newest snapshot at or before ``c``; the others,
+    but the current best, go."""
+    steps = {int(m.group(1)): name for name in names if (m := _SNAPSHOT.fullmatch(name))}
+    keep = {best_step}
+    for checkpoint in checkpoint_steps:
+        before = [step for step in steps if step <= checkpoint]
+        if before:
+            keep.add(max(before))
+    return sorted(name for step, name in steps.items() if step not in keep)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +143,7 @@ class Schedule:
     deterministic: bool = False  # new episodes seeded by the step at each checkpoint
     profile_steps: tuple | None = None
     per_game: bool = False  # messages say "per game"
+    keep_best: bool = False  # single-game runs: a SavedModel of the best test play so far
 
 
 def schedule_of(config, total_steps: int, target_update_period: int | None = None,
@@ -176,6 +222,7 @@ class Runner:
         self.writer = None
         self.per_game = " per game" if schedule.per_game else ""
         self.clock = None  # (time.monotonic() at the loop's start, wall_seconds then)
+        self.best = None  # (mean, step, path) of the best test play's snapshot (--keep_best)
 
     # ------------------------------------------------------------ checkpoints
     def restore(self) -> None:
@@ -201,6 +248,7 @@ class Runner:
         self.state.wall_seconds = self.wall_seconds()
         self.manager.save(self.state.step, self.agent.trackables, self.state.to_json(),
                           self.agent.memories if self.schedule.save_replay else ())
+        self._prune_snapshots()  # what no kept checkpoint's timeline needs
 
     def wall_seconds(self) -> float | None:
         """Seconds of the run loop that made the state so far (see ``RunState``)."""
@@ -256,6 +304,8 @@ class Runner:
         text = self.agent.finished_text(summary)
         if text:
             print(text, flush=True)
+        if summary.get("best"):
+            print(best_text(self.agent.label, summary["best"]), flush=True)
         self.agent.close()
         return {"run_dir": self.run_dir, **summary}
 
@@ -270,6 +320,7 @@ class Runner:
         self.history = [r for r in runtime.read_jsonl(self.eval_path) if r["step"] <= self.state.step]
         runtime.rewrite_jsonl(self.eval_path, self.history)
         runtime.trim_tensorboard(self._tensorboard(), self.frames(self.state.step))
+        self._restore_best()
         self.writer = tf.summary.create_file_writer(self._tensorboard())
 
     def _loop(self, profiler) -> bool:
@@ -336,7 +387,56 @@ class Runner:
         self.history.append(record)
         runtime.append_jsonl(self.eval_path, record)
         self._scalars(self.state.step, scalars)
+        if self.schedule.keep_best and (self.best is None or record["mean"] > self.best[0]):
+            self._snapshot(record)
         return record
+
+    # ------------------------------------------------------------ the best test play (--keep_best)
+    def _best_root(self) -> str:
+        return os.path.join(self.run_dir, BEST_DIR)
+
+    def _restore_best(self) -> None:
+        """The restored timeline's best snapshot; what a crash or an abandoned timeline left
+        goes (see ``best_snapshot``)."""
+        root = self._best_root()
+        if not os.path.isdir(root):
+            return
+        best, remove = best_snapshot(os.listdir(root), self.history, self.state.step)
+        for name in remove:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        self.best = best and (best[0], best[1], os.path.join(root, best[2]))
+        self._prune_snapshots()
+
+    def _snapshot(self, record: dict) -> None:
+        """Exports the network as it is at this test play, the best so far, beside the
+        checkpoints; earlier snapshots stay while a kept checkpoint's timeline has them as its
+        best (a crash, or a newest checkpoint that fails to load, resumes before this one)."""
+        step = self.state.step
+        path = os.path.join(self._best_root(), f"step-{step:012d}")
+        shutil.rmtree(path, ignore_errors=True)  # an earlier try at this step (one that crashed)
+        try:
+            self.agent.export(path, record, step, self.run_dir)
+        except export.ExportError as error:  # the run goes on; its checkpoints are what matter
+            print(f"[{self.agent.label}] warning: the best test play's SavedModel was not kept: "
+                  f"{error}", flush=True)
+            return
+        self.best = (record["mean"], step, path)
+        print(f"[{self.agent.label}] best test play so far ({record['mean']:.1f} at frame "
+              f"{self.frames(step):,}): SavedModel {path}", flush=True)
+
+    def _prune_snapshots(self) -> None:
+        if self.best is None:
+            return
+        root = self._best_root()
+        steps = checkpoints.complete_steps(self.manager.directory)
+        for name in stale_snapshots(os.listdir(root), steps, self.best[1]):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+    def _best_summary(self) -> dict:
+        if self.best is None:
+            return {}
+        mean, step, path = self.best
+        return {"best": {"mean": mean, "step": step, "frames": self.frames(step), "export": path}}
 
     def _finish(self) -> dict:
         step = self.state.step
@@ -348,10 +448,13 @@ class Runner:
         self.save(summary={"pending_export": path})
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             self.agent.export(path, record, step, self.run_dir)
-        summary = {**self.agent.summary(record, path, step), "export": path, "run_dir": self.run_dir}
+        summary = {**self.agent.summary(record, path, step), "export": path, "run_dir": self.run_dir,
+                   **self._best_summary()}
         self.save(finished=True, summary=summary)
         print(f"[{self.agent.label}] final test play at frame {self.frames(step):,}{self.per_game}: "
               f"{self.agent.eval_text(record)}", flush=True)
+        if self.best is not None:
+            print(best_text(self.agent.label, summary["best"]), flush=True)
         print(f"[{self.agent.label}] SavedModel: {path}\n[{self.agent.label}] TensorBoard: "
               f"tensorboard --logdir {self._tensorboard()}", flush=True)
         return summary

@@ -180,6 +180,76 @@ def test_dueling_run_trains_exports_and_resumes_only_with_its_head(tmp_path):
     assert "--dueling is for --mode=dqn" in line and not (tmp_path / "t").exists()
 
 
+def _outputs(path):
+    import numpy as np
+
+    frames = np.random.default_rng(1).integers(0, 256, (4, 84, 84, 4), dtype=np.uint8)
+    return export.LoadedPolicy(str(path)).outputs(frames, "Pong")["q_values"].numpy()
+
+
+def _snapshots(run_dir) -> list:
+    return sorted(os.listdir(os.path.join(run_dir, "best")))
+
+
+def _expected_snapshots(plays, checkpoint_steps=(400, 600)) -> list:
+    """A snapshot at each new best test play; kept: the newest at or before each checkpoint."""
+    made, best = [], None
+    for play in plays:
+        if best is None or play["mean"] > best:
+            made.append(play["step"])
+            best = play["mean"]
+    return sorted({f"step-{max(s for s in made if s <= c):012d}" for c in checkpoint_steps})
+
+
+def test_keep_best_exports_the_best_test_play_and_resumes_to_the_same_choice(tmp_path):
+    """--keep_best: the network of the highest test play (the earliest on a tie) is exported to
+    <run_dir>/best/ while training goes on (with the earlier bests a kept checkpoint still
+    needs); a resume drops the snapshots of the timeline it abandons."""
+    import numpy as np
+
+    run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}",
+            "--keep_best", "--eval_period=200", "--eval_max_steps=150")
+    first = run_main(*args)
+    assert first.returncode == 0, describe(first)
+    plays = read_jsonl(run_dir / "eval.jsonl")
+    assert [p["step"] for p in plays] == [200, 400, 600]
+    means = [p["mean"] for p in plays]
+    best = plays[means.index(max(means))]
+    assert _snapshots(run_dir) == _expected_snapshots(plays)
+    snapshot = run_dir / "best" / f"step-{best['step']:012d}"
+    provenance = export.LoadedPolicy(str(snapshot)).metadata["provenance"]
+    assert provenance["agent_steps"] == best["step"] and provenance["final_eval"]["mean"] == best["mean"]
+    assert f"best test play: {best['mean']:.1f} at frame {best['frames']:,}: SavedModel {snapshot}" in first.stdout
+    assert newest_state(str(run_dir))["summary"]["best"]["export"] == str(snapshot)
+    # The snapshot is the network at its test play: learning after it changed the final one.
+    final = _outputs(export_dir / "experts" / "Pong" / "1")
+    assert np.array_equal(_outputs(snapshot), final) == (best["step"] == 600)
+
+    # Back to the step-400 checkpoint, with a snapshot from the abandoned steps 400-600 planted
+    # (as if the run had crashed after a new best at 600): the resume removes it, and the run
+    # ends with the best of its own test plays.
+    newest = complete_checkpoints(str(run_dir))[-1][1]
+    shutil.rmtree(newest)
+    shutil.rmtree(export_dir)
+    planted = run_dir / "best" / "step-000000000600"
+    if not planted.exists():
+        shutil.copytree(snapshot, planted)
+    (run_dir / "best" / ".tmp-step-000000000600-1").mkdir()
+    again = run_main(*args)
+    assert again.returncode == 0, describe(again)
+    assert "resumed from" in again.stdout and "at frame 1,600" in again.stdout
+    plays = read_jsonl(run_dir / "eval.jsonl")
+    assert [p["step"] for p in plays] == [200, 400, 600]
+    means = [p["mean"] for p in plays]
+    best = plays[means.index(max(means))]
+    assert _snapshots(run_dir) == _expected_snapshots(plays)
+    assert newest_state(str(run_dir))["summary"]["best"]["step"] == best["step"]
+    if best["step"] == 600:  # made again by this run, not the planted copy
+        assert np.array_equal(_outputs(run_dir / "best" / "step-000000000600"),
+                              _outputs(export_dir / "experts" / "Pong" / "1"))
+
+
 def test_a_run_with_its_replay_saved_resumes_only_with_the_same_replay_shape(tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--save_replay")
@@ -461,6 +531,7 @@ BAD_INPUTS = {
     "report_reach_score_not_a_number": (["--mode=report", "--report_runs={tmp}",
                                          "--report_reach_scores=12,high"],
                                         "--report_reach_scores: 'high' is not a number"),
+    "keep_best_on_amn": (["--mode=amn", "--keep_best"], "--keep_best is for --mode=dqn and --mode=transfer"),
     "no_mode": (["--game=Pong"], "--mode is required"),
     "stray_argument": (["--mode=dqn", "--game=Pong", "oops"], "unexpected arguments"),
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import types
 
 from conftest import FLAGS_DIR, run_main
 
@@ -155,3 +156,117 @@ def test_logged_metrics_are_the_means_since_the_last_log_line():
     means.add({"td_loss": 2.0})
     assert means.take() == {"td_loss": 2.0}
     assert means.take() == {}
+
+
+def test_best_snapshot_is_the_restored_timelines_best_test_play():
+    history = [{"step": 200, "mean": -3.0}, {"step": 400, "mean": 5.0}, {"step": 600, "mean": 5.0}]
+    names = ["step-000000000200", "step-000000000400", "step-000000000600", "step-000000000800",
+             ".tmp-step-000000000800-12", "notes.txt", "step-000000000300"]
+    best, remove = runner.best_snapshot(names, history, 600)
+    # The earliest of the two 5.0 plays wins; a snapshot after the restored step (800), one of no
+    # recorded test play (300) and a half-written export go; other files stay.
+    assert best == (5.0, 400, "step-000000000400")
+    assert sorted(remove) == [".tmp-step-000000000800-12", "step-000000000300", "step-000000000800"]
+    # Restored at 300: only the test play at 200 is in this timeline.
+    best, remove = runner.best_snapshot(names, history[:1], 300)
+    assert best == (-3.0, 200, "step-000000000200") and "step-000000000400" in remove
+    assert runner.best_snapshot([], history, 600) == (None, [])
+
+
+def test_snapshots_stay_while_a_kept_checkpoint_needs_them():
+    names = ["step-000000000010", "step-000000000020", "step-000000000050", "other"]
+    # Checkpoints at 40 and 50: restored at 40 the best is the one made at 20; at 50, at 50.
+    assert runner.stale_snapshots(names, [50, 40], 50) == ["step-000000000010"]
+    assert runner.stale_snapshots(names, [50], 50) == ["step-000000000010", "step-000000000020"]
+    assert runner.stale_snapshots(names, [], 20) == ["step-000000000010", "step-000000000050"]
+
+
+class ScriptedAgent:
+    """The least an ``Agent`` is, for the run loop's own bookkeeping: one "weight" that each
+    learner update increments, test plays whose means follow ``means``, and an export that
+    writes the weight it saw (the real agents' exports are tested through main)."""
+
+    label, games, memories, budget_flag = "scripted", ["Pong"], [], "--training_steps"
+
+    def __init__(self, means, export_base):
+        import numpy as np
+        import tensorflow as tf
+
+        self.means = list(means)
+        self.export_base = export_base
+        self.weight = tf.Variable(0, dtype=tf.int64)
+        self.learner = types.SimpleNamespace(updates=tf.Variable(0, dtype=tf.int64),
+                                             skipped=tf.Variable(0, dtype=tf.int64),
+                                             step=self._update, update_target=lambda: None)
+        self.trackables = {"weight": self.weight, "updates": self.learner.updates}
+        self.rng = np.random.default_rng(0)
+        self.exports = []  # (step, weight at the export)
+
+    def _update(self):
+        self.weight.assign_add(1)
+        self.learner.updates.assign_add(1)
+        return {}
+
+    def prepare(self, run_dir): pass
+    def start(self, step, restored): pass
+    def new_episodes(self, step): pass
+    def act(self, step): return 1
+    def observe(self): return []
+    def progress_text(self, metrics, history): return ""
+    def train_scalars(self, metrics, fps): return {}
+    def eval_text(self, record): return str(record["mean"])
+    def summary(self, record, path, step): return {}
+    def finished_text(self, summary): return ""
+    def close(self): pass
+
+    def evaluate(self, step, plays_so_far):
+        return {"step": step, "frames": 4 * step, "mean": self.means[plays_so_far]}, {}
+
+    def export(self, path, record, step, run_dir):
+        weight = int(self.weight.numpy())
+        os.makedirs(path)
+        with open(os.path.join(path, "weight.txt"), "w") as handle:
+            handle.write(str(weight))
+        self.exports.append((step, weight))
+
+
+def _scripted_run(tmp_path, means):
+    # Test plays every 10 steps (the 5th is the final one at 50), checkpoints every 20 steps
+    # (two kept: 40 and 50 at the end), one update per step from step 0.
+    schedule = runner.Schedule(total_steps=50, learning_starts=0, update_period=1, log_period=1000,
+                               eval_period=10, checkpoint_period=20, keep_best=True)
+    agent = ScriptedAgent(means, str(tmp_path / "exports"))
+    runner.Runner(str(tmp_path / "run"), agent, schedule).run()
+    return agent
+
+
+def _weights_kept(run_dir) -> dict:
+    kept = {}
+    for name in sorted(os.listdir(os.path.join(run_dir, "best"))):
+        with open(os.path.join(run_dir, "best", name, "weight.txt")) as handle:
+            kept[name] = int(handle.read())
+    return kept
+
+
+def test_keep_best_snapshots_each_new_best_and_keeps_what_a_restore_can_need(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    agent = _scripted_run(tmp_path, [1.0, 4.0, 2.0, 2.0, 6.0])
+    # A snapshot at each new best (1 at 10, 4 at 20, 6 at 50), holding the network as it was
+    # then, and the run's own export at 50.
+    assert agent.exports == [(10, 10), (20, 20), (50, 50), (50, 50)]
+    # Kept: the best as of each kept checkpoint (40: the one made at 20; 50: at 50).
+    assert _weights_kept(run_dir) == {"step-000000000020": 20, "step-000000000050": 50}
+    newest = checkpoints.complete_checkpoints(os.path.join(run_dir, "checkpoints"))[0]
+    with open(os.path.join(newest, "state.json")) as handle:
+        assert json.load(handle)["summary"]["best"] == {
+            "mean": 6.0, "step": 50, "frames": 200,
+            "export": os.path.join(run_dir, "best", "step-000000000050")}
+    assert "best test play: 6.0 at frame 200" in capsys.readouterr().out
+
+    # The newest checkpoint lost: the run resumes at 40, where the best is the one made at 20
+    # (a test play of 3 at 50 does not beat it), and the snapshot of the lost timeline goes.
+    shutil.rmtree(newest)
+    shutil.rmtree(tmp_path / "exports")
+    agent = _scripted_run(tmp_path, [1.0, 4.0, 2.0, 2.0, 3.0])
+    assert agent.exports == [(50, 50)]  # the run's own export only
+    assert _weights_kept(run_dir) == {"step-000000000020": 20}
