@@ -370,6 +370,7 @@ class Runner:
             record = self._evaluate()
             print(f"[{self.agent.label}] eval at frame {self.frames(step):,}{self.per_game}: "
                   f"{self.agent.eval_text(record)}", flush=True)
+            self._keep_if_best(record)
         if runtime.crossed(before, step, s.checkpoint_period):
             if s.deterministic:  # new episodes from a seed an uninterrupted run shares
                 self.agent.new_episodes(step)
@@ -387,8 +388,6 @@ class Runner:
         self.history.append(record)
         runtime.append_jsonl(self.eval_path, record)
         self._scalars(self.state.step, scalars)
-        if self.schedule.keep_best and (self.best is None or record["mean"] > self.best[0]):
-            self._snapshot(record)
         return record
 
     # ------------------------------------------------------------ the best test play (--keep_best)
@@ -406,6 +405,10 @@ class Runner:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         self.best = best and (best[0], best[1], os.path.join(root, best[2]))
         self._prune_snapshots()
+
+    def _keep_if_best(self, record: dict) -> None:
+        if self.schedule.keep_best and (self.best is None or record["mean"] > self.best[0]):
+            self._snapshot(record)
 
     def _snapshot(self, record: dict) -> None:
         """Exports the network as it is at this test play, the best so far, beside the
@@ -444,6 +447,7 @@ class Runner:
             record = self.history[-1]
         else:
             record = self._evaluate()
+            self._keep_if_best(record)
         path = export.run_export_path(self.state.summary, self.agent.export_base)
         self.save(summary={"pending_export": path})
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
