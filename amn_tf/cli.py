@@ -101,8 +101,9 @@ flags.DEFINE_integer("checkpoint_period", 50_000, "Agent steps between checkpoin
 flags.DEFINE_boolean("save_replay", False, "Store replay contents in checkpoints (large); without "
                      "them a resumed run refills the memory before learning again.")
 flags.DEFINE_boolean("keep_best", False, "--mode=dqn/transfer: also export the network at each test "
-                     "play that beats the run's best so far, to <run_dir>/best/step-<N>/ (only the "
-                     "best is kept); the run's own export stays its last network. Select by it, "
+                     "play that beats the run's best so far, to <run_dir>/best/step-<N>/ (earlier "
+                     "ones only while a kept checkpoint's timeline needs them); the run's own "
+                     "export stays its last network. Select by it, "
                      "then score the snapshot on fresh episodes with --mode=eval.")
 flags.DEFINE_string("export_dir", "saved_models", "Root of exported SavedModels "
                     "(<export_dir>/<kind>/<name>/<version>/).")

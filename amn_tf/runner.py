@@ -428,9 +428,9 @@ class Runner:
               f"{self.frames(step):,}): SavedModel {path}", flush=True)
 
     def _prune_snapshots(self) -> None:
-        if self.best is None:
-            return
         root = self._best_root()
+        if self.best is None or not os.path.isdir(root):  # (a user may have moved it away)
+            return
         steps = checkpoints.complete_steps(self.manager.directory)
         for name in stale_snapshots(os.listdir(root), steps, self.best[1]):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
