@@ -48,8 +48,8 @@ def complete_steps(directory: str) -> list[int]:
 
 def newest_complete_step(directory: str) -> int:
     """The agent step of the newest complete checkpoint under ``directory`` (0 without one)."""
-    found = _complete(directory)
-    return found[0][0] if found else 0
+    steps = complete_steps(directory)
+    return steps[0] if steps else 0
 
 
 def _complete(directory: str) -> list:

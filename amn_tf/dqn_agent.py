@@ -7,7 +7,6 @@ export around it), run by ``runner.Runner``. ``--mode=dqn`` trains experts with 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 
 import keras
@@ -204,6 +203,6 @@ def train(config, network=None, export_kind="experts", export_name=None) -> dict
     runtime.set_seeds(config.seed, config.deterministic)
     runtime.set_precision(config.precision)
     agent = DqnAgent(config, network, export_kind, export_name)
-    schedule = dataclasses.replace(runner.schedule_of(config, config.training_steps, config.target_update_period),
-                                   keep_best=config.keep_best)
+    schedule = runner.schedule_of(config, config.training_steps, config.target_update_period,
+                                  keep_best=config.keep_best)
     return runner.Runner(config.run_dir, agent, schedule).run()

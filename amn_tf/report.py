@@ -719,8 +719,10 @@ def recipe_table(game, entries, scores=(), finals=None) -> list:
         cells = []
         for target in targets:
             reached = frames_to_reach(mean_curve(runs), target)
-            per_seed = [(f, None if f is None else hours_at(r, f))
-                        for r, f in ((r, frames_to_reach(r["points"], target)) for r in runs)]
+            per_seed = []  # (frames to the target, hours by then) per seed
+            for r in runs:
+                f = frames_to_reach(r["points"], target)
+                per_seed.append((f, None if f is None else hours_at(r, f)))
             seeds = ", ".join("-" if f is None else _millions(f) + (f" {_clock(h)}" if h is not None else "")
                               for f, h in per_seed)
             text = _reach_text(recipe, runs, reached) if reached is not None else "not reached"

@@ -147,14 +147,14 @@ class Schedule:
 
 
 def schedule_of(config, total_steps: int, target_update_period: int | None = None,
-                per_game: bool = False) -> Schedule:
+                per_game: bool = False, keep_best: bool = False) -> Schedule:
     """The schedule of a mode's config (``learning_starts``, ``update_period``, the periods,
     ``save_replay``, ``deterministic``, ``profile_steps``: named alike in every mode's config).
     A deterministic run keeps its replay in every checkpoint."""
     return Schedule(total_steps, config.learning_starts, config.update_period, config.log_period,
                     config.eval_period, config.checkpoint_period, target_update_period,
                     config.save_replay or config.deterministic, config.deterministic,
-                    config.profile_steps, per_game)
+                    config.profile_steps, per_game, keep_best)
 
 
 class MetricMeans:
@@ -222,7 +222,7 @@ class Runner:
         self.writer = None
         self.per_game = " per game" if schedule.per_game else ""
         self.clock = None  # (time.monotonic() at the loop's start, wall_seconds then)
-        self.best = None  # (mean, step, path) of the best test play's snapshot (--keep_best)
+        self.best = None  # the best test play's snapshot (--keep_best): mean, step, frames, export
 
     # ------------------------------------------------------------ checkpoints
     def restore(self) -> None:
@@ -403,11 +403,11 @@ class Runner:
         best, remove = best_snapshot(os.listdir(root), self.history, self.state.step)
         for name in remove:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        self.best = best and (best[0], best[1], os.path.join(root, best[2]))
+        self.best = best and self._best_record(best[0], best[1], os.path.join(root, best[2]))
         self._prune_snapshots()
 
     def _keep_if_best(self, record: dict) -> None:
-        if self.schedule.keep_best and (self.best is None or record["mean"] > self.best[0]):
+        if self.schedule.keep_best and (self.best is None or record["mean"] > self.best["mean"]):
             self._snapshot(record)
 
     def _snapshot(self, record: dict) -> None:
@@ -423,7 +423,7 @@ class Runner:
             print(f"[{self.agent.label}] warning: the best test play's SavedModel was not kept: "
                   f"{error}", flush=True)
             return
-        self.best = (record["mean"], step, path)
+        self.best = self._best_record(record["mean"], step, path)
         print(f"[{self.agent.label}] best test play so far ({record['mean']:.1f} at frame "
               f"{self.frames(step):,}): SavedModel {path}", flush=True)
 
@@ -432,14 +432,11 @@ class Runner:
         if self.best is None or not os.path.isdir(root):  # (a user may have moved it away)
             return
         steps = checkpoints.complete_steps(self.manager.directory)
-        for name in stale_snapshots(os.listdir(root), steps, self.best[1]):
+        for name in stale_snapshots(os.listdir(root), steps, self.best["step"]):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
-    def _best_summary(self) -> dict:
-        if self.best is None:
-            return {}
-        mean, step, path = self.best
-        return {"best": {"mean": mean, "step": step, "frames": self.frames(step), "export": path}}
+    def _best_record(self, mean: float, step: int, path: str) -> dict:
+        return {"mean": mean, "step": step, "frames": self.frames(step), "export": path}
 
     def _finish(self) -> dict:
         step = self.state.step
@@ -453,12 +450,12 @@ class Runner:
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             self.agent.export(path, record, step, self.run_dir)
         summary = {**self.agent.summary(record, path, step), "export": path, "run_dir": self.run_dir,
-                   **self._best_summary()}
+                   **({"best": self.best} if self.best else {})}
         self.save(finished=True, summary=summary)
         print(f"[{self.agent.label}] final test play at frame {self.frames(step):,}{self.per_game}: "
               f"{self.agent.eval_text(record)}", flush=True)
         if self.best is not None:
-            print(best_text(self.agent.label, summary["best"]), flush=True)
+            print(best_text(self.agent.label, self.best), flush=True)
         print(f"[{self.agent.label}] SavedModel: {path}\n[{self.agent.label}] TensorBoard: "
               f"tensorboard --logdir {self._tensorboard()}", flush=True)
         return summary
