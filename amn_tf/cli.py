@@ -13,6 +13,7 @@ from absl import flags
 
 from amn_tf import envs, runtime
 from amn_tf.config import (
+    OUTPUT_LAYERS,
     AmnConfig,
     ConfigError,
     DqnConfig,
@@ -24,8 +25,8 @@ from amn_tf.config import (
     RankConfig,
     ReportConfig,
     TransferConfig,
-    init_label,
     parse_tau,
+    setting_label,
 )
 
 MODES = ("dqn", "amn", "transfer", "rank_sources", "multitask_dqn", "eval", "report")
@@ -171,6 +172,13 @@ flags.DEFINE_string("amn_name", None, "Name of the exported AMN (default: the ru
 # ------------------------------------------------------------------------ transfer
 flags.DEFINE_string("init", "random", "transfer: 'random', or 'amn:PATH' with PATH an AMN SavedModel "
                     "(saved_models/amn/<name>/<version>) or an AMN run directory.")
+flags.DEFINE_enum("init_output_layer", "keep", list(OUTPUT_LAYERS), "transfer from an AMN: what "
+                  "happens to its trained 18-way output layer. 'keep' (the authors' transfer); "
+                  "'reinit': replaced by the output layer a random-init DQN of the same --seed "
+                  "starts with; 'rescale': kernel and bias multiplied by one factor so the mean "
+                  "best-minus-worst spread of the target's legal actions on 1,024 random-play states "
+                  "equals that random-init DQN's. The run and its export are labelled "
+                  "<init>-<treatment> unless 'keep'.")
 
 # ------------------------------------------------------------------- multitask DQN
 flags.DEFINE_enum("multitask_network", "mdqn", ["mdqn", "mcdqn"], "multitask_dqn: 'mdqn' (one "
@@ -356,7 +364,11 @@ def _build_dqn(values):
     if values.mode == "transfer":
         _require(not values.dueling, "--dueling is for --mode=dqn: a transferred DQN has its "
                  "init's architecture; drop --dueling")
-        default_dir = _transfer_default_dir(game, init_label(values.init), values.seed)
+        _require(values.init_output_layer == "keep" or values.init.startswith("amn:"),
+                 f"--init_output_layer={values.init_output_layer} treats an AMN's output layer: "
+                 "give --init=amn:PATH, or drop it for --init=random")
+        default_dir = _transfer_default_dir(game, setting_label(values.init, values.init_output_layer),
+                                            values.seed)
     else:
         default_dir = os.path.join("runs", f"dqn-{game}")
     dqn_config = _from_flags(
@@ -364,7 +376,7 @@ def _build_dqn(values):
         profile_steps=_profile_steps(values, _updates(values, "training_steps", "learning_starts")),
         devices=_devices(values, values.batch_size, "--batch_size"))
     if values.mode == "transfer":
-        return TransferConfig(dqn_config, values.init, values.amn_network)
+        return TransferConfig(dqn_config, values.init, values.amn_network, values.init_output_layer)
     return dqn_config
 
 

@@ -57,6 +57,16 @@ def init_label(init: str) -> str:
     return _amn_label(label)
 
 
+OUTPUT_LAYERS = ("keep", "reinit", "rescale")
+
+
+def setting_label(init: str, output_layer: str = "keep") -> str:
+    """A transfer run's label: the init's, with the output-layer treatment after it unless it
+    is 'keep' (``amn-policy``, ``amn-policy-rescale``, ``random``)."""
+    label = init_label(init)
+    return label if output_layer == "keep" else f"{label}-{output_layer}"
+
+
 def _amn_label(name: str) -> str:
     """An AMN's name as an init label: ``amn-`` in front unless the name starts with it already
     (``amn/amn-policy/1`` -> ``amn-policy``, ``runs/cpu`` -> ``amn-cpu``)."""
@@ -184,6 +194,7 @@ class TransferConfig:
     dqn: DqnConfig
     init: str
     network: str  # architecture of a random init (an AMN init brings its own)
+    output_layer: str = "keep"  # the AMN's output layer at transfer: keep, reinit or rescale
 
 
 @dataclasses.dataclass(frozen=True)

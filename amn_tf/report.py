@@ -138,7 +138,7 @@ def _dqn_run(run_dir: str, kind: str, plays: str) -> tuple:
 
 def load_transfer_run(run_dir: str) -> dict:
     info, run = _dqn_run(run_dir, "transfer", "evaluations")
-    init = config_lib.init_label(info["init"])
+    init = config_lib.setting_label(info["init"], info.get("output_layer", "keep"))
     return {**run, "init": init, "name": f"{init}-seed{run['seed']}", "dir": run_dir}
 
 

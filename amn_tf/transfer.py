@@ -6,6 +6,13 @@ included; the feature-regression heads are dropped (they are not part of the AMN
 network); no layer is frozen; the target network starts as a copy. The target game's
 legal-action mask applies to action choice and to the max in the TD target
 (``policies.action_tables`` for an 18-output network).
+
+``--init_output_layer`` changes only what the output layer starts as (an ablation of the
+authors' choice): 'reinit' gives it the weights a random-init DQN of the same seed starts
+with; 'rescale' multiplies its kernel and bias by one factor so that its mean spread
+(best minus worst legal action's output) on random-play states of the target equals that
+random-init DQN's. The outputs are linear in the kernel and bias, so the spread scales by
+exactly that factor.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ from amn_tf import (
     seeds,
     tables,
 )
-from amn_tf.config import InitError, init_label, parse_init, transfer_export_name
+from amn_tf.config import InitError, parse_init, setting_label, transfer_export_name
+
+SPREAD_STATES = 1024  # random-play states of the target on which 'rescale' matches spreads
 
 
 def _amn_from_saved_model(path: str, network: str | None):
@@ -67,11 +76,22 @@ def _amn_from_run_dir(path: str, network: str | None):
     return model, list(info["games"]), kind
 
 
-def build_initial_network(init: str, game: str, network: str = "small"):
-    """The online network of a transfer run and a description of where it came from."""
+def build_initial_network(init: str, game: str, network: str = "small", output_layer: str = "keep",
+                          protocol: str = "paper", seed: int = 0, backend: str = "vector"):
+    """The online network of a transfer run and a description of where it came from.
+
+    Call right after the run's seeds are set: the random-init network (``init='random'``, or
+    the reference of ``output_layer`` 'reinit' and 'rescale') is the first network drawn, so
+    it is the same network for the same seed whatever the init. ``protocol``, ``seed`` and
+    ``backend`` only serve 'rescale': its spreads are measured on the target's random-play
+    states seeded with the run's seed (as rank_sources' target states)."""
     kind, path = parse_init(init)
+    if kind == "random" or output_layer != "keep":
+        reference = networks.build_network(network, envs.NUM_ACTIONS, name="online")
     if kind == "random":
-        return networks.build_network(network, envs.NUM_ACTIONS, name="online"), {"init": "random"}
+        if output_layer != "keep":
+            raise InitError(f"--init_output_layer={output_layer} needs --init=amn:PATH")
+        return reference, {"init": "random"}
     if not os.path.isdir(path):
         raise InitError(f"--init: {path} does not exist")
     if os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -80,8 +100,46 @@ def build_initial_network(init: str, game: str, network: str = "small"):
         model, games, architecture = _amn_from_run_dir(path, network)
     if game in games:
         print(f"[transfer] warning: {game} is one of the AMN's source games ({', '.join(games)})")
-    return model, {"init": "amn", "source": os.path.abspath(path), "source_games": games,
-                   "network": architecture}
+    origin = {"init": "amn", "source": os.path.abspath(path), "source_games": games,
+              "network": architecture, "output_layer": output_layer}
+    if output_layer == "reinit":
+        _copy_output_layer(reference, model)
+    elif output_layer == "rescale":
+        states, _ = random_play_states(game, protocol, SPREAD_STATES, seed, backend)
+        origin.update(rescale_output_layer(model, reference, states, envs.legal_actions(game)))
+        print(f"[transfer] output layer rescaled by {origin['output_scale']:.4g}: mean action spread "
+              f"{origin['spread_before']:.3f} -> {origin['spread_after']:.3f} (random init "
+              f"{origin['spread_random_init']:.3f})", flush=True)
+    return model, origin
+
+
+def _copy_output_layer(source, target) -> None:
+    if source.get_layer(networks.OUTPUT_LAYER).get_weights()[0].shape != \
+            target.get_layer(networks.OUTPUT_LAYER).get_weights()[0].shape:
+        raise InitError("--init_output_layer=reinit: the AMN's last hidden layer differs from "
+                        "--amn_network's (give the AMN's own --amn_network)")
+    target.get_layer(networks.OUTPUT_LAYER).set_weights(source.get_layer(networks.OUTPUT_LAYER).get_weights())
+
+
+def action_spread(model, states, legal) -> float:
+    """Mean over ``states`` of the best minus the worst of ``model``'s outputs for the
+    ``legal`` actions."""
+    outputs = np.asarray(model(states, training=False)[0], dtype=np.float64)[:, legal]
+    return float(np.mean(outputs.max(axis=1) - outputs.min(axis=1)))
+
+
+def rescale_output_layer(model, reference, states, legal) -> dict:
+    """Scales ``model``'s output layer (kernel and bias alike) so its action spread on
+    ``states`` equals ``reference``'s; returns the factor and the spreads."""
+    before, wanted = action_spread(model, states, legal), action_spread(reference, states, legal)
+    if not before > 0.0:
+        raise InitError("--init_output_layer=rescale: the AMN's outputs do not differ between "
+                        "the target's actions, there is no spread to rescale")
+    scale = wanted / before
+    layer = model.get_layer(networks.OUTPUT_LAYER)
+    layer.set_weights([weights * scale for weights in layer.get_weights()])
+    return {"output_scale": scale, "spread_before": before, "spread_random_init": wanted,
+            "spread_after": action_spread(model, states, legal)}
 
 
 @runtime.releases_run_dirs
@@ -91,14 +149,18 @@ def train(config) -> dict:
         runtime.lock_run_dir(config.dqn.run_dir)
     runtime.set_precision(config.dqn.precision)
     runtime.set_seeds(config.dqn.seed, config.dqn.deterministic)
-    model, origin = build_initial_network(config.init, config.dqn.game, config.network)
+    model, origin = build_initial_network(config.init, config.dqn.game, config.network,
+                                          config.output_layer, config.dqn.env.protocol,
+                                          config.dqn.seed, config.dqn.env.backend)
     # The run directory is made only once the init is known to be good.
-    runtime.prepare_run_dir(config.dqn.run_dir, {"mode": "transfer", "game": config.dqn.game,
-                                                 "init": config.init}, config.dqn.flags,
+    info = {"mode": "transfer", "game": config.dqn.game, "init": config.init}
+    if config.output_layer != "keep":
+        info["output_layer"] = config.output_layer
+    runtime.prepare_run_dir(config.dqn.run_dir, info, config.dqn.flags,
                             replay_flags=runtime.DQN_REPLAY_FLAGS)
     print(f"[transfer] {config.dqn.game} from {config.init} ({model.count_params():,} parameters)",
           flush=True)
-    label = init_label(config.init)
+    label = setting_label(config.init, config.output_layer)
     checkpoints.write_json_atomically(os.path.join(config.dqn.run_dir, "init.json"), origin)
     return dqn_agent.train(config.dqn, network=model, export_kind="transfer",
                            export_name=transfer_export_name(config.dqn.game, label))
