@@ -210,7 +210,7 @@ def run_temperatures(run_dir, games, loaded_by_game, held_out, config, label) ->
 
 
 # ------------------------------------------------------------------- agent
-class AmnAgent:
+class AmnAgent(runner.Agent):
     """The AMN distilled from ``experts`` (``[(game, LoadedPolicy)]``): acting in every game
     (in this process, or by Ray actors), the learner, test play with Table 1 figures, export."""
 
@@ -365,19 +365,16 @@ class AmnAgent:
         return {"table": tables.rows_of(record, self.reference, self.games)}
 
 
-@runtime.releases_run_dirs
 def train(config) -> dict:
     """``--mode=amn``: distills the experts into an AMN; resumable from ``run_dir``."""
-    if config.run_dir and runtime.is_run_dir(config.run_dir):  # a rerun: refused at once if in use
-        runtime.lock_run_dir(config.run_dir)
+    if config.run_dir:  # refused at once if another process trains there, before the experts load
+        runtime.check_run_dir_free(config.run_dir)
     found = experts.find_experts(config.experts, config.games)
     games = [game for game, _ in found]
     check_tau_target(config, games)
     experts.describe_experts(found, f"amn {'+'.join(games)}")
     run_dir = config.run_dir or os.path.join("runs", "amn-" + "-".join(games))
-    runtime.prepare_run_dir(run_dir, {"mode": "amn", "games": games, "network": config.network},
-                            config.flags, replay_flags=runtime.AMN_REPLAY_FLAGS)
-    runtime.set_seeds(config.seed, config.deterministic)
-    runtime.set_precision(config.precision)
-    schedule = runner.schedule_of(config, config.steps_per_game, per_game=True)
-    return runner.Runner(run_dir, AmnAgent(config, found, run_dir), schedule).run()
+    return runner.launch(run_dir, {"mode": "amn", "games": games, "network": config.network}, config,
+                         runner.schedule_of(config, config.steps_per_game, per_game=True),
+                         lambda _: AmnAgent(config, found, run_dir),
+                         replay_flags=runtime.AMN_REPLAY_FLAGS)

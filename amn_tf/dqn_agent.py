@@ -1,7 +1,7 @@
 """The Q-learning agent of one game: ``DqnLearner`` (a ``tf.function`` step pulling batches
 from the replay's tf.data pipeline) and ``DqnAgent`` (epsilon-greedy acting, test play and
 export around it), run by ``runner.Runner``. ``--mode=dqn`` trains experts with it and
-``--mode=transfer`` trains from an AMN's weights with it (``train``).
+``--mode=transfer`` trains from an AMN's weights with it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from amn_tf import (
     policies,
     replay,
     runner,
-    runtime,
     seeds,
 )
 
@@ -104,7 +103,7 @@ def _online_network(legal, network, dueling=False):
     return online
 
 
-class DqnAgent(multigame.EpsilonGreedyPlay):
+class DqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
     """One game: epsilon-greedy acting from the online network, Q-learning from replay,
     test play, export as an expert (or a transferred DQN)."""
 
@@ -150,9 +149,6 @@ class DqnAgent(multigame.EpsilonGreedyPlay):
                                       self._output_mask, c.double_dqn, c.jit_compile, c.skip_nonfinite,
                                       strategy, c.batch_loss)
 
-    def prepare(self, run_dir: str) -> None:
-        pass
-
     # ------------------------------------------------------------ reporting
     def progress_text(self, metrics: dict, history: list) -> str:
         latest = round(history[-1]["mean"], 1) if history else None
@@ -178,9 +174,6 @@ class DqnAgent(multigame.EpsilonGreedyPlay):
     def eval_text(self, record: dict) -> str:
         return evaluation.EvalResult.from_dict(record).line()
 
-    def finished_text(self, summary: dict) -> str:
-        return ""
-
     # ------------------------------------------------------------ export
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
         final = evaluation.EvalResult.from_dict(record).as_dict()
@@ -195,14 +188,7 @@ class DqnAgent(multigame.EpsilonGreedyPlay):
                 "frames": step * envs.FRAMES_PER_STEP}
 
 
-@runtime.releases_run_dirs
-def train(config, network=None, export_kind="experts", export_name=None) -> dict:
-    """Trains a DQN on ``config.game`` in ``config.run_dir`` (resumed if it holds a run);
-    ``network``: the initial online network (transfer). Returns the run's summary."""
-    runtime.lock_run_dir(config.run_dir)  # already held when the mode prepared it
-    runtime.set_seeds(config.seed, config.deterministic)
-    runtime.set_precision(config.precision)
-    agent = DqnAgent(config, network, export_kind, export_name)
-    schedule = runner.schedule_of(config, config.training_steps, config.target_update_period,
-                                  keep_best=config.keep_best)
-    return runner.Runner(config.run_dir, agent, schedule).run()
+def schedule(config) -> runner.Schedule:
+    """The run loop's schedule of a ``config.DqnConfig`` (experts and transfer alike)."""
+    return runner.schedule_of(config, config.training_steps, config.target_update_period,
+                              keep_best=config.keep_best)

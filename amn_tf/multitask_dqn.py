@@ -102,7 +102,7 @@ def _clone(model):
     return copy
 
 
-class MultitaskDqnAgent(multigame.EpsilonGreedyPlay):
+class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
     """MDQN or MCDQN on ``config.games``: epsilon-greedy acting through each game's head,
     Q-learning, test play (with % of expert when experts are given), export."""
 
@@ -195,11 +195,8 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay):
         return {"final": record}
 
 
-@runtime.releases_run_dirs
 def train(config) -> dict:
     """``--mode=multitask_dqn``: MDQN or MCDQN on ``config.games``; resumable."""
-    if runtime.is_run_dir(config.run_dir):  # a rerun: refused at once if it is in use
-        runtime.lock_run_dir(config.run_dir)
     label = f"{config.network} {'+'.join(config.games)}"
     found = None  # checked before anything is written
     if config.experts:
@@ -209,11 +206,7 @@ def train(config) -> dict:
             if config.experts_required:
                 raise
             print(f"[{label}] no % of expert column: {error}")
-    runtime.prepare_run_dir(config.run_dir, {"mode": "multitask_dqn", "games": list(config.games),
-                                             "network": config.network}, config.flags,
-                            replay_flags=runtime.DQN_REPLAY_FLAGS)
-    runtime.set_seeds(config.seed, config.deterministic)
-    runtime.set_precision(config.precision)
-    agent = MultitaskDqnAgent(config, found)
     schedule = runner.schedule_of(config, config.steps_per_game, config.target_update_period, per_game=True)
-    return runner.Runner(config.run_dir, agent, schedule).run()
+    return runner.launch(config.run_dir, {"mode": "multitask_dqn", "games": list(config.games),
+                                          "network": config.network}, config, schedule,
+                         lambda _: MultitaskDqnAgent(config, found), replay_flags=runtime.DQN_REPLAY_FLAGS)

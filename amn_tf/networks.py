@@ -88,10 +88,6 @@ def feature_regressors(input_size: int, output_sizes: list) -> list:
     return regressors
 
 
-def copy_weights(source: keras.Model, target: keras.Model) -> None:
-    target.set_weights(source.get_weights())
-
-
 def _float32_config(value):
     if isinstance(value, dict):
         if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):

@@ -1,6 +1,7 @@
 """One run loop for every training mode (DQN, transfer, AMN, multitask DQN).
 
-The ``Runner`` owns the run directory: it restores the last complete checkpoint into the
+``launch`` is how every mode starts a run: it claims the run directory, records the flags,
+sets seeds and precision, builds the agent and hands it to a ``Runner``. The ``Runner`` restores the last complete checkpoint into the
 agent (a typed ``RunState``), keeps the evaluation history and TensorBoard events in step
 with it, turns SIGINT/SIGTERM into a checkpoint and a clean stop, and runs the loop
 
@@ -22,18 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import shutil
 import time
-from typing import Protocol
 
 import numpy as np
 
-from amn_tf import checkpoints, envs, export, runtime
+from amn_tf import checkpoints, envs, export, runtime, snapshots
 
 STATE_VERSION = 2  # 1: written before the one run loop (no "version" key; DQN: "replay_rng")
-BEST_DIR = "best"  # <run_dir>/best/step-<agent step>/: the best test play's SavedModel (--keep_best)
-_SNAPSHOT = re.compile(r"step-(\d+)")
 
 
 @dataclasses.dataclass
@@ -76,11 +72,6 @@ class RunState:
                    replay_restored=bool(payload.get("replay_restored")))
 
 
-def best_text(label: str, best: dict) -> str:
-    return (f"[{label}] best test play: {best['mean']:.1f} at frame {best['frames']:,}: SavedModel "
-            f"{best['export']} (score it on fresh episodes: --mode=eval --saved_model=<that path>)")
-
-
 def check_version(payload: dict) -> None:
     """Refuses, in one line, a checkpoint written by a newer amn_tf (its state may mean
     something this version cannot read)."""
@@ -90,42 +81,6 @@ def check_version(payload: dict) -> None:
             f"checkpoint state version {version!r} is newer than this amn_tf reads "
             f"({STATE_VERSION}): resume it with the amn_tf that wrote it (pip install -e . at "
             "that commit), or start over in a new --run_dir")
-
-
-def best_snapshot(names: list, history: list, step: int) -> tuple:
-    """Of the entries of ``<run_dir>/best/`` (``names``), which snapshot is the best test play of
-    a run restored at ``step`` with test-play ``history`` (its records up to ``step``), and which
-    entries go: snapshots made after ``step`` (a timeline the restore abandoned), snapshots of
-    no recorded test play and half-written exports (``.tmp-*``); ``stale_snapshots`` says
-    which of the rest no checkpoint needs. Returns ``(best, remove)``: ``best`` is
-    ``(mean, step, name)`` or None; the earliest snapshot wins a tie. Other names are left
-    alone."""
-    means = {record["step"]: record["mean"] for record in history if "mean" in record}
-    best, remove = None, []
-    for name in sorted(names):
-        match = _SNAPSHOT.fullmatch(name)
-        if name.startswith(".tmp-"):
-            remove.append(name)
-        elif match:
-            at = int(match.group(1))
-            if at > step or at not in means:
-                remove.append(name)
-            elif best is None or (means[at], -at) > (best[0], -best[1]):
-                best = (means[at], at, name)
-    return best, remove
-
-
-def stale_snapshots(names: list, checkpoint_steps: list, best_step: int) -> list:
-    """The snapshots no restore can need: each snapshot is the best so far when it is made, so
-    a run restored at checkpoint ``c`` needs the newest snapshot at or before ``c``; the others,
-    but the current best, go."""
-    steps = {int(m.group(1)): name for name in names if (m := _SNAPSHOT.fullmatch(name))}
-    keep = {best_step}
-    for checkpoint in checkpoint_steps:
-        before = [step for step in steps if step <= checkpoint]
-        if before:
-            keep.add(max(before))
-    return sorted(name for step, name in steps.items() if step not in keep)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +134,12 @@ class MetricMeans:
         return means
 
 
-class Agent(Protocol):
-    """What a mode gives the runner (``dqn_agent.DqnAgent`` is the simplest one)."""
+class Agent:
+    """What a mode gives the runner: subclass it (``dqn_agent.DqnAgent`` is the simplest one).
+
+    An agent must set the attributes below and define ``act``, ``observe``, ``evaluate`` and
+    ``export``; every other method has a default that does nothing. ``Runner`` checks an agent
+    against this list before it starts (``check_agent``)."""
 
     label: str  # "[label]" starts every line
     games: list
@@ -189,28 +148,99 @@ class Agent(Protocol):
     learner: object  # .step() -> metrics, .updates and .skipped (tf.Variables), .update_target()
     rng: np.random.Generator  # acting
     export_base: str  # <export_dir>/<kind>/<name>: versions go under it
-    budget_flag: str  # the flag that extends a finished run
+    budget_flag: str = "--training_steps"  # the flag that extends a finished run
 
-    def prepare(self, run_dir: str) -> None: ...  # after the restore, before anything else
-    def start(self, step: int, restored: bool) -> None: ...  # first episodes (or actors)
-    def new_episodes(self, step: int) -> None: ...  # deterministic runs, at each checkpoint
-    def act(self, step: int) -> int: ...  # agent steps (per game) the next observe adds
-    def observe(self) -> list: ...  # [(game, return)] of the episodes that ended
-    def progress_text(self, metrics: dict, history: list) -> str: ...
-    def train_scalars(self, metrics: dict, fps: float) -> dict: ...
-    def evaluate(self, step: int, plays_so_far: int) -> tuple: ...  # (record, scalars)
-    def eval_text(self, record: dict) -> str: ...
-    def export(self, path: str, record: dict, step: int, run_dir: str) -> None: ...
-    def summary(self, record: dict, path: str, step: int) -> dict: ...
-    def finished_text(self, summary: dict) -> str: ...
-    def close(self) -> None: ...
+    def prepare(self, run_dir: str) -> None:
+        """After the restore, before anything else."""
+
+    def start(self, step: int, restored: bool) -> None:
+        """The first episodes (or actors)."""
+
+    def new_episodes(self, step: int) -> None:
+        """Deterministic runs, at each checkpoint."""
+
+    def act(self, step: int) -> int:
+        """Sends the next actions; returns the agent steps (per game) the next observe adds."""
+        raise NotImplementedError
+
+    def observe(self) -> list:
+        """[(game, return)] of the episodes that ended."""
+        raise NotImplementedError
+
+    def evaluate(self, step: int, plays_so_far: int) -> tuple:
+        """One test play: (record, TensorBoard scalars)."""
+        raise NotImplementedError
+
+    def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
+        raise NotImplementedError
+
+    def progress_text(self, metrics: dict, history: list) -> str:
+        return ""
+
+    def train_scalars(self, metrics: dict, fps: float) -> dict:
+        return {}
+
+    def eval_text(self, record: dict) -> str:
+        return f"mean {record['mean']:.1f}" if "mean" in record else ""
+
+    def summary(self, record: dict, path: str, step: int) -> dict:
+        return {}
+
+    def finished_text(self, summary: dict) -> str:
+        return ""
+
+    def close(self) -> None:
+        """Emulators, actors: released at the end of the run, however it ends."""
+
+
+AGENT_ATTRIBUTES = ("label", "games", "memories", "trackables", "learner", "rng", "export_base",
+                    "budget_flag")
+AGENT_METHODS = tuple(name for name, value in vars(Agent).items()
+                      if callable(value) and not name.startswith("_"))
+
+
+def check_agent(agent) -> None:
+    """Raises TypeError naming what ``agent`` lacks of ``Agent`` (an attribute or a method)."""
+    missing = [name for name in AGENT_ATTRIBUTES if not hasattr(agent, name)]
+    missing += [f"{name}()" for name in AGENT_METHODS if not callable(getattr(agent, name, None))]
+    if missing:
+        raise TypeError(f"{type(agent).__name__} is not a runner.Agent: it lacks {', '.join(missing)}")
+
+
+def launch(run_dir: str, identity: dict, config, schedule: Schedule, make_agent, *, prepare=None,
+           fixed=None, replay_flags=()) -> dict:
+    """Runs one training of any mode from its config to the end (or a stop signal); returns its
+    summary. The one way a mode starts a run:
+
+    1. claims ``run_dir`` if it holds a run already (refused at once, in one line, while
+       another process trains there);
+    2. sets the precision and the seeds (``config.precision``, ``config.seed``,
+       ``config.deterministic``);
+    3. ``prepare()``: what must succeed before anything is written (a transfer's initial
+       network); a failure here leaves no run directory behind;
+    4. creates and claims the run directory, or checks a resume belongs to it, and records the
+       flags (``runtime.prepare_run_dir`` with ``identity``, ``fixed``, ``replay_flags``);
+    5. ``make_agent(prepared)`` with what ``prepare`` returned, and ``Runner(...).run()``.
+
+    The claim ends when this returns or raises, so a second run in the same process (or the
+    next task of a reused Ray worker) claims its directory anew."""
+    with runtime.run_dir_claims():
+        if runtime.is_run_dir(run_dir):
+            runtime.lock_run_dir(run_dir)
+        runtime.set_precision(config.precision)
+        runtime.set_seeds(config.seed, config.deterministic)
+        prepared = prepare() if prepare else None
+        runtime.prepare_run_dir(run_dir, identity, config.flags, fixed=fixed, replay_flags=replay_flags)
+        return Runner(run_dir, make_agent(prepared), schedule).run()
 
 
 class Runner:
-    """Runs ``agent`` on ``schedule`` in ``run_dir`` (claimed by the caller) to the end, or
-    to a stop signal; returns the run's summary dict."""
+    """Runs ``agent`` on ``schedule`` in ``run_dir`` to the end, or to a stop signal; returns
+    the run's summary dict. ``launch`` claims the directory and builds the agent; a test may
+    run a ``Runner`` on a directory of its own directly."""
 
     def __init__(self, run_dir: str, agent, schedule: Schedule):
+        check_agent(agent)
         self.run_dir = run_dir
         self.agent = agent
         self.schedule = schedule
@@ -222,7 +252,7 @@ class Runner:
         self.writer = None
         self.per_game = " per game" if schedule.per_game else ""
         self.clock = None  # (time.monotonic() at the loop's start, wall_seconds then)
-        self.best = None  # the best test play's snapshot (--keep_best): mean, step, frames, export
+        self.snapshots = snapshots.BestSnapshots(run_dir, agent, self.manager.directory)
 
     # ------------------------------------------------------------ checkpoints
     def restore(self) -> None:
@@ -248,7 +278,7 @@ class Runner:
         self.state.wall_seconds = self.wall_seconds()
         self.manager.save(self.state.step, self.agent.trackables, self.state.to_json(),
                           self.agent.memories if self.schedule.save_replay else ())
-        self._prune_snapshots()  # what no kept checkpoint's timeline needs
+        self.snapshots.prune()  # what no kept checkpoint's timeline needs
 
     def wall_seconds(self) -> float | None:
         """Seconds of the run loop that made the state so far (see ``RunState``)."""
@@ -305,7 +335,7 @@ class Runner:
         if text:
             print(text, flush=True)
         if summary.get("best"):
-            print(best_text(self.agent.label, summary["best"]), flush=True)
+            print(snapshots.best_text(self.agent.label, summary["best"]), flush=True)
         self.agent.close()
         return {"run_dir": self.run_dir, **summary}
 
@@ -320,7 +350,7 @@ class Runner:
         self.history = [r for r in runtime.read_jsonl(self.eval_path) if r["step"] <= self.state.step]
         runtime.rewrite_jsonl(self.eval_path, self.history)
         runtime.trim_tensorboard(self._tensorboard(), self.frames(self.state.step))
-        self._restore_best()
+        self.snapshots.restore(self.history, self.state.step)
         self.writer = tf.summary.create_file_writer(self._tensorboard())
 
     def _loop(self, profiler) -> bool:
@@ -390,53 +420,9 @@ class Runner:
         self._scalars(self.state.step, scalars)
         return record
 
-    # ------------------------------------------------------------ the best test play (--keep_best)
-    def _best_root(self) -> str:
-        return os.path.join(self.run_dir, BEST_DIR)
-
-    def _restore_best(self) -> None:
-        """The restored timeline's best snapshot; what a crash or an abandoned timeline left
-        goes (see ``best_snapshot``)."""
-        root = self._best_root()
-        if not os.path.isdir(root):
-            return
-        best, remove = best_snapshot(os.listdir(root), self.history, self.state.step)
-        for name in remove:
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        self.best = best and self._best_record(best[0], best[1], os.path.join(root, best[2]))
-        self._prune_snapshots()
-
     def _keep_if_best(self, record: dict) -> None:
-        if self.schedule.keep_best and (self.best is None or record["mean"] > self.best["mean"]):
-            self._snapshot(record)
-
-    def _snapshot(self, record: dict) -> None:
-        """Exports the network as it is at this test play, the best so far, beside the
-        checkpoints; earlier snapshots stay while a kept checkpoint's timeline has them as its
-        best (a crash, or a newest checkpoint that fails to load, resumes before this one)."""
-        step = self.state.step
-        path = os.path.join(self._best_root(), f"step-{step:012d}")
-        shutil.rmtree(path, ignore_errors=True)  # an earlier try at this step (one that crashed)
-        try:
-            self.agent.export(path, record, step, self.run_dir)
-        except export.ExportError as error:  # the run goes on; its checkpoints are what matter
-            print(f"[{self.agent.label}] warning: the best test play's SavedModel was not kept: "
-                  f"{error}", flush=True)
-            return
-        self.best = self._best_record(record["mean"], step, path)
-        print(f"[{self.agent.label}] best test play so far ({record['mean']:.1f} at frame "
-              f"{self.frames(step):,}): SavedModel {path}", flush=True)
-
-    def _prune_snapshots(self) -> None:
-        root = self._best_root()
-        if self.best is None or not os.path.isdir(root):  # (a user may have moved it away)
-            return
-        steps = checkpoints.complete_steps(self.manager.directory)
-        for name in stale_snapshots(os.listdir(root), steps, self.best["step"]):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-
-    def _best_record(self, mean: float, step: int, path: str) -> dict:
-        return {"mean": mean, "step": step, "frames": self.frames(step), "export": path}
+        if self.schedule.keep_best:
+            self.snapshots.offer(record, self.state.step)
 
     def _finish(self) -> dict:
         step = self.state.step
@@ -450,12 +436,12 @@ class Runner:
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             self.agent.export(path, record, step, self.run_dir)
         summary = {**self.agent.summary(record, path, step), "export": path, "run_dir": self.run_dir,
-                   **({"best": self.best} if self.best else {})}
+                   **({"best": self.snapshots.best} if self.snapshots.best else {})}
         self.save(finished=True, summary=summary)
         print(f"[{self.agent.label}] final test play at frame {self.frames(step):,}{self.per_game}: "
               f"{self.agent.eval_text(record)}", flush=True)
-        if self.best is not None:
-            print(best_text(self.agent.label, self.best), flush=True)
+        if self.snapshots.best is not None:
+            print(snapshots.best_text(self.agent.label, self.snapshots.best), flush=True)
         print(f"[{self.agent.label}] SavedModel: {path}\n[{self.agent.label}] TensorBoard: "
               f"tensorboard --logdir {self._tensorboard()}", flush=True)
         return summary

@@ -461,19 +461,6 @@ def crossed(before: int, after: int, period: int) -> bool:
     return before // period != after // period
 
 
-def finished_or_extended(state, step: int, total_steps: int, label: str, per_game: str = ""):
-    """``(finished, state)`` for a restored checkpoint: a finished run stays finished unless
-    ``total_steps`` goes past its step; then it is reopened (a fresh export version follows)."""
-    if not (state and state.get("finished")):
-        return False, state
-    if total_steps <= step:
-        return True, state
-    print(f"[{label}] extending the finished run from {step * envs.FRAMES_PER_STEP:,} to "
-          f"{total_steps * envs.FRAMES_PER_STEP:,} frames{per_game} (exports a new version)",
-          flush=True)
-    return False, {**state, "finished": False, "summary": {}}
-
-
 def _duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     hours, rest = divmod(seconds, 3600)

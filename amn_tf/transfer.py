@@ -31,6 +31,7 @@ from amn_tf import (
     export,
     networks,
     policies,
+    runner,
     runtime,
     seeds,
     tables,
@@ -142,28 +143,27 @@ def rescale_output_layer(model, reference, states, legal) -> dict:
             "spread_after": action_spread(model, states, legal)}
 
 
-@runtime.releases_run_dirs
 def train(config) -> dict:
-    """``--mode=transfer``: DQN on ``config.dqn.game`` from ``config.init``."""
-    if runtime.is_run_dir(config.dqn.run_dir):  # a rerun: refused at once if it is in use
-        runtime.lock_run_dir(config.dqn.run_dir)
-    runtime.set_precision(config.dqn.precision)
-    runtime.set_seeds(config.dqn.seed, config.dqn.deterministic)
-    model, origin = build_initial_network(config.init, config.dqn.game, config.network,
-                                          config.output_layer, config.dqn.env.protocol,
-                                          config.dqn.seed, config.dqn.env.backend)
-    # The run directory is made only once the init is known to be good.
-    info = {"mode": "transfer", "game": config.dqn.game, "init": config.init}
+    """``--mode=transfer``: DQN on ``config.dqn.game`` from ``config.init``. The run directory
+    is made only once the initial network is known to be good."""
+    c = config.dqn
+    info = {"mode": "transfer", "game": c.game, "init": config.init}
     if config.output_layer != "keep":
         info["output_layer"] = config.output_layer
-    runtime.prepare_run_dir(config.dqn.run_dir, info, config.dqn.flags,
-                            replay_flags=runtime.DQN_REPLAY_FLAGS)
-    print(f"[transfer] {config.dqn.game} from {config.init} ({model.count_params():,} parameters)",
-          flush=True)
-    label = setting_label(config.init, config.output_layer)
-    checkpoints.write_json_atomically(os.path.join(config.dqn.run_dir, "init.json"), origin)
-    return dqn_agent.train(config.dqn, network=model, export_kind="transfer",
-                           export_name=transfer_export_name(config.dqn.game, label))
+
+    def initial_network():
+        return build_initial_network(config.init, c.game, config.network, config.output_layer,
+                                     c.env.protocol, c.seed, c.env.backend)
+
+    def make_agent(prepared):
+        model, origin = prepared
+        print(f"[transfer] {c.game} from {config.init} ({model.count_params():,} parameters)", flush=True)
+        checkpoints.write_json_atomically(os.path.join(c.run_dir, "init.json"), origin)
+        name = transfer_export_name(c.game, setting_label(config.init, config.output_layer))
+        return dqn_agent.DqnAgent(c, model, "transfer", name)
+
+    return runner.launch(c.run_dir, info, c, dqn_agent.schedule(c), make_agent, prepare=initial_network,
+                         replay_flags=runtime.DQN_REPLAY_FLAGS)
 
 
 def initial_weights_equal(model_a, model_b) -> bool:

@@ -9,9 +9,10 @@ import os
 import shutil
 import types
 
+import pytest
 from conftest import FLAGS_DIR, run_main
 
-from amn_tf import checkpoints, runner
+from amn_tf import checkpoints, runner, snapshots
 
 SMOKE = os.path.join(FLAGS_DIR, "smoke.flags")
 
@@ -61,6 +62,7 @@ def _finished_smoke_run(tmp_path):
     return str(run_dir), export_dir, args
 
 
+@pytest.mark.slow
 def test_checkpoint_of_the_previous_version_resumes(tmp_path):
     """A run stopped at step 400 by the previous version (its state.json rewritten to exactly
     the keys that version wrote) resumes at 400 and finishes, exporting once."""
@@ -85,6 +87,7 @@ def test_checkpoint_of_the_previous_version_resumes(tmp_path):
     assert sorted(os.listdir(export_dir / "experts" / "Pong")) == ["1"]
 
 
+@pytest.mark.slow
 def test_checkpoint_of_a_newer_version_is_refused_in_one_line(tmp_path):
     run_dir, export_dir, args = _finished_smoke_run(tmp_path)
     newest = _checkpoints(run_dir)[0]
@@ -162,23 +165,23 @@ def test_best_snapshot_is_the_restored_timelines_best_test_play():
     history = [{"step": 200, "mean": -3.0}, {"step": 400, "mean": 5.0}, {"step": 600, "mean": 5.0}]
     names = ["step-000000000200", "step-000000000400", "step-000000000600", "step-000000000800",
              ".tmp-step-000000000800-12", "notes.txt", "step-000000000300"]
-    best, remove = runner.best_snapshot(names, history, 600)
+    best, remove = snapshots.best_snapshot(names, history, 600)
     # The earliest of the two 5.0 plays wins; a snapshot after the restored step (800), one of no
     # recorded test play (300) and a half-written export go; other files stay.
     assert best == (5.0, 400, "step-000000000400")
     assert sorted(remove) == [".tmp-step-000000000800-12", "step-000000000300", "step-000000000800"]
     # Restored at 300: only the test play at 200 is in this timeline.
-    best, remove = runner.best_snapshot(names, history[:1], 300)
+    best, remove = snapshots.best_snapshot(names, history[:1], 300)
     assert best == (-3.0, 200, "step-000000000200") and "step-000000000400" in remove
-    assert runner.best_snapshot([], history, 600) == (None, [])
+    assert snapshots.best_snapshot([], history, 600) == (None, [])
 
 
 def test_snapshots_stay_while_a_kept_checkpoint_needs_them():
     names = ["step-000000000010", "step-000000000020", "step-000000000050", "other"]
     # Checkpoints at 40 and 50: restored at 40 the best is the one made at 20; at 50, at 50.
-    assert runner.stale_snapshots(names, [50, 40], 50) == ["step-000000000010"]
-    assert runner.stale_snapshots(names, [50], 50) == ["step-000000000010", "step-000000000020"]
-    assert runner.stale_snapshots(names, [], 20) == ["step-000000000010", "step-000000000050"]
+    assert snapshots.stale_snapshots(names, [50, 40], 50) == ["step-000000000010"]
+    assert snapshots.stale_snapshots(names, [50], 50) == ["step-000000000010", "step-000000000020"]
+    assert snapshots.stale_snapshots(names, [], 20) == ["step-000000000010", "step-000000000050"]
 
 
 class ScriptedAgent:

@@ -1,0 +1,164 @@
+"""The one run loop (``runner.Runner``) driven in-process by a scripted agent: update credit,
+target sync, stop and resume, export exactly once, and the agent check. No emulator, no
+subprocess: the agent is a ``runner.Agent`` whose acting adds a fixed number of agent steps and
+whose "network" is a pair of variables."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from amn_tf import replay, runner
+
+
+class CountingAgent(runner.Agent):
+    """Each ``act`` adds ``per_act`` agent steps (as ``per_act`` emulators would) and draws one
+    number from the acting generator into ``drawn`` (so a resume that lost the generator's
+    state would show); each learner update adds 1 to ``weight``; ``update_target`` records the
+    step it came at; test play scores the weight; ``export`` writes the weight it saw."""
+
+    label, games = "counting", ["Pong"]
+
+    def __init__(self, export_base, per_act=3, stop_at=None):
+        self.export_base = export_base
+        self.per_act = per_act
+        self.stop_at = stop_at  # SIGTERM to this process when acting at this step
+        self.memories = [replay.ReplayMemory(64, 1, seed=0)]  # a real (tiny) memory, saved with the run
+        self.weight = tf.Variable(0, dtype=tf.int64)
+        self.drawn = tf.Variable(0.0, dtype=tf.float64)
+        self.learner = self
+        self.updates = tf.Variable(0, dtype=tf.int64)
+        self.skipped = tf.Variable(0, dtype=tf.int64)
+        self.trackables = {"weight": self.weight, "drawn": self.drawn, "updates": self.updates}
+        self.rng = np.random.default_rng(0)
+        self.step_now = 0
+        self.syncs, self.exports, self.closed = [], [], 0
+
+    # the learner
+    def step(self):
+        self.weight.assign_add(1)
+        self.updates.assign_add(1)
+        return {"loss": 1.0}
+
+    def update_target(self):
+        self.syncs.append(self.step_now + self.per_act)  # the step the runner has just reached
+
+    # acting and test play
+    def act(self, step):
+        self.step_now = step
+        self.drawn.assign_add(self.rng.uniform())
+        if step == self.stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.per_act
+
+    def observe(self):
+        return []
+
+    def evaluate(self, step, plays_so_far):
+        return {"step": step, "frames": 4 * step, "mean": float(self.weight.numpy())}, {}
+
+    def export(self, path, record, step, run_dir):
+        os.makedirs(path)
+        with open(os.path.join(path, "weight.txt"), "w") as handle:
+            handle.write(str(int(self.weight.numpy())))
+        self.exports.append((step, int(self.weight.numpy())))
+
+    def close(self):
+        self.closed += 1
+
+
+def _schedule(total_steps=30, save_replay=True, **overrides):
+    settings = dict(total_steps=total_steps, learning_starts=6, update_period=4, log_period=1000,
+                    eval_period=12, checkpoint_period=9, target_update_period=10,
+                    save_replay=save_replay)
+    return runner.Schedule(**{**settings, **overrides})
+
+
+def _run(tmp_path, name, schedule, **agent_args):
+    agent = CountingAgent(str(tmp_path / "exports" / name), **agent_args)
+    summary = runner.Runner(str(tmp_path / name), agent, schedule).run()
+    return agent, summary
+
+
+def _history(tmp_path, name):
+    with open(tmp_path / name / "eval.jsonl") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def test_update_credit_and_target_sync_follow_the_schedule(tmp_path):
+    agent, summary = _run(tmp_path, "run", _schedule())
+    # Acting at steps 0, 3, ..., 27 (3 agent steps each) to 30. Learning starts at step 6:
+    # the acts at 6, 9, ..., 27 (8 acts x 3 steps = 24 steps) earn 24 / 4 = 6 updates.
+    assert int(agent.updates.numpy()) == int(agent.weight.numpy()) == 6
+    # Target syncs where the step crosses a multiple of 10: 9 -> 12, 18 -> 21, 27 -> 30.
+    assert agent.syncs == [12, 21, 30]
+    # Test plays where it crosses 12 (at 12) and 24 (at 24), then the final one at 30, each
+    # recording the updates made by then: (12-6)/4 = 1.5 -> 1; (24-6)/4 = 4.5 -> 4; 6.
+    assert [(r["step"], r["updates"]) for r in _history(tmp_path, "run")] == [(12, 1), (24, 4), (30, 6)]
+    # One export, of the final network, and the agent closed once.
+    assert agent.exports == [(30, 6)] and agent.closed == 1
+    assert summary["export"].endswith(os.path.join("run", "1"))
+
+
+def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path, capsys):
+    _, straight = _run(tmp_path, "straight", _schedule())
+    first, stopped = _run(tmp_path, "resumed", _schedule(), stop_at=15)
+    # SIGTERM while acting at 15: that step's transition completes, the run checkpoints at
+    # 18 and stops, exporting nothing.
+    assert stopped == {"stopped": True, "run_dir": str(tmp_path / "resumed")}
+    assert first.exports == [] and first.closed == 1
+    assert "stopped at frame 72" in capsys.readouterr().out
+    second, summary = _run(tmp_path, "resumed", _schedule())
+    assert "resumed from" in capsys.readouterr().out
+    # The same updates, the same acting draws, the same test plays and the same export as the
+    # run that was never stopped.
+    reference = CountingAgent("unused")
+    runner.Runner(str(tmp_path / "straight"), reference, _schedule()).restore()
+    assert int(second.weight.numpy()) == int(reference.weight.numpy()) == 6
+    assert float(second.drawn.numpy()) == pytest.approx(float(reference.drawn.numpy()), abs=0)
+    assert second.syncs == [21, 30]  # the one at 12 came before the stop
+    strip = ("wall_seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in _history(tmp_path, "resumed")] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in _history(tmp_path, "straight")]
+    assert second.exports == [(30, 6)]
+    assert summary["export"] == straight["export"].replace("straight", "resumed")
+
+
+def test_a_resume_without_the_replay_refills_before_learning_again(tmp_path):
+    _run(tmp_path, "run", _schedule(save_replay=False), stop_at=15)
+    agent, _ = _run(tmp_path, "run", _schedule(save_replay=False))
+    # Stopped at 18 after the acts at 6..15 (4 acts, 12 steps: 3 updates). Resumed at 18 with
+    # an empty memory, learning waits until step 18 + 6 = 24: the acts at 24 and 27 add 6
+    # steps, 1.5 updates, so 1 more (credit restored: 0.0 at the checkpoint) = 4 in all.
+    assert int(agent.updates.numpy()) == 4
+    assert agent.exports == [(30, 4)]
+
+
+def test_a_finished_run_exports_once_and_a_larger_budget_exports_a_new_version(tmp_path, capsys):
+    _run(tmp_path, "run", _schedule())
+    again, summary = _run(tmp_path, "run", _schedule())
+    assert again.exports == [] and again.closed == 1
+    assert "run already finished" in capsys.readouterr().out
+    assert summary["export"].endswith(os.path.join("run", "1"))
+    extended, summary = _run(tmp_path, "run", _schedule(total_steps=36))
+    assert "extending the finished run from 120 to 144 frames" in capsys.readouterr().out
+    # Acts at 30 and 33 add 6 steps: 1.5 more updates on top of the 6 (credit 0 at 30) -> 7.
+    assert extended.exports == [(36, 7)]
+    assert summary["export"].endswith(os.path.join("run", "2"))
+    assert sorted(os.listdir(tmp_path / "exports" / "run")) == ["1", "2"]
+
+
+def test_an_agent_missing_part_of_the_interface_is_refused_by_name(tmp_path):
+    class Partial:
+        label, games, memories, trackables = "partial", ["Pong"], [], {}
+
+        def act(self, step):
+            return 1
+
+    with pytest.raises(TypeError, match=r"Partial is not a runner.Agent: it lacks learner, rng, "
+                                        r"export_base, budget_flag, prepare\(\)"):
+        runner.Runner(str(tmp_path / "run"), Partial(), _schedule())
+    assert not (tmp_path / "run").exists()
