@@ -491,7 +491,7 @@ def _build_report(values):
     return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
                         values.report_blocks, values.reach_score,
                         tuple(values.report_evals or ()), tuple(values.report_rankings or ()),
-                        tuple(reach_scores))
+                        tuple(reach_scores), values.report_ablation)
 
 
 flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
@@ -501,6 +501,10 @@ flags.DEFINE_list("report_evals", None, "report: eval JSONs (--mode=eval --outpu
 flags.DEFINE_list("report_rankings", None, "report: --mode=rank_sources JSONs (--output_json) of "
                   "the transfer runs' AMN inits: their prediction beside what Table 2's runs showed.")
 flags.DEFINE_string("report_dir", "docs/results", "report: where the table (Markdown) and PNG go.")
+flags.DEFINE_boolean("report_ablation", False, "report: with transfer runs, the transfer ablation "
+                     "(ablation.md, ablation_curves.png): one row per setting (init and AMN "
+                     "output-layer treatment, AMN tau and sources, target recipe, budget) against "
+                     "random init of the same recipe, instead of Table 2.")
 flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
 flags.DEFINE_list("report_reach_scores", None, "report: expert recipes compared (several "
                   "dqn runs of one game): scores whose first test play each recipe is timed to, "

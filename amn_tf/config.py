@@ -284,4 +284,5 @@ class ReportConfig:
     evals: tuple = ()  # --mode=eval --output_json files: Table 1 through the SavedModels
     rankings: tuple = ()  # --mode=rank_sources --output_json files: beside Table 2's runs
     reach_scores: tuple = ()  # expert recipes: scores whose first test play the table times
+    ablation: bool = False  # transfer runs: the ablation table (one row per setting) instead of Table 2
 

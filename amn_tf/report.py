@@ -568,7 +568,11 @@ def run(config) -> dict:
         written.update(report_amn([load_run(d) for d in amn_dirs], config.output_dir))
     if dqn_dirs:
         written.update(report_experts(dqn_dirs, config.output_dir, evals, config.reach_scores))
-    if transfer_dirs:
+    if transfer_dirs and config.ablation:
+        from amn_tf import ablation
+
+        written.update(ablation.write(transfer_dirs, evals, config.output_dir))
+    elif transfer_dirs:
         groups = _group([load_transfer_run(d) for d in transfer_dirs])
         random_play, saved_finals = transfer_evals(evals)
         for ranking in rankings:

@@ -1,0 +1,249 @@
+"""The transfer ablation (``--mode=report --report_ablation``): one row per transfer setting,
+each against random init trained with the same recipe.
+
+A setting is what a transfer run changed: its init (random, or an AMN and what happened to the
+AMN's output layer), the AMN's temperature and source games (read from the AMN SavedModel's
+``assets/amn_tf.json``, no TensorFlow), the target recipe (its learning flags, named by the
+flagfile in ``flags/`` that sets them) and the budget. Runs that share all of these are seeds of
+one row. Within a game and recipe every run is cut to the frames all of them reached, so rows
+compare like budgets; the reach score is half random init's final score there (its last test
+play, mean over seeds).
+
+Per row: frames to the reach score of the seeds' mean curve and its ratio to random init's
+(the goal: at most 0.5), each seed's own frames and ratio against the random-init run of the
+same seed, the mean test score over the whole run (the area under the curve divided by its
+length: every test play weighs the same), and the final SavedModel's score from the eval JSONs
+(``--report_evals``) whose ``run_dir`` names the run.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from amn_tf import report
+
+
+# ------------------------------------------------------------------ settings
+def recipe_name(recipe: dict, flagfiles: dict) -> str:
+    """The flagfile whose learning flags are ``recipe``'s (the one setting most of them wins),
+    else the flags that differ from the first one's."""
+    matches = [(len(flags), path) for path, flags in flagfiles.items()
+               if flags and all(recipe.get(key) == value for key, value in flags.items())]
+    if matches:
+        return max(matches)[1]
+    return ", ".join(f"{key}={value}" for key, value in sorted(recipe.items()) if value is not None)
+
+
+def read_flagfile(path: str) -> dict:
+    """The recipe flags (``report.RECIPE_FLAGS``) a flagfile sets, typed as flags.json holds them."""
+    values = {}
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if not line.startswith("--"):
+                continue
+            name, _, text = line[2:].partition("=")
+            if not text and name.startswith("no") and name[2:] in report.RECIPE_FLAGS:
+                values[name[2:]] = False
+            elif name in report.RECIPE_FLAGS:
+                values[name] = _typed(text) if text else True
+    return values
+
+
+def _typed(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def transfer_flagfiles(root: str = "flags") -> dict:
+    return {path: read_flagfile(path) for path in sorted(glob.glob(os.path.join(root, "transfer*.flags")))}
+
+
+def amn_of(init: str) -> dict:
+    """The AMN's temperature and source games from ``<path>/assets/amn_tf.json`` (an AMN
+    SavedModel), or unknown ones when the file is not on this machine."""
+    path = init[len("amn:"):] if init.startswith("amn:") else None
+    if path is None:
+        return {"tau": "-", "sources": "-"}
+    try:
+        with open(os.path.join(path, "assets", "amn_tf.json")) as handle:
+            metadata = json.load(handle)
+    except (OSError, ValueError):
+        return {"tau": "?", "sources": "?"}
+    tau = metadata.get("provenance", {}).get("tau", "?")
+    if tau == "auto" and isinstance(metadata.get("tau"), dict):
+        values = metadata["tau"].values()
+        tau = f"auto ({min(values):.2g}-{max(values):.2g})"
+    games = metadata.get("games", [])
+    return {"tau": str(tau), "sources": f"{len(games)}: {', '.join(sorted(games))}"}
+
+
+def load(run_dir: str, flagfiles: dict) -> dict:
+    run = report.load_transfer_run(run_dir)
+    with open(os.path.join(run_dir, "run.json")) as handle:
+        info = json.load(handle)
+    with open(os.path.join(run_dir, "flags.json")) as handle:
+        flags = json.load(handle)
+    return {**run, **amn_of(info["init"]), "init_flag": info["init"],
+            "output_layer": info.get("output_layer", "keep"),
+            "recipe_name": recipe_name(run["recipe"], flagfiles), "flags": flags}
+
+
+def setting_key(run: dict) -> tuple:
+    return (run["game"], run["recipe_name"], run["init"], run["tau"], run["sources"])
+
+
+# ------------------------------------------------------------------ figures
+def cut(run: dict, frames: int) -> dict:
+    """``run`` with its test plays up to ``frames``."""
+    return {**run, "points": [p for p in run["points"] if p[0] <= frames]}
+
+
+def area_mean(points) -> float:
+    """Mean test score over the run: every test play weighs the same."""
+    return float(np.mean([score for _, score in points]))
+
+
+def _ratio_text(frames, random_frames) -> str:
+    if frames is None:
+        return "not reached"
+    if random_frames is None:
+        return "< 1 (random never)"
+    return f"{frames / random_frames:.2f}"
+
+
+def final_scores(evals: list) -> dict:
+    """run directory name -> the final SavedModel's mean, from eval payloads naming their run."""
+    finals = {}
+    for item in evals:
+        if item.get("run_dir"):
+            for result in item["results"].values():
+                finals[os.path.basename(os.path.normpath(item["run_dir"]))] = result["mean"]
+    return finals
+
+
+def command(runs: list) -> str:
+    run = runs[0]
+    seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+    layer = f" --init_output_layer={run['output_layer']}" if run["output_layer"] != "keep" else ""
+    flagfile = run["recipe_name"] if run["recipe_name"].endswith(".flags") else "<flags above>"
+    return (f"`--mode=transfer --flagfile={flagfile} --game={run['game']} --init={run['init_flag']}"
+            f"{layer} --training_steps={run['flags'].get('training_steps')} --seed={{{seeds}}}`")
+
+
+def rows(runs: list, finals: dict) -> tuple:
+    """Rows of one game and recipe (random init first), the reach score and the budget."""
+    budget = min(r["points"][-1][0] for r in runs)
+    runs = [cut(r, budget) for r in runs]
+    settings = {}
+    for run in runs:
+        settings.setdefault(setting_key(run), []).append(run)
+    random_runs = [r for r in runs if r["init"] == "random"]
+    if not random_runs:
+        return [], None, budget
+    reach = 0.5 * float(np.mean([r["points"][-1][1] for r in random_runs]))
+    random_frames = report.frames_to_reach(report.mean_curve(random_runs), reach)
+    random_by_seed = {r["seed"]: report.frames_to_reach(r["points"], reach) for r in random_runs}
+    table = []
+    for key, group in sorted(settings.items(), key=lambda item: (item[0][2] != "random", item[0])):
+        group = sorted(group, key=lambda r: r["seed"])
+        frames = report.frames_to_reach(report.mean_curve(group), reach)
+        per_seed = []
+        for run in group:
+            own = report.frames_to_reach(run["points"], reach)
+            ratio = ("" if key[2] == "random" or run["seed"] not in random_by_seed
+                     else f" ({_ratio_text(own, random_by_seed[run['seed']])})")
+            per_seed.append(("-" if own is None else f"{own / 1e6:.2f}M") + ratio)
+        areas = [area_mean(r["points"]) for r in group]
+        saved = [finals.get(os.path.basename(os.path.normpath(r["dir"]))) for r in group]
+        known = [s for s in saved if s is not None]
+        table.append({
+            "key": key, "runs": group, "seeds": len(group),
+            "frames": "not reached" if frames is None else f"{frames / 1e6:.2f}M",
+            "ratio": "-" if key[2] == "random" else _ratio_text(frames, random_frames),
+            "per_seed": ", ".join(per_seed),
+            "area": f"{np.mean(areas):.1f} ({', '.join(f'{a:.1f}' for a in areas)})",
+            "saved": (f"{np.mean(known):.1f} ({', '.join('-' if s is None else f'{s:.1f}' for s in saved)})"
+                      if known else "-"),
+            "command": command(group)})
+    return table, reach, budget
+
+
+def markdown(by_recipe: dict) -> str:
+    lines = ["# Transfer ablation\n",
+             "One row per setting: init (with the AMN output-layer treatment), the AMN's "
+             "temperature and sources, the target recipe (the flagfile that sets its learning "
+             "flags) and the budget; each against random init trained with the same recipe. "
+             "Frames are emulator frames (4 per agent step; the paper's \"frames\" are agent steps). "
+             "Reach score: half the random-init final score (last test play, mean over seeds) at "
+             "the budget every run of that recipe reached. 'frames to reach': first test play of "
+             "the seeds' mean curve at or above it; ratio to random init's (goal: at most 0.5); "
+             "per seed: each seed's own frames and its ratio to the random-init run of the same "
+             "seed. 'mean test score': over every test play of the run (area under the curve "
+             "over its length), mean over seeds (per seed). 'SavedModel': the final export over "
+             "30 episodes (`--mode=eval --output_json`, matched by run directory), mean (per seed).\n"]
+    for (game, recipe), (table, reach, budget) in sorted(by_recipe.items()):
+        lines.append(f"## {game}, recipe {recipe}: budget {budget / 1e6:.2f}M frames"
+                     + (f", reach score {reach:.1f}\n" if reach is not None else
+                        ": no random-init run with this recipe yet, no row can be compared\n"))
+        if not table:
+            continue
+        lines += ["| init | AMN tau | AMN sources | seeds | frames to reach | ratio to random "
+                  "init | per seed (ratio) | mean test score | SavedModel | command |",
+                  "| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
+        for row in table:
+            _, _, init, tau, sources = row["key"]
+            lines.append(f"| {init} | {tau} | {sources} | {row['seeds']} | {row['frames']} | "
+                         f"{row['ratio']} | {row['per_seed']} | {row['area']} | {row['saved']} | "
+                         f"{row['command']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(by_recipe: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    panels = [(k, v) for k, v in sorted(by_recipe.items()) if v[0]]
+    if not panels:
+        return
+    figure, axes = pyplot.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for axis, ((game, recipe), (table, reach, _)) in zip(axes[0], panels):
+        for index, row in enumerate(table):
+            runs = row["runs"]
+            report._plot_seeds(axis, runs, f"C{index}", f"{row['key'][2]} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+        axis.axhline(reach, color="black", linestyle=":", linewidth=1, label=f"reach score {reach:.1f}")
+        axis.set_title(f"{game}, {os.path.basename(recipe)}\n(mean over seeds, band: min-max)", fontsize=10)
+    report._finish(figure, axes[0], path)
+
+
+def write(run_dirs, evals, output_dir: str, flag_root: str = "flags") -> dict:
+    """ablation.md and ablation_curves.png in ``output_dir`` from transfer ``run_dirs`` (kept
+    records) and eval payloads (``report.load_eval``)."""
+    flagfiles = transfer_flagfiles(flag_root)
+    runs = [load(d, flagfiles) for d in run_dirs]
+    finals = final_scores(evals)
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["game"], run["recipe_name"]), []).append(run)
+    by_recipe = {key: rows(group, finals) for key, group in groups.items()}
+    text = markdown(by_recipe)
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "ablation.md")
+    with open(path, "w") as handle:
+        handle.write(text)
+    plot_path = os.path.join(output_dir, "ablation_curves.png")
+    plot(by_recipe, plot_path)
+    print(text)
+    print(f"[report] ablation: {path}\n[report] curves: {plot_path}")
+    return {"ablation": path, "ablation_plot": plot_path}

@@ -1,0 +1,106 @@
+"""The transfer ablation table (``--mode=report --report_ablation``): rows per setting, each
+against random init of the same recipe, on hand-made kept records and on the published ones."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from amn_tf import ablation, report
+
+FAST = {"n_step": 3, "optimizer": "adam", "double_dqn": True, "learning_rate": 0.0001}
+PAPER = {"n_step": 1, "optimizer": "rmsprop", "double_dqn": False, "learning_rate": 0.00025}
+
+
+def _flagfiles(tmp_path):
+    root = tmp_path / "flags"
+    root.mkdir()
+    (root / "transfer_fast.flags").write_text(
+        "# fast\n--n_step=3\n--optimizer=adam\n--double_dqn\n--learning_rate=0.0001\n")
+    (root / "transfer_paper.flags").write_text(
+        "--n_step=1\n--optimizer=rmsprop\n--nodouble_dqn\n--learning_rate=0.00025\n")
+    return str(root)
+
+
+def _amn(tmp_path, name, tau):
+    path = tmp_path / "amn" / name / "1"
+    (path / "assets").mkdir(parents=True)
+    (path / "assets" / "amn_tf.json").write_text(json.dumps(
+        {"games": ["Pong", "Boxing"], "provenance": {"tau": tau}}))
+    return f"amn:{path}"
+
+
+def _run(tmp_path, name, init, seed, recipe, scores, output_layer=None):
+    """Kept records of a transfer run with test plays every 100k frames scoring ``scores``."""
+    path = tmp_path / "runs" / name
+    path.mkdir(parents=True)
+    info = {"mode": "transfer", "game": "Breakout", "init": init}
+    if output_layer:
+        info["output_layer"] = output_layer
+    (path / "run.json").write_text(json.dumps(info))
+    (path / "flags.json").write_text(json.dumps({"seed": seed, "training_steps": 25000 * len(scores),
+                                                 **recipe}))
+    (path / "eval.jsonl").write_text("".join(
+        json.dumps({"step": 25000 * (i + 1), "frames": 100000 * (i + 1), "mean": s}) + "\n"
+        for i, s in enumerate(scores)))
+    return str(path)
+
+
+def test_rows_against_random_init_of_the_same_recipe(tmp_path, monkeypatch):
+    flags = _flagfiles(tmp_path)
+    amn = _amn(tmp_path, "amn-feature", 1.0)
+    dirs = [
+        # fast recipe: random init reaches half its final (10 -> reach 5.0) at 400k / 300k
+        _run(tmp_path, "r0", "random", 0, FAST, [0, 1, 2, 6, 8, 10]),
+        _run(tmp_path, "r1", "random", 1, FAST, [0, 2, 5, 4, 9, 10]),
+        # the AMN, rescaled: 200k / 100k; a third run of the setting goes to 700k (cut to 600k)
+        _run(tmp_path, "a0", amn, 0, FAST, [1, 6, 6, 7, 8, 9], "rescale"),
+        _run(tmp_path, "a1", amn, 1, FAST, [5, 5, 5, 5, 5, 5, 20], "rescale"),
+        # the authors' recipe: AMN runs but no random init yet
+        _run(tmp_path, "p0", amn, 0, PAPER, [1, 2]),
+    ]
+    evals = [{"name": "x", "run_dir": "/elsewhere/a0", "results": {"Breakout": {"mean": 12.5}}},
+             {"name": "y", "run_dir": "/elsewhere/r1", "results": {"Breakout": {"mean": 20.0}}}]
+    written = ablation.write(dirs, evals, str(tmp_path / "out"), flag_root=flags)
+    text = open(written["ablation"]).read()
+    fast = text[text.index("recipe " + os.path.join(flags, "transfer_fast.flags")):]
+    assert "budget 0.60M frames, reach score 5.0" in fast  # (10 + 10) / 2 / 2, at 600k
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in fast.splitlines() if line.startswith("| ")}
+    random_row, amn_row = rows["| random"], rows["| amn-feature-rescale"]
+    # Random init's mean curve: 0, 1.5, 3.5, 5.0 -> 400k. The AMN's: 3, 5.5 -> 200k: ratio 0.50.
+    assert random_row[4:6] == ["0.40M", "-"]
+    assert amn_row[1:6] == ["1.0", "2: Boxing, Pong", "2", "0.20M", "0.50"]
+    # Per seed: seed 0 200k against random seed 0's 400k (0.50), seed 1 100k against 300k (0.33).
+    assert amn_row[6] == "0.20M (0.50), 0.10M (0.33)"
+    # Mean test score over the run, cut to 600k: seed 0 (1+6+6+7+8+9)/6 = 6.17, seed 1 5.0.
+    assert amn_row[7] == "5.6 (6.2, 5.0)"
+    assert amn_row[8] == "12.5 (12.5, -)" and random_row[8] == "20.0 (-, 20.0)"
+    assert "--init_output_layer=rescale --training_steps=150000 --seed={0,1}" in amn_row[9]
+    paper = text[text.index("transfer_paper.flags"):]
+    assert "no random-init run with this recipe yet" in paper.splitlines()[0]
+    assert os.path.exists(written["ablation_plot"])
+
+
+def test_recipe_named_by_the_flagfile_setting_the_most_of_its_flags(tmp_path):
+    flags = ablation.transfer_flagfiles(_flagfiles(tmp_path))
+    assert ablation.recipe_name({**PAPER, "gamma": 0.99}, flags).endswith("transfer_paper.flags")
+    unnamed = ablation.recipe_name({**PAPER, "optimizer": "adam"}, flags)
+    assert "optimizer=adam" in unnamed and "n_step=1" in unnamed
+
+
+def test_the_published_breakout_records_give_table_2s_ratios():
+    """The kept fast-recipe records of docs/results/transfer-Breakout: the ablation's ratios and
+    SavedModel means are Table 2's (0.78 and 1.00; 25.5 / 18.0 / 21.2)."""
+    root = "docs/results/transfer-Breakout"
+    dirs = sorted(glob.glob(os.path.join(root, "runs", "*")))
+    evals = [i for p in sorted(glob.glob(os.path.join(root, "*-seed*-eval.json"))) for i in report.load_eval(p)]
+    flagfiles = ablation.transfer_flagfiles()
+    runs = [ablation.load(d, flagfiles) for d in dirs]
+    table, reach, budget = ablation.rows(runs, ablation.final_scores(evals))
+    by_init = {row["key"][2]: row for row in table}
+    assert budget == 1_500_000 and reach == pytest.approx(11.2, abs=0.05)
+    assert runs[0]["recipe_name"] == "flags/transfer_fast.flags"
+    assert by_init["amn-feature"]["ratio"] == "0.78" and by_init["amn-policy"]["ratio"] == "1.00"
+    assert [by_init[i]["saved"].split()[0] for i in ("random", "amn-feature", "amn-policy")] == \
+        ["25.5", "18.0", "21.2"]
