@@ -1,13 +1,19 @@
 """``--mode=eval``: a SavedModel (or uniformly random play) played under the paper protocol
 with the unbiased test play of ``evaluation.play``; one line per game, and the eval JSON
-that ``--mode=report --report_evals`` reads."""
+that ``--mode=report --report_evals`` reads.
+
+Its episodes come from the eval stream of ``--seed`` (``seeds.eval_play``), a range of emulator
+seeds no training test play reaches: a model chosen by its test plays (``--keep_best``, the best
+of several runs) is scored here on episodes that did not choose it. The eval JSON names them
+(``episodes``: stream, seed, first emulator seed).
+"""
 
 from __future__ import annotations
 
 import shlex
 import sys
 
-from amn_tf import checkpoints, export
+from amn_tf import checkpoints, export, seeds
 from amn_tf.config import ConfigError
 from amn_tf.evaluation import play, saved_model_policy
 
@@ -26,6 +32,8 @@ def evaluate(config) -> dict:
         if config.store_test_play and loaded.kind != "expert":
             raise ConfigError(f"--store_test_play stores an expert's reference score; {config.saved_model} "
                               f"is a {loaded.kind} SavedModel")
+    print(f"[eval] episodes: the eval stream of --seed={config.seed} (emulator seeds from "
+          f"{seeds.eval_play(config.seed):,}), apart from every training test play")
     for game in games:
         policy = None if loaded is None else saved_model_policy(loaded, game)
         result = _play(config, policy, game)
@@ -43,6 +51,7 @@ def evaluate(config) -> dict:
         "protocol": config.env.protocol,
         "epsilon": config.evaluation.epsilon if loaded else 1.0,
         "results": [r.as_dict() for r in results],
+        "episodes": episodes(config),
     }
     # The run that trained it (a DQN's provenance), so a report can put the score beside that run.
     provenance = loaded.metadata.get("provenance", {}) if loaded is not None else {}
@@ -50,10 +59,22 @@ def evaluate(config) -> dict:
     return payload
 
 
+EVAL_STREAM = "eval"
+
+
+def episodes(config) -> dict:
+    """Where ``--mode=eval``'s episodes come from: the eval stream of ``--seed`` (every game's
+    emulators seeded from ``emulator_seed`` on, ``seeds.eval_play``), never a training test
+    play's. Eval JSONs written before this field played from ``--seed`` itself."""
+    return {"stream": EVAL_STREAM, "seed": config.seed, "emulator_seed": seeds.eval_play(config.seed)}
+
+
 def _play(config, policy, game):
-    """One test play of ``game`` under the run's protocol and seed (``policy`` None: random)."""
+    """One play of ``game`` under the run's protocol on the eval stream of ``--seed``
+    (``policy`` None: random)."""
     return play(policy, game, config.env.protocol, config.evaluation.episodes, config.evaluation.epsilon,
-                config.evaluation.num_envs, config.evaluation.max_steps, config.seed, config.env.backend)
+                config.evaluation.num_envs, config.evaluation.max_steps, seeds.eval_play(config.seed),
+                config.env.backend)
 
 
 def store_test_play(config, loaded, result) -> str:
@@ -66,7 +87,7 @@ def store_test_play(config, loaded, result) -> str:
     path = export.write_test_play(config.saved_model, {
         "game": game, "protocol": config.env.protocol, "epsilon": config.evaluation.epsilon,
         "max_steps": config.evaluation.max_steps, "num_envs": config.evaluation.num_envs,
-        "seed": config.seed, "backend": config.env.backend,
+        "seed": config.seed, "episodes": episodes(config), "backend": config.env.backend,
         "expert": result.as_dict(), "random": random_play.as_dict(),
         "command": "python -m amn_tf.main " + shlex.join(sys.argv[1:]),
     })

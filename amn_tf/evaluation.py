@@ -55,7 +55,7 @@ def episode_quotas(episodes: int, num_envs: int) -> list:
 def _test_actions(policy, obs, rng, legal, epsilon) -> np.ndarray:
     """Test play's epsilon-greedy ids (``policy`` None: uniformly random). It draws the random
     actions before the exploration coins, unlike ``policies.epsilon_greedy``, and keeps that
-    order so every published test play reruns to the same episodes."""
+    order so a test play from the same emulator seed reruns to the same episodes."""
     random_actions = envs.random_legal_actions(rng, legal, len(obs))
     if policy is None:
         return random_actions
@@ -78,6 +78,9 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
     Args:
       policy: callable ``frames [N, 84, 84, 4] uint8 -> greedy ALE ids [N]``, or None for
         uniformly random legal actions.
+      seed: the first emulator seed, from the stream that names these episodes
+        (``seeds.test_play`` during training, ``seeds.eval_play`` for ``--mode=eval``):
+        emulator k is seeded ``seed + k``, the exploration generator ``seed + 7919``.
       make_env: builds the batched game, ``envs.make_env``'s signature (tests pass fakes).
     Returns:
       EvalResult over the ``episodes`` scored episodes (returns in the order they ended).

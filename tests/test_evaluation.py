@@ -199,3 +199,30 @@ def test_real_game_quotas_and_cap(backend):
         assert all((n == 250) == t for _, n, t in scored)
     # Seeded: random Breakout episodes run 130-250 steps, so some are cut and some are not.
     assert 0 < result.capped < 3
+
+
+def test_mode_eval_plays_and_names_the_eval_stream_of_its_seed(tmp_path, monkeypatch):
+    """--mode=eval plays from seeds.eval_play(--seed), never a training test play's emulator
+    seeds, and its eval JSON names that stream ("episodes": stream, seed, first emulator seed)."""
+    from amn_tf import config, evaluate, seeds
+
+    played = []
+
+    def recording_play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend):
+        played.append(seed)
+        return evaluation.play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed,
+                               backend, make_env=fake_factory([]))
+
+    monkeypatch.setattr(evaluate, "play", recording_play)
+    output = tmp_path / "eval.json"
+    run = config.EvalRunConfig(None, "Pong", True, config.EnvConfig("paper", "vector", 4, 5),
+                               config.EvalConfig(0.05, 3, 10, 2), str(output), 5)
+    payload = evaluate.run(run)
+    assert played == [seeds.eval_play(5)]
+    assert payload["episodes"] == {"stream": "eval", "seed": 5, "emulator_seed": seeds.eval_play(5)}
+    assert json.loads(output.read_text())["episodes"] == payload["episodes"]
+    # None of the emulators it seeded (2 here, up to seeds.BLOCK) is any training test play's
+    # of the same seed: not those that chose a --keep_best snapshot.
+    emulators = set(range(played[0], played[0] + seeds.BLOCK))
+    assert not any(seeds.test_play(5, k, i) + e in emulators for k in range(1000) for i in range(18)
+                   for e in (0, seeds.BLOCK - 1))
