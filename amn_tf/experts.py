@@ -12,7 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import checkpoints, envs, evaluation, export, seeds
+from amn_tf import checkpoints, envs, evaluation, export, runtime, seeds
 from amn_tf.config import ConfigError
 
 HELD_OUT_STATES = 256  # per game, for the action-agreement figure and --tau=auto
@@ -79,8 +79,9 @@ def describe_experts(experts, label) -> None:
         trained = f"{frames:,} frames" if isinstance(frames, int) else "frames unknown"
         scored = (f"its last test play {final['mean']:.1f} over {final.get('episodes', '?')} episodes"
                   if "mean" in final else "no recorded test play")
+        run = provenance.get("run_dir")
         print(f"[{label}] expert {game}: {loaded.path} ({trained}, {scored}, trained in "
-              f"{provenance.get('run_dir', 'an unknown run')})", flush=True)
+              f"{'run ' + runtime.portable_path(run) if run else 'an unknown run'})", flush=True)
 
 
 def warn_weak_experts(reference, label) -> None:

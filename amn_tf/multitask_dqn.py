@@ -187,7 +187,7 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
         provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
                       "network": self.config.network, "final_eval": record,
-                      "run_dir": os.path.abspath(run_dir)}
+                      "run_dir": runtime.portable_path(run_dir)}
         export.export_multitask_dqn(self.torso, self.heads, self.games, path, provenance,
                                     self.config.env.protocol)
 

@@ -21,6 +21,16 @@ class RunError(RuntimeError):
     """A run directory that cannot be used for this command."""
 
 
+def portable_path(path: str) -> str:
+    """How records and exported metadata name a run directory or a model: relative to the
+    project (the working directory) when it lies inside it, else by its own name. An absolute
+    path names a directory on the machine that trained it only."""
+    absolute, here = os.path.abspath(path), os.getcwd()
+    if absolute == here or absolute.startswith(here + os.sep):
+        return os.path.relpath(absolute, here)
+    return os.path.basename(os.path.normpath(absolute))
+
+
 def is_run_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, RUN_INFO))
 

@@ -181,6 +181,7 @@ MODES = {  # arguments (A: a run directory held by another process, B: B/Breakou
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_every_training_mode_refuses_a_run_dir_in_use(mode, tmp_path):
     held = [tmp_path / "A", tmp_path / "B" / "Breakout"]
@@ -276,3 +277,13 @@ def test_flags_history_starts_from_the_flags_json_of_an_older_run(tmp_path):
     runtime.record_flags(str(tmp_path), {"learning_rate": 0.00005})
     assert runtime.flag_changes(str(tmp_path), ("learning_rate",)) == [
         (0, {"learning_rate": (0.0001, 0.00005)})]
+
+
+def test_records_name_a_run_relative_to_the_project_or_by_its_name(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "runs" / "dqn-Pong").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    assert runtime.portable_path(str(project / "runs" / "dqn-Pong")) == os.path.join("runs", "dqn-Pong")
+    assert runtime.portable_path("runs/dqn-Pong/") == os.path.join("runs", "dqn-Pong")
+    assert runtime.portable_path("/work/runs/recipes-7M/Pong-fast-seed1") == "Pong-fast-seed1"
+    assert runtime.portable_path(str(tmp_path / "elsewhere" / "run")) == "run"
