@@ -7,9 +7,11 @@ seeds, they give ``table2.md`` (mean test score in each block of frames, best pe
 in bold; frames to reach a score; with ``--report_rankings``, each AMN init's rank_sources
 prediction against what its runs showed) and ``transfer_curves.png`` (mean and spread over seeds).
 
-Columns, per game: expert mean and max (episode returns of the expert's test play), AMN
-mean and max (the final test play of the run), AMN mean as % of the expert's mean, and
-the AMN's greedy-action agreement with the expert on held-out expert states.
+Columns, per game: random play's mean and the expert's mean and max (episode returns of the
+expert's test play, random play beside it), AMN mean and max (the final test play of the run),
+AMN mean as % of the expert's mean, the random-relative figure (AMN - random) / (expert -
+random) where random play's mean is known, and the AMN's greedy-action agreement with the
+expert on held-out expert states.
 """
 
 from __future__ import annotations
@@ -54,33 +56,33 @@ def load_run(run_dir: str) -> dict:
 
 
 def rows(run: dict) -> list:
+    """Table 1 rows of a run's final test play beside its ``experts.json`` (whose rows carry
+    random play's mean where it was measured)."""
     final = run["history"][-1]
-    result = []
-    for game, expert in run["experts"].items():
-        mine = final["games"][game]
-        result.append({"game": game, "expert_mean": expert["mean"], "expert_max": expert["max"],
-                       "amn_mean": mine["mean"], "amn_max": mine["max"],
-                       "percent": tables.percent_of_expert(mine["mean"], expert["mean"]),
-                       "agreement": mine["agreement"]})
-    return result
+    return [tables.table_row(game, final["games"][game], expert) for game, expert in run["experts"].items()]
 
 
 def comparison(runs: list) -> str:
-    """Per game: the expert, then each run's final mean and % of expert, side by side."""
+    """Per game: the expert, then each run's final mean, % of expert and random-relative
+    figure ((mean - random) / (expert - random), "-" where random play's mean is unknown)."""
     games = sorted({g for run in runs for g in run["experts"]})
     header = " | ".join(f"{r['kind']} {r['name']} ({r['history'][-1]['frames'] / 1e6:g}M)"
                         for r in runs)
-    lines = ["## Side by side (final mean test score, % of expert; frames per game in brackets)\n",
+    lines = ["## Side by side (final mean test score (% of expert, (score - random) / (expert - random)); "
+             "frames per game in brackets)\n",
              f"| game | expert | {header} |", "| --- | ---: | " + " | ".join("---:" for _ in runs) + " |"]
     for game in games:
-        expert = next(r["experts"][game]["mean"] for r in runs if game in r["experts"])
+        reference = next(r["experts"][game] for r in runs if game in r["experts"])
+        expert = reference["mean"]
         cells = []
         for run in runs:
             if game not in run["experts"]:
                 cells.append("-")
                 continue
             mean = run["history"][-1]["games"][game]["mean"]
-            cells.append(f"{mean:.1f} ({tables.percent_text(tables.percent_of_expert(mean, expert))})")
+            relative = tables.random_relative(mean, expert, reference.get("random_mean"))
+            cells.append(f"{mean:.1f} ({tables.percent_text(tables.percent_of_expert(mean, expert))}, "
+                         f"{tables.percent_text(relative)})")
         lines.append(f"| {game} | {expert:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -428,7 +430,9 @@ def load_eval(path: str) -> list:
 def saved_model_table(evals: list, bar: float = 90.0) -> str:
     """Table 1 through the SavedModels: per game, random and expert means, then every other
     evaluated model's mean (max) and its mean and max as % of the expert's (plain ratios, as
-    in the paper's Table 1), with the games whose mean is at or above ``bar`` % counted per model."""
+    in the paper's Table 1), with the games whose mean is at or above ``bar`` % counted per model;
+    where random play was evaluated too, each model's random-relative mean
+    (``random_relative_table``)."""
     by_name = {}
     for item in evals:
         by_name.setdefault(item["name"], {}).update(item["results"])
@@ -463,7 +467,36 @@ def saved_model_table(evals: list, bar: float = 90.0) -> str:
     for key in others:
         lines.append(f"\n{key}: at least {bar:.0f}% of the expert on {met[key]} of "
                      f"{sum(1 for g in games if g in by_name[key])} games.")
+    relative = random_relative_table(by_name, others, games)
+    if relative:
+        lines.append("\n" + relative)
     lines.append("\n" + capped_line(by_name))
+    return "\n".join(lines)
+
+
+def random_relative_table(by_name: dict, others: list, games: list) -> str:
+    """Beside the plain ratios, each model's mean as (model - random) / (expert - random) per
+    game (0%: plays like random, 100%: like the expert; "-" where random play or the expert
+    was not evaluated on the game, or the expert is not above random). Empty if random play
+    was evaluated on none of the games."""
+    randoms = by_name.get("random", {})
+    if not others or not any(game in randoms for game in games):
+        return ""
+    lines = ["Random-relative means, (model - random) / (expert - random): 0% plays like random, "
+             "100% like the expert (unlike the plain ratio, meaningful where scores are negative, "
+             "as in Pong):\n",
+             "| game | " + " | ".join(f"{key} (mean - random) / (expert - random)" for key in others) + " |",
+             "| --- |" + " ---: |" * len(others)]
+    for game in games:
+        expert = by_name.get("expert", {}).get(game)
+        random_mean = randoms[game]["mean"] if game in randoms else None
+        cells = []
+        for key in others:
+            mine = by_name[key].get(game)
+            relative = (float("nan") if mine is None or expert is None
+                        else tables.random_relative(mine["mean"], expert["mean"], random_mean))
+            cells.append(tables.percent_text(relative))
+        lines.append(f"| {game} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -875,8 +908,10 @@ def report_amn(runs, output_dir) -> dict:
     sections = ["# Table 1 at CPU scale\n",
                 "Expert, AMN and multitask-DQN (MDQN, MCDQN) test scores at epsilon 0.05 under "
                 "each run's protocol (mean unclipped return over completed episodes). Each "
-                "run: its final test play; agreement: the run's greedy action = the expert's on "
-                "held-out expert states (AMN runs).\n"]
+                "run: its final test play; (model - random) / (expert - random): the run's mean "
+                "on the scale from random play (0%) to the expert (100%), where random play's mean "
+                "was measured beside the expert's; agreement: the run's greedy action = the "
+                "expert's on held-out expert states (AMN runs).\n"]
     if len(runs) > 1:
         sections.append(comparison(runs) + "\n")
     for run in runs:

@@ -22,44 +22,69 @@ def percent_of_expert(amn_score, expert_score) -> float:
     return 100.0 * amn_score / expert_score
 
 
+def random_relative(score, expert_score, random_score) -> float:
+    """``(score - random) / (expert - random)`` as a percentage: 0% plays like random, 100% like
+    the expert (a Pong AMN at -14.5 against random -20.2 and expert 16.5: 15.5%, where the
+    plain ratio says -88%). NaN where random play's mean is unknown (None, NaN) or the expert
+    is not above it."""
+    if random_score is None or random_score != random_score or not expert_score > random_score:
+        return float("nan")
+    return 100.0 * (score - random_score) / (expert_score - random_score)
+
+
 def table(rows, kind: str = "AMN") -> str:
     """Per-game Table 1 figures as Markdown (``kind``: whose scores, e.g. AMN or MDQN;
-    agreement is "-" where the run has none)."""
-    lines = [f"| game | expert mean | expert max | {kind} mean | {kind} max | {kind} % of expert "
-             "| agreement |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    agreement is "-" where the run has none; random play's mean and the random-relative figure
+    are "-" where it is unknown, as in rows recorded before they were kept)."""
+    lines = [f"| game | random mean | expert mean | expert max | {kind} mean | {kind} max "
+             f"| {kind} % of expert | ({kind} - random) / (expert - random) | agreement |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         agreement = row["agreement"]
         agreement = "-" if agreement != agreement else f"{100 * agreement:.0f}%"  # NaN: none
-        lines.append(f"| {row['game']} | {row['expert_mean']:.1f} | {row['expert_max']:.1f} | "
+        random_mean = row.get("random_mean")
+        random_cell = "-" if random_mean is None or random_mean != random_mean else f"{random_mean:.1f}"
+        relative = row.get("random_relative", float("nan"))
+        lines.append(f"| {row['game']} | {random_cell} | {row['expert_mean']:.1f} | {row['expert_max']:.1f} | "
                      f"{row['amn_mean']:.1f} | {row['amn_max']:.1f} | {percent_text(row['percent'])} | "
-                     f"{agreement} |")
+                     f"{percent_text(relative)} | {agreement} |")
     return "\n".join(lines)
 
 
 def percent_text(percent: float) -> str:
-    """``95%``, or ``-`` where there is no ratio (NaN: the expert scored 0)."""
+    """``95%``, or ``-`` where there is no ratio (NaN: the expert scored 0, or random play's
+    mean is unknown)."""
     return "-" if percent != percent else f"{percent + 0.0:.0f}%"  # + 0.0: no "-0%"
+
+
+def table_row(game: str, mine: dict, expert: dict) -> dict:
+    """One Table 1 row: ``mine`` (mean, max, optional agreement) beside the expert's reference
+    (mean, max and, where it was measured, ``random_mean``: random play's mean)."""
+    random_mean = expert.get("random_mean")
+    return {"game": game, "expert_mean": expert["mean"], "expert_max": expert["max"],
+            "amn_mean": mine["mean"], "amn_max": mine["max"],
+            "percent": percent_of_expert(mine["mean"], expert["mean"]),
+            "random_mean": random_mean,
+            "random_relative": random_relative(mine["mean"], expert["mean"], random_mean),
+            "agreement": mine.get("agreement", float("nan"))}
 
 
 def rows_of(record: dict, reference: dict, games) -> list:
     """Table 1 rows of one multi-game test-play record beside the experts' ``reference``."""
-    rows = []
-    for game in games:
-        mine, theirs = record["games"][game], reference[game]
-        rows.append({"game": game, "expert_mean": theirs["mean"], "expert_max": theirs["max"],
-                     "amn_mean": mine["mean"], "amn_max": mine["max"],
-                     "percent": percent_of_expert(mine["mean"], theirs["mean"]),
-                     "agreement": mine.get("agreement", float("nan"))})
-    return rows
+    return [table_row(game, record["games"][game], reference[game]) for game in games]
 
 
 def scores_line(record: dict, games, reference: dict | None = None) -> str:
-    """``Game mean (p% of expert), ...`` of one multi-game test-play record."""
+    """``Game mean (r% random-relative, p% of expert), ...`` of one multi-game test-play
+    record (the random-relative figure where random play's mean is known)."""
     parts = []
     for game in games:
         mean = record["games"][game]["mean"]
         if reference:
-            parts.append(f"{game} {mean:.1f} ({percent_of_expert(mean, reference[game]['mean']):.0f}% of expert)")
+            expert = reference[game]
+            relative = random_relative(mean, expert["mean"], expert.get("random_mean"))
+            shown = "" if relative != relative else f"{percent_text(relative)} random-relative, "
+            parts.append(f"{game} {mean:.1f} ({shown}{percent_of_expert(mean, expert['mean']):.0f}% of expert)")
         else:
             parts.append(f"{game} {mean:.1f}")
     return ", ".join(parts)

@@ -141,6 +141,68 @@ def test_table1_averages_the_seeds_of_each_amn_as_the_paper(tmp_path):
     assert "amn6-beta0-seed0/1 mean (max)" in every and "amn6-beta0.01-seed0/1" in every
 
 
+def test_random_relative_by_hand():
+    """(model - random) / (expert - random): a Pong AMN at -14.5 against random -20.2 and
+    expert 16.5 is 5.7 / 36.7 = 15.5% of the way from random to the expert, where the plain
+    ratio -14.5 / 16.5 reads -88%."""
+    assert tables.random_relative(-14.5, 16.5, -20.2) == pytest.approx(100 * 5.7 / 36.7)
+    assert tables.random_relative(-14.5, 16.5, -20.2) == pytest.approx(15.53, abs=0.01)
+    assert tables.percent_text(tables.random_relative(-14.5, 16.5, -20.2)) == "16%"
+    assert tables.percent_text(tables.percent_of_expert(-14.5, 16.5)) == "-88%"
+    assert tables.random_relative(-20.2, 16.5, -20.2) == 0.0
+    assert tables.random_relative(16.5, 16.5, -20.2) == 100.0
+    # Unknown random play, or an expert not above it: no figure.
+    for random_mean in (None, float("nan"), 16.5, 20.0):
+        assert tables.percent_text(tables.random_relative(-14.5, 16.5, random_mean)) == "-"
+
+
+PONG_EXPERT = {"mean": 16.5, "max": 21.0, "random_mean": -20.2}
+PONG_AMN = {"mean": -14.5, "max": -9.0, "agreement": 0.5}
+
+
+def test_table1_puts_the_random_relative_figure_beside_percent_of_expert():
+    record = {"games": {"Pong": PONG_AMN}}
+    text = tables.table(tables.rows_of(record, {"Pong": PONG_EXPERT}, ["Pong"]))
+    header, _, line = text.splitlines()
+    assert header == ("| game | random mean | expert mean | expert max | AMN mean | AMN max | AMN % of expert "
+                      "| (AMN - random) / (expert - random) | agreement |")
+    assert line == "| Pong | -20.2 | 16.5 | 21.0 | -14.5 | -9.0 | -88% | 16% | 50% |"
+    # An experts.json written without random play's mean, and rows kept before the figure: "-".
+    older = {key: value for key, value in PONG_EXPERT.items() if key != "random_mean"}
+    assert tables.table(tables.rows_of(record, {"Pong": older}, ["Pong"])).splitlines()[2] == (
+        "| Pong | - | 16.5 | 21.0 | -14.5 | -9.0 | -88% | - | 50% |")
+    kept = {"game": "Pong", "expert_mean": 16.5, "expert_max": 21.0, "amn_mean": -14.5, "amn_max": -9.0,
+            "percent": tables.percent_of_expert(-14.5, 16.5), "agreement": float("nan")}
+    assert tables.table([kept], "MDQN").splitlines()[2] == "| Pong | - | 16.5 | 21.0 | -14.5 | -9.0 | -88% | - | - |"
+    # The multitask DQN's test-play line.
+    assert tables.scores_line(record, ["Pong"], {"Pong": PONG_EXPERT}) == (
+        "Pong -14.5 (16% random-relative, -88% of expert)")
+    assert tables.scores_line(record, ["Pong"], {"Pong": older}) == "Pong -14.5 (-88% of expert)"
+
+
+def test_report_table1_of_runs_and_of_saved_models_shows_the_random_relative_figure(tmp_path):
+    run = {"name": "amn-a", "kind": "AMN", "experts": {"Pong": PONG_EXPERT},
+           "history": [{"frames": 1_000_000, "games": {"Pong": PONG_AMN}}]}
+    other = dict(run, name="amn-b", history=[{"frames": 2_000_000, "games": {"Pong": dict(PONG_AMN, mean=1.8)}}])
+    assert report.rows(run)[0]["random_relative"] == pytest.approx(15.53, abs=0.01)
+    side_by_side = report.comparison([run, other])
+    # (1.8 + 20.2) / 36.7 = 60%
+    assert "| Pong | 16.5 | -14.5 (-88%, 16%) | 1.8 (11%, 60%) |" in side_by_side
+    # Through the SavedModels: a table of random-relative means beside the plain ratios.
+    paths = [
+        _eval_file(tmp_path, "expert", "saved_models/experts/Pong/1", {"Pong": (16.5, 21.0)}, kind="expert"),
+        _eval_file(tmp_path, "random", None, {"Pong": (-20.2, -18.0)}, random_policy=True),
+        _eval_file(tmp_path, "amn", "runs/exports/amn/amn-cpu/1", {"Pong": (-14.5, -9.0)}),
+    ]
+    text = report.saved_model_table([item for path in paths for item in report.load_eval(path)])
+    assert "| Pong | -20.2 | 16.5 (21) | 30 | -14.5 (-9) | -88% / -43% |" in text
+    assert "| game | amn-cpu/1 (mean - random) / (expert - random) |" in text
+    assert "| Pong | 16% |" in text
+    # No random play evaluated: no random-relative table.
+    text = report.saved_model_table([item for path in paths[::2] for item in report.load_eval(path)])
+    assert "(mean - random) / (expert - random)" not in text
+
+
 def _ranking(init, rows):
     return {"game": "Breakout", "init": init, "path": f"rank_sources-{init}.json",
             "ranking": [{"source": s, "zero_shot_gain": g, "feature_overlap": o} for s, g, o in rows]}
