@@ -42,14 +42,16 @@ The LEGACY constants (``EXPERT_PLAY``, ``HELD_OUT``, ``RANDOM_PLAY``, ``RANK_STA
 (experts.py, transfer.py): each offset starts its own 2**19 sub-range of LEGACY, so those
 plays are apart from every other purpose for ``seed + index`` below 2**19 - 64, but within one
 purpose seed ``s`` game ``i + 1`` is seed ``s + 1`` game ``i`` (and a game's blocks on
-adjacent seeds overlap). The functions of the same names are the collision-free form for
-those call sites. ``--seed`` used as is (transfer.py's target states) lies in sub-range 0.
+adjacent seeds overlap). The functions ``expert_play``, ``held_out``, ``random_play``,
+``rank_states`` and ``rank_zero_shot`` are the collision-free form for those call sites to
+switch to. ``--seed`` used as is (transfer.py's target states) lies in sub-range 0.
 
 Each function is plain integer arithmetic: Python ints in, a Python int out (and numpy
 arrays elementwise, which is how the tests cover the whole grid).
 
-``replay`` and a test play's exploration generator (``TEST_PLAY_EXPLORATION``) seed numpy
-generators, not emulators; they follow the stream they belong to.
+``replay`` (``seed + game index``) and a test play's exploration generator (its first
+emulator seed + ``TEST_PLAY_EXPLORATION``) seed numpy generators, not emulators, and are
+outside this layout.
 
 Streams derived before this layout (``seed + 1 + 31 k + i`` for test plays, ``seed + 1000 i
 + step`` for emulators, ``--seed`` as is for ``--mode=eval``) made the published records;
