@@ -237,7 +237,7 @@ def stored_test_play(loaded, game, protocol, test_play, label) -> dict | None:
 def _measure(loaded, game, index, protocol, test_play, seed, backend, label, remeasure) -> tuple:
     """(reference row, held-out states) of game ``index``'s expert: from its stored test play
     when that matches the run's (unless ``remeasure``), else played here."""
-    held_out = collect_held_out(loaded, game, protocol, HELD_OUT_STATES, seed + seeds.HELD_OUT + index,
+    held_out = collect_held_out(loaded, game, protocol, HELD_OUT_STATES, seeds.held_out(seed, index),
                                 backend)
     stored = None if remeasure else stored_test_play(loaded, game, protocol, test_play, label)
     if stored is not None:
@@ -249,9 +249,9 @@ def _measure(loaded, game, index, protocol, test_play, seed, backend, label, rem
                                f"(stored test play: {row['stored_test_play']})")
     result = evaluation.play(evaluation.saved_model_policy(loaded, game), game, protocol,
                              test_play.episodes, test_play.epsilon, test_play.num_envs,
-                             test_play.max_steps, seed + seeds.EXPERT_PLAY + index, backend)
+                             test_play.max_steps, seeds.expert_play(seed, index), backend)
     random_play = evaluation.play(None, game, protocol, test_play.episodes, 1.0, test_play.num_envs,
-                                  test_play.max_steps, seed + seeds.RANDOM_PLAY + index, backend)
+                                  test_play.max_steps, seeds.random_play(seed, index), backend)
     row = {"path": loaded.path, **result.as_dict(), "random_mean": random_play.mean}
     return row, held_out, f"expert {result.line()} | random play {random_play.mean:.1f}"
 

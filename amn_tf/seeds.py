@@ -17,7 +17,7 @@ consecutive emulator seeds, and each purpose owns a disjoint range of blocks ins
 
 with the ranges (emulator seeds):
 
-    [0, 2**22)               LEGACY: call sites that add an offset to --seed themselves
+    [0, 2**22)               --seed used as is (transfer.py's target states, rank_sources' random play)
     [2**22, 2**23)           EVAL: --mode=eval (and --store_test_play's expert and random play)
     [2**23, 2**24)           EXPERT_PLAY, HELD_OUT, RANDOM_PLAY, RANK_STATES, RANK_ZERO_SHOT (2**19 each)
     [2**29, 2**30)           TEST_PLAY: the k-th test play of game i during training
@@ -36,15 +36,6 @@ of 1021 stay apart for the first 1021 of them.
 a range no training test play reaches, so scoring a ``--keep_best`` snapshot (or the best of
 several models) with ``--mode=eval`` never replays the episodes that chose it. Choosing among
 models by ``--mode=eval`` scores and then scoring the winner needs a second ``--seed``.
-
-The LEGACY constants (``EXPERT_PLAY``, ``HELD_OUT``, ``RANDOM_PLAY``, ``RANK_STATES``,
-``RANK_ZERO_SHOT``) are for call sites that compute ``seed + OFFSET + index`` themselves
-(experts.py, transfer.py): each offset starts its own 2**19 sub-range of LEGACY, so those
-plays are apart from every other purpose for ``seed + index`` below 2**19 - 64, but within one
-purpose seed ``s`` game ``i + 1`` is seed ``s + 1`` game ``i`` (and a game's blocks on
-adjacent seeds overlap). The functions ``expert_play``, ``held_out``, ``random_play``,
-``rank_states`` and ``rank_zero_shot`` are the collision-free form for those call sites to
-switch to. ``--seed`` used as is (transfer.py's target states) lies in sub-range 0.
 
 Each function is plain integer arithmetic: Python ints in, a Python int out (and numpy
 arrays elementwise, which is how the tests cover the whole grid).
@@ -70,21 +61,12 @@ RESTARTS = 1021  # prime: emulator restart slots (step % 1021)
 ACTORS = 64  # Ray actors per run apart
 ACTOR_SPAN = 32768  # emulator seeds of one actor: game i's at + 1000 i (actors.py), 32 games of up to 1000 envs
 
-LEGACY_START = 0
-LEGACY_SUBRANGE = 2**19
 EVAL_START = 2**22
 PER_GAME_START = 2**23  # expert play, held-out states, random play, rank_sources' plays
 PER_GAME_SIZE = SEEDS * GAMES * BLOCK  # 2**19
 TEST_PLAY_START = 2**29
 EMULATORS_START = 2**30
 ACTORS_START = 2**30 + 2**29
-
-# LEGACY: offsets a call site adds to --seed (seed + OFFSET + game index)
-EXPERT_PLAY = 1 * LEGACY_SUBRANGE  # the expert of game i measured before distillation
-HELD_OUT = 2 * LEGACY_SUBRANGE  # its held-out states
-RANDOM_PLAY = 3 * LEGACY_SUBRANGE  # random play of game i beside it
-RANK_STATES = 4 * LEGACY_SUBRANGE  # rank_sources: states of source i
-RANK_ZERO_SHOT = 5 * LEGACY_SUBRANGE  # rank_sources: its zero-shot play
 
 TEST_PLAY_EXPLORATION = 7919  # a test play whose emulators are seeded s explores with numpy seed s + 7919
 

@@ -195,7 +195,7 @@ def _rank_row(model, game, source, index, target_features, random_mean, config) 
     """One source's zero-shot gain on the target and its feature overlap with it."""
     head = envs.legal_mask(source) & envs.legal_mask(game)
     source_states, _ = random_play_states(source, config.protocol, config.states,
-                                          config.seed + seeds.RANK_STATES + index, config.backend)
+                                          seeds.rank_states(config.seed, index), config.backend)
     source_features = model(source_states, training=False)[1].numpy().mean(0)
     overlap = float(np.dot(target_features, source_features)
                     / (np.linalg.norm(target_features) * np.linalg.norm(source_features) + 1e-8))
@@ -204,7 +204,7 @@ def _rank_row(model, game, source, index, target_features, random_mean, config) 
     else:
         result = evaluation.play(policies.amn_policy(model, head), game, config.protocol,
                                  config.episodes, config.epsilon, config.num_envs, config.max_steps,
-                                 config.seed + seeds.RANK_ZERO_SHOT + index, config.backend)
+                                 seeds.rank_zero_shot(config.seed, index), config.backend)
         score = result.mean
         gain = (score - random_mean) / (abs(random_mean) + 1.0)
     return {"source": source, "shared_actions": int(head.sum()), "zero_shot": score,

@@ -17,12 +17,11 @@ PLAYS = np.arange(1000).reshape(1, 1, -1)  # test plays, or restarts, per (seed,
 CHECKPOINT_PERIODS = (50_000, 10_000, 1_000, 100)  # the default, and smaller ones tests use
 ACTORS = np.arange(64).reshape(1, -1, 1)
 PER_GAME = ("expert_play", "held_out", "random_play", "rank_states", "rank_zero_shot")
-LEGACY = ("EXPERT_PLAY", "HELD_OUT", "RANDOM_PLAY", "RANK_STATES", "RANK_ZERO_SHOT")
 
 
 def blocks(starts) -> np.ndarray:
     """The blocks of ``BLOCK`` emulator seeds that streams starting at ``starts`` reach; a
-    stream that starts mid-block (the legacy additive call sites) reaches into the next too."""
+    stream that starts mid-block (--seed used as is) reaches into the next too."""
     starts = np.asarray(starts).ravel()
     return np.concatenate([starts // seeds.BLOCK, (starts + seeds.BLOCK - 1) // seeds.BLOCK])
 
@@ -57,10 +56,8 @@ def grid_blocks():
         owned[purpose] = aligned_blocks(getattr(seeds, purpose)(SEEDS[..., 0], GAMES[..., 0]))
     # A Ray actor seeds game i's emulators at actor + 1000 i (actors.py): every block they reach.
     owned["actor"] = blocks(seeds.actor(SEEDS, ACTORS) + 1000 * GAMES.reshape(1, 1, -1))
-    # Call sites that still add an offset to --seed (experts.py, transfer.py), and --seed as is.
-    for name in LEGACY:
-        owned[f"legacy {name}"] = blocks(SEEDS + getattr(seeds, name) + GAMES)
-    owned["legacy --seed"] = blocks(SEEDS)
+    # --seed used as is (transfer.py's target states and rank_sources' random play).
+    owned["--seed"] = blocks(SEEDS)
     return {purpose: (found.size, unique(found)) for purpose, found in owned.items()}
 
 
@@ -125,15 +122,6 @@ def test_every_stream_stays_in_the_emulators_range(purpose):
                 if purpose == "actor":  # its last game's emulators too
                     assert value + 1000 * (seeds.GAMES - 1) + seeds.BLOCK - 1 < seeds.MAX_SEED
     assert 2**31 - 1 == seeds.MAX_SEED - 1
-
-
-def test_legacy_offsets_keep_their_sites_apart_from_the_rest():
-    """Sites that add an offset to --seed stay inside their own sub-range of LEGACY, below
-    the eval range and every derived stream."""
-    for index, name in enumerate(("EXPERT_PLAY", "HELD_OUT", "RANDOM_PLAY", "RANK_STATES", "RANK_ZERO_SHOT")):
-        offset = getattr(seeds, name)
-        assert offset == (index + 1) * seeds.LEGACY_SUBRANGE
-        assert offset + 99 + 17 + seeds.BLOCK <= offset + seeds.LEGACY_SUBRANGE <= seeds.EVAL_START
 
 
 def test_same_inputs_give_the_same_seeds():
