@@ -315,11 +315,6 @@ class AmnAgent(runner.Agent):
             self.ray = None
 
     # ------------------------------------------------------------ reporting
-    def progress_text(self, metrics: dict, history: list) -> str:
-        loss = (f"loss {float(metrics['loss']):.4f} agree {float(metrics['agreement']):.2f}"
-                if metrics else "filling replay")
-        return f"{loss} | last episodes: {self.play.scores()}"
-
     def train_scalars(self, metrics: dict, fps: float) -> dict:
         scalars = {"charts/frames_per_second_per_game": fps}
         if metrics:
@@ -345,9 +340,6 @@ class AmnAgent(runner.Agent):
 
     def eval_text(self, record: dict) -> str:
         return "\n" + tables.table(tables.rows_of(record, self.reference, self.games))
-
-    def finished_text(self, summary: dict) -> str:
-        return tables.table(summary["table"]) if summary.get("table") else ""
 
     # ------------------------------------------------------------ export
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:

@@ -270,8 +270,6 @@ class RemoteActors:
         self._launch(k, worker)
         return chunk["steps"] * self.num_envs
 
-    def scores(self) -> str:
-        return " ".join(f"{g} {self.last_returns.get(g, '-')}" for g in self.games)
 
     def close(self) -> None:
         for worker in self.workers:

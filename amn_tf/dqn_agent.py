@@ -151,12 +151,6 @@ class DqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
                                       strategy, c.batch_loss)
 
     # ------------------------------------------------------------ reporting
-    def progress_text(self, metrics: dict, history: list) -> str:
-        latest = round(history[-1]["mean"], 1) if history else None
-        loss = f"loss {float(metrics['td_loss']):.4f}" if metrics else "filling replay"
-        return (f"eval {latest} | last episode {self.play.last_returns.get(self.game)} | "
-                f"{loss} | eps {self.epsilon:.3f}")
-
     def train_scalars(self, metrics: dict, fps: float) -> dict:
         scalars = {"charts/SPS": fps / envs.FRAMES_PER_STEP, "charts/frames_per_second": fps,
                    "charts/epsilon": self.epsilon}

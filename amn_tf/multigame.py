@@ -77,8 +77,6 @@ class GamePlay:
                 finished.append((self.games[index], episode_return))
         return finished
 
-    def scores(self) -> str:
-        return " ".join(f"{g} {self.last_returns.get(g, '-')}" for g in self.games)
 
     def close(self) -> None:
         for env in self.envs:

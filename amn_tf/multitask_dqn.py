@@ -157,10 +157,6 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
                                                         c.remeasure_experts)
 
     # ------------------------------------------------------------ reporting
-    def progress_text(self, metrics: dict, history: list) -> str:
-        loss = f"loss {float(metrics['td_loss']):.4f}" if metrics else "filling replay"
-        return f"{loss} | eps {self.epsilon:.3f} | last episodes: {self.play.scores()}"
-
     def train_scalars(self, metrics: dict, fps: float) -> dict:
         scalars = {"charts/frames_per_second_per_game": fps, "charts/epsilon": self.epsilon}
         if metrics:
@@ -179,9 +175,6 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
 
     def eval_text(self, record: dict) -> str:
         return tables.scores_line(record, self.games, self.reference)
-
-    def finished_text(self, summary: dict) -> str:
-        return ""
 
     # ------------------------------------------------------------ export
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:

@@ -174,25 +174,24 @@ class Agent:
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
         raise NotImplementedError
 
-    def progress_text(self, metrics: dict, history: list) -> str:
-        return ""
-
     def train_scalars(self, metrics: dict, fps: float) -> dict:
+        """TensorBoard tag -> value at a progress line (the learner metrics are means since the
+        previous line; empty before the first update). The runner prints the ``losses/``,
+        ``train/`` and ``charts/epsilon`` ones on the line too."""
         return {}
 
     def eval_text(self, record: dict) -> str:
+        """A test play's record as text (at each test play, the end, and an already finished run)."""
         return f"mean {record['mean']:.1f}" if "mean" in record else ""
 
     def summary(self, record: dict, path: str, step: int) -> dict:
         return {}
 
-    def finished_text(self, summary: dict) -> str:
-        return ""
-
     def close(self) -> None:
         """Emulators, actors: released at the end of the run, however it ends."""
 
 
+STATUS_TAGS = ("losses/", "train/", "charts/epsilon")  # the scalars a progress line shows
 AGENT_ATTRIBUTES = ("label", "games", "memories", "trackables", "learner", "rng", "export_base",
                     "budget_flag")
 AGENT_METHODS = tuple(name for name, value in vars(Agent).items()
@@ -248,6 +247,7 @@ class Runner:
         self.history: list = []
         self.metrics: dict = {}  # means over the updates up to the latest log line
         self.metric_means = MetricMeans()
+        self.last_returns: dict = {}  # game -> unclipped return of its latest finished episode
         self.manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
         self.writer = None
         self.per_game = " per game" if schedule.per_game else ""
@@ -331,9 +331,10 @@ class Runner:
         summary = self.state.summary
         print(f"[{self.agent.label}] run already finished: {summary.get('export')} (a larger "
               f"{self.agent.budget_flag} trains it further)", flush=True)
-        text = self.agent.finished_text(summary)
-        if text:
-            print(text, flush=True)
+        final = runtime.read_jsonl(os.path.join(self.run_dir, "eval.jsonl"))
+        if final:
+            print(f"[{self.agent.label}] final test play at frame {self.frames(final[-1]['step']):,}"
+                  f"{self.per_game}: {self.agent.eval_text(final[-1])}", flush=True)
         if summary.get("best"):
             print(snapshots.best_text(self.agent.label, summary["best"]), flush=True)
         self.agent.close()
@@ -386,6 +387,7 @@ class Runner:
         before = self.state.step
         step = self.state.step = before + added
         for game, episode_return in episodes:
+            self.last_returns[game] = episode_return
             tag = "charts/episodic_return" if len(self.agent.games) == 1 else f"charts/{game}/episodic_return"
             self._scalars(step, {tag: episode_return})
         if s.target_update_period and runtime.crossed(before, step, s.target_update_period):
@@ -393,9 +395,9 @@ class Runner:
         if runtime.crossed(before, step, s.log_period):
             fps = self.progress.frames_per_second(step)
             self.metrics = self.metric_means.take() or self.metrics
-            print(self.progress.line(step, fps, self.agent.progress_text(self.metrics, self.history)),
-                  flush=True)
-            self._scalars(step, self.agent.train_scalars(self.metrics, fps))
+            scalars = self.agent.train_scalars(self.metrics, fps)
+            print(self.progress.line(step, fps, self._status(scalars)), flush=True)
+            self._scalars(step, scalars)
         if runtime.crossed(before, step, s.eval_period) and step < s.total_steps:
             record = self._evaluate()
             print(f"[{self.agent.label}] eval at frame {self.frames(step):,}{self.per_game}: "
@@ -405,6 +407,25 @@ class Runner:
             if s.deterministic:  # new episodes from a seed an uninterrupted run shares
                 self.agent.new_episodes(step)
             self.save()
+
+    def _status(self, scalars: dict) -> str:
+        """The progress line's own part: the latest test play (one game), the latest episodes,
+        and the learner's metrics and epsilon from the agent's scalars."""
+        parts = []
+        if len(self.agent.games) == 1:
+            latest = self.history[-1]["mean"] if self.history else None
+            parts.append(f"eval {'-' if latest is None else f'{latest:.1f}'}")
+            parts.append(f"last episode {self.last_returns.get(self.agent.games[0], '-')}")
+        else:
+            parts.append("last episodes: " + " ".join(f"{g} {self.last_returns.get(g, '-')}"
+                                                      for g in self.agent.games))
+        shown = [(tag.split("/")[-1], value) for tag, value in scalars.items()
+                 if tag.startswith(STATUS_TAGS)]
+        learned = any(tag.startswith("losses/") for tag in scalars)
+        parts += [f"{name} {value:.4g}" for name, value in shown]
+        if not learned:
+            parts.append("filling replay")
+        return " | ".join(parts)
 
     def _evaluate(self) -> dict:
         record, scalars = self.agent.evaluate(self.state.step, len(self.history))

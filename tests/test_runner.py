@@ -215,11 +215,9 @@ class ScriptedAgent:
     def new_episodes(self, step): pass
     def act(self, step): return 1
     def observe(self): return []
-    def progress_text(self, metrics, history): return ""
     def train_scalars(self, metrics, fps): return {}
     def eval_text(self, record): return str(record["mean"])
     def summary(self, record, path, step): return {}
-    def finished_text(self, summary): return ""
     def close(self): pass
 
     def evaluate(self, step, plays_so_far):

@@ -55,7 +55,11 @@ class CountingAgent(runner.Agent):
         return self.per_act
 
     def observe(self):
-        return []
+        return [("Pong", -21.0)] if self.step_now == 3 else []
+
+    def train_scalars(self, metrics, fps):
+        return {"charts/SPS": fps / 4, "charts/epsilon": 0.25,
+                **({"losses/td_loss": metrics["loss"]} if metrics else {})}
 
     def evaluate(self, step, plays_so_far):
         return {"step": step, "frames": 4 * step, "mean": float(self.weight.numpy())}, {}
@@ -101,6 +105,18 @@ def test_update_credit_and_target_sync_follow_the_schedule(tmp_path):
     # One export, of the final network, and the agent closed once.
     assert agent.exports == [(30, 6)] and agent.closed == 1
     assert summary["export"].endswith(os.path.join("run", "1"))
+
+
+def test_the_progress_line_shows_the_latest_score_episode_and_learner_metrics(tmp_path, capsys):
+    _run(tmp_path, "run", _schedule(log_period=6))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "frames/s" in line]
+    # At step 6 (frame 24): no test play yet, the episode that ended at step 6, no update yet.
+    assert "frames 24/120" in lines[0]
+    assert lines[0].endswith("eval - | last episode -21.0 | epsilon 0.25 | filling replay")
+    # At step 18: the test play at 12 scored 1 (one update by then); the loss is the mean over
+    # the updates since the last line; the agent's SPS scalar is not repeated on the line.
+    assert lines[2].endswith("eval 1.0 | last episode -21.0 | epsilon 0.25 | td_loss 1")
+    assert not any("SPS" in line for line in lines)
 
 
 def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path, capsys):
