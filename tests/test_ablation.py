@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from amn_tf import ablation, report
+from amn_tf import report
+from amn_tf.report import ablation
 
 FAST = {"n_step": 3, "optimizer": "adam", "double_dqn": True, "learning_rate": 0.0001}
 PAPER = {"n_step": 1, "optimizer": "rmsprop", "double_dqn": False, "learning_rate": 0.00025}

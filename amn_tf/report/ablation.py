@@ -18,13 +18,22 @@ length: every test play weighs the same), and the final SavedModel's score from 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
 
 import numpy as np
 
-from amn_tf import report
+from amn_tf.report import curves, plots
+from amn_tf.report.records import (
+    RECIPE_FLAGS,
+    EvalResult,
+    Record,
+    TransferRun,
+    load_transfer_run,
+    run_name,
+)
 
 
 # ------------------------------------------------------------------ settings
@@ -39,7 +48,7 @@ def recipe_name(recipe: dict, flagfiles: dict) -> str:
 
 
 def read_flagfile(path: str) -> dict:
-    """The recipe flags (``report.RECIPE_FLAGS``) a flagfile sets, typed as flags.json holds them."""
+    """The recipe flags (``RECIPE_FLAGS``) a flagfile sets, typed as flags.json holds them."""
     values = {}
     with open(path) as handle:
         for line in handle:
@@ -47,9 +56,9 @@ def read_flagfile(path: str) -> dict:
             if not line.startswith("--"):
                 continue
             name, _, text = line[2:].partition("=")
-            if not text and name.startswith("no") and name[2:] in report.RECIPE_FLAGS:
+            if not text and name.startswith("no") and name[2:] in RECIPE_FLAGS:
                 values[name[2:]] = False
-            elif name in report.RECIPE_FLAGS:
+            elif name in RECIPE_FLAGS:
                 values[name] = _typed(text) if text else True
     return values
 
@@ -86,25 +95,39 @@ def amn_of(init: str) -> dict:
     return {"tau": str(tau), "sources": f"{len(games)}: {', '.join(sorted(games))}"}
 
 
-def load(run_dir: str, flagfiles: dict) -> dict:
-    run = report.load_transfer_run(run_dir)
+@dataclasses.dataclass
+class AblationRun(TransferRun):
+    """A transfer run with its setting spelled out: the AMN's temperature and sources, the
+    ``--init`` and output-layer flags, the recipe's flagfile, and every flag of the run."""
+
+    tau: str = "-"
+    sources: str = "-"
+    init_flag: str = "random"
+    output_layer: str = "keep"
+    recipe_name: str = ""
+    flags: dict = dataclasses.field(default_factory=dict)
+
+
+def load(run_dir: str, flagfiles: dict) -> AblationRun:
+    run = load_transfer_run(run_dir)
     with open(os.path.join(run_dir, "run.json")) as handle:
         info = json.load(handle)
     with open(os.path.join(run_dir, "flags.json")) as handle:
         flags = json.load(handle)
-    return {**run, **amn_of(info["init"]), "init_flag": info["init"],
-            "output_layer": info.get("output_layer", "keep"),
-            "recipe_name": recipe_name(run["recipe"], flagfiles), "flags": flags}
+    fields = {field.name: getattr(run, field.name) for field in dataclasses.fields(run)}
+    return AblationRun(**fields, **amn_of(info["init"]), init_flag=info["init"],
+                       output_layer=info.get("output_layer", "keep"),
+                       recipe_name=recipe_name(run.recipe, flagfiles), flags=flags)
 
 
-def setting_key(run: dict) -> tuple:
-    return (run["game"], run["recipe_name"], run["init"], run["tau"], run["sources"])
+def setting_key(run: AblationRun) -> tuple:
+    return (run.game, run.recipe_name, run.init, run.tau, run.sources)
 
 
 # ------------------------------------------------------------------ figures
-def cut(run: dict, frames: int) -> dict:
+def cut(run: AblationRun, frames: int) -> AblationRun:
     """``run`` with its test plays up to ``frames``."""
-    return {**run, "points": [p for p in run["points"] if p[0] <= frames]}
+    return dataclasses.replace(run, points=[p for p in run.points if p[0] <= frames])
 
 
 def area_mean(points) -> float:
@@ -123,57 +146,74 @@ def _ratio_text(frames, random_frames) -> str:
 def final_scores(evals: list) -> dict:
     """run directory name -> the final SavedModel's mean, from eval payloads naming their run."""
     finals = {}
-    for item in evals:
-        if item.get("run_dir"):
-            for result in item["results"].values():
-                finals[os.path.basename(os.path.normpath(item["run_dir"]))] = result["mean"]
+    for item in map(EvalResult.of, evals):
+        if item.run_dir:
+            for result in item.results.values():
+                finals[run_name(item.run_dir)] = result["mean"]
     return finals
 
 
 def command(runs: list) -> str:
     run = runs[0]
-    seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
-    layer = f" --init_output_layer={run['output_layer']}" if run["output_layer"] != "keep" else ""
-    flagfile = run["recipe_name"] if run["recipe_name"].endswith(".flags") else "<flags above>"
-    return (f"`--mode=transfer --flagfile={flagfile} --game={run['game']} --init={run['init_flag']}"
-            f"{layer} --training_steps={run['flags'].get('training_steps')} --seed={{{seeds}}}`")
+    seeds = ",".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))
+    layer = f" --init_output_layer={run.output_layer}" if run.output_layer != "keep" else ""
+    flagfile = run.recipe_name if run.recipe_name.endswith(".flags") else "<flags above>"
+    return (f"`--mode=transfer --flagfile={flagfile} --game={run.game} --init={run.init_flag}"
+            f"{layer} --training_steps={run.flags.get('training_steps')} --seed={{{seeds}}}`")
+
+
+@dataclasses.dataclass
+class Row(Record):
+    """One setting's row: its key (game, recipe, init, AMN tau, AMN sources), its runs and the
+    text of each cell."""
+
+    key: tuple
+    runs: list
+    seeds: int
+    frames: str
+    ratio: str
+    per_seed: str
+    area: str
+    saved: str
+    command: str
+
+
+def _row(key, group, reach, random_frames, random_by_seed, finals) -> Row:
+    frames = curves.frames_to_reach(curves.mean_curve(group), reach)
+    per_seed = []
+    for run in group:
+        own = curves.frames_to_reach(run.points, reach)
+        ratio = ("" if key[2] == "random" or run.seed not in random_by_seed
+                 else f" ({_ratio_text(own, random_by_seed[run.seed])})")
+        per_seed.append(("-" if own is None else f"{own / 1e6:.2f}M") + ratio)
+    areas = [area_mean(r.points) for r in group]
+    saved = [finals.get(run_name(r.dir)) for r in group]
+    known = [s for s in saved if s is not None]
+    return Row(key, group, len(group),
+               "not reached" if frames is None else f"{frames / 1e6:.2f}M",
+               "-" if key[2] == "random" else _ratio_text(frames, random_frames),
+               ", ".join(per_seed),
+               f"{np.mean(areas):.1f} ({', '.join(f'{a:.1f}' for a in areas)})",
+               (f"{np.mean(known):.1f} ({', '.join('-' if s is None else f'{s:.1f}' for s in saved)})"
+                if known else "-"),
+               command(group))
 
 
 def rows(runs: list, finals: dict) -> tuple:
     """Rows of one game and recipe (random init first), the reach score and the budget."""
-    budget = min(r["points"][-1][0] for r in runs)
+    budget = min(r.points[-1][0] for r in runs)
     runs = [cut(r, budget) for r in runs]
     settings = {}
     for run in runs:
         settings.setdefault(setting_key(run), []).append(run)
-    random_runs = [r for r in runs if r["init"] == "random"]
+    random_runs = [r for r in runs if r.init == "random"]
     if not random_runs:
         return [], None, budget
-    reach = 0.5 * float(np.mean([r["points"][-1][1] for r in random_runs]))
-    random_frames = report.frames_to_reach(report.mean_curve(random_runs), reach)
-    random_by_seed = {r["seed"]: report.frames_to_reach(r["points"], reach) for r in random_runs}
-    table = []
-    for key, group in sorted(settings.items(), key=lambda item: (item[0][2] != "random", item[0])):
-        group = sorted(group, key=lambda r: r["seed"])
-        frames = report.frames_to_reach(report.mean_curve(group), reach)
-        per_seed = []
-        for run in group:
-            own = report.frames_to_reach(run["points"], reach)
-            ratio = ("" if key[2] == "random" or run["seed"] not in random_by_seed
-                     else f" ({_ratio_text(own, random_by_seed[run['seed']])})")
-            per_seed.append(("-" if own is None else f"{own / 1e6:.2f}M") + ratio)
-        areas = [area_mean(r["points"]) for r in group]
-        saved = [finals.get(os.path.basename(os.path.normpath(r["dir"]))) for r in group]
-        known = [s for s in saved if s is not None]
-        table.append({
-            "key": key, "runs": group, "seeds": len(group),
-            "frames": "not reached" if frames is None else f"{frames / 1e6:.2f}M",
-            "ratio": "-" if key[2] == "random" else _ratio_text(frames, random_frames),
-            "per_seed": ", ".join(per_seed),
-            "area": f"{np.mean(areas):.1f} ({', '.join(f'{a:.1f}' for a in areas)})",
-            "saved": (f"{np.mean(known):.1f} ({', '.join('-' if s is None else f'{s:.1f}' for s in saved)})"
-                      if known else "-"),
-            "command": command(group)})
+    reach = 0.5 * float(np.mean([r.points[-1][1] for r in random_runs]))
+    random_frames = curves.frames_to_reach(curves.mean_curve(random_runs), reach)
+    random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach) for r in random_runs}
+    table = [_row(key, sorted(group, key=lambda r: r.seed), reach, random_frames, random_by_seed, finals)
+             for key, group in sorted(settings.items(), key=lambda item: (item[0][2] != "random", item[0]))]
     return table, reach, budget
 
 
@@ -200,42 +240,33 @@ def markdown(by_recipe: dict) -> str:
                   "init | per seed (ratio) | mean test score | SavedModel | command |",
                   "| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
         for row in table:
-            _, _, init, tau, sources = row["key"]
-            lines.append(f"| {init} | {tau} | {sources} | {row['seeds']} | {row['frames']} | "
-                         f"{row['ratio']} | {row['per_seed']} | {row['area']} | {row['saved']} | "
-                         f"{row['command']} |")
+            _, _, init, tau, sources = row.key
+            lines.append(f"| {init} | {tau} | {sources} | {row.seeds} | {row.frames} | "
+                         f"{row.ratio} | {row.per_seed} | {row.area} | {row.saved} | {row.command} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def plot(by_recipe: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    panels = [(k, v) for k, v in sorted(by_recipe.items()) if v[0]]
-    if not panels:
-        return
-    figure, axes = pyplot.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for axis, ((game, recipe), (table, reach, _)) in zip(axes[0], panels):
-        for index, row in enumerate(table):
-            runs = row["runs"]
-            report._plot_seeds(axis, runs, f"C{index}", f"{row['key'][2]} ({len(runs)} seed{'s' * (len(runs) > 1)})")
-        axis.axhline(reach, color="black", linestyle=":", linewidth=1, label=f"reach score {reach:.1f}")
-        axis.set_title(f"{game}, {os.path.basename(recipe)}\n(mean over seeds, band: min-max)", fontsize=10)
-    report._finish(figure, axes[0], path)
+    """Per game and recipe, each setting's seeds' mean curve with its band and the reach score."""
+    panels = [plots.Panel(f"{game}, {os.path.basename(recipe)}\n(mean over seeds, band: min-max)",
+                          [(f"{row.key[2]} ({len(row.runs)} seed{'s' * (len(row.runs) > 1)})", row.runs)
+                           for row in table],
+                          [plots.reach_line(reach, f"reach score {reach:.1f}")])
+              for (game, recipe), (table, reach, _) in sorted(by_recipe.items()) if table]
+    if panels:
+        plots.seed_panels(panels, path, 6, 4)
 
 
 def write(run_dirs, evals, output_dir: str, flag_root: str = "flags") -> dict:
     """ablation.md and ablation_curves.png in ``output_dir`` from transfer ``run_dirs`` (kept
-    records) and eval payloads (``report.load_eval``)."""
+    records) and eval payloads (``records.load_eval``)."""
     flagfiles = transfer_flagfiles(flag_root)
     runs = [load(d, flagfiles) for d in run_dirs]
     finals = final_scores(evals)
     groups = {}
     for run in runs:
-        groups.setdefault((run["game"], run["recipe_name"]), []).append(run)
+        groups.setdefault((run.game, run.recipe_name), []).append(run)
     by_recipe = {key: rows(group, finals) for key, group in groups.items()}
     text = markdown(by_recipe)
     os.makedirs(output_dir, exist_ok=True)
