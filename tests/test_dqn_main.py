@@ -1,8 +1,11 @@
 """End to end: ``python -m amn_tf.main`` on real Pong with tiny budgets, resuming after a
-kill, stopping on SIGTERM, every shipped flagfile, and clean errors for bad inputs."""
+kill, stopping on SIGTERM (all slow: each starts main in a subprocess); every shipped flagfile
+and clean errors for bad inputs, through main in-process (fast), with a few bad inputs also
+through a real process (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -15,15 +18,21 @@ import time
 import types
 
 import pytest
-from conftest import FLAGS_DIR, REPO_ROOT, main_command, run_main, subprocess_env
+from conftest import (
+    FLAGS_DIR,
+    REPO_ROOT,
+    assert_clean_error,
+    describe,
+    main_command,
+    main_in_process,
+    parsed_flags,
+    run_main,
+    subprocess_env,
+)
 
-from amn_tf import checkpoints, export
+from amn_tf import checkpoints, cli, export
 
 SMOKE = os.path.join(FLAGS_DIR, "smoke.flags")
-
-
-def describe(result) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
 def read_jsonl(path):
@@ -68,6 +77,7 @@ def smoke_run(tmp_path_factory):
     return types.SimpleNamespace(args=args, run_dir=run_dir, export_dir=export_dir, result=result)
 
 
+@pytest.mark.slow
 def test_smoke_run_trains_evaluates_and_exports(smoke_run):
     result, run_dir = smoke_run.result, smoke_run.run_dir
     assert result.returncode == 0, describe(result)
@@ -108,6 +118,7 @@ def test_smoke_run_trains_evaluates_and_exports(smoke_run):
     assert set(policy.act(frames, "Pong").tolist()) <= {0, 1, 3, 4, 11, 12}
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_does_nothing(smoke_run):
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
     evaluations = read_jsonl(os.path.join(smoke_run.run_dir, "eval.jsonl"))
@@ -118,6 +129,7 @@ def test_rerun_of_a_finished_run_does_nothing(smoke_run):
     assert read_jsonl(os.path.join(smoke_run.run_dir, "eval.jsonl")) == evaluations
 
 
+@pytest.mark.slow
 def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
     import shutil
 
@@ -156,6 +168,7 @@ def test_a_larger_budget_extends_a_finished_run(smoke_run, tmp_path):
         "provenance"]["agent_steps"] == 800
 
 
+@pytest.mark.slow
 def test_dueling_run_trains_exports_and_resumes_only_with_its_head(tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
@@ -174,9 +187,12 @@ def test_dueling_run_trains_exports_and_resumes_only_with_its_head(tmp_path):
     assert resumed.returncode == 0, describe(resumed)
     assert "resumed from" in resumed.stdout
     assert newest_state(str(run_dir))["step"] == 800
-    # A transferred DQN has its init's architecture: --dueling there is a flag mistake.
-    line = assert_clean_error(run_main("--mode=transfer", "--game=Breakout", "--init=random",
-                                       "--dueling", f"--run_dir={tmp_path / 't'}"))
+
+
+def test_dueling_on_transfer_is_a_flag_mistake(tmp_path):
+    """A transferred DQN has its init's architecture: --dueling there is a flag mistake."""
+    line = assert_clean_error(main_in_process("--mode=transfer", "--game=Breakout", "--init=random",
+                                              "--dueling", f"--run_dir={tmp_path / 't'}"))
     assert "--dueling is for --mode=dqn" in line and not (tmp_path / "t").exists()
 
 
@@ -201,6 +217,7 @@ def _expected_snapshots(plays, checkpoint_steps=(400, 600)) -> list:
     return sorted({f"step-{max(s for s in made if s <= c):012d}" for c in checkpoint_steps})
 
 
+@pytest.mark.slow
 def test_keep_best_exports_the_best_test_play_and_resumes_to_the_same_choice(tmp_path):
     """--keep_best: the network of the highest test play (the earliest on a tie) is exported to
     <run_dir>/best/ while training goes on (with the earlier bests a kept checkpoint still
@@ -250,6 +267,7 @@ def test_keep_best_exports_the_best_test_play_and_resumes_to_the_same_choice(tmp
                               _outputs(export_dir / "experts" / "Pong" / "1"))
 
 
+@pytest.mark.slow
 def test_a_run_with_its_replay_saved_resumes_only_with_the_same_replay_shape(tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--save_replay")
@@ -270,6 +288,7 @@ def test_a_run_with_its_replay_saved_resumes_only_with_the_same_replay_shape(tmp
     assert "resumed from" in resumed.stdout and newest_state(str(run_dir))["step"] == 800
 
 
+@pytest.mark.slow
 def test_a_resume_whose_flags_no_checkpoint_fits_says_so_and_keeps_the_runs_record(tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
@@ -286,6 +305,7 @@ def test_a_resume_whose_flags_no_checkpoint_fits_says_so_and_keeps_the_runs_reco
     assert "resumed from" in resumed.stdout and newest_state(str(run_dir))["step"] == 800
 
 
+@pytest.mark.slow
 def test_precision_check_compares_bfloat16_with_float32_on_a_runs_checkpoint(tmp_path):
     """scripts/precision_check.py on a run's own weights and replay: bfloat16 really differs
     from float32 (a nonzero Q difference), by far less than the Q-values, and its gradient
@@ -310,6 +330,7 @@ def test_precision_check_compares_bfloat16_with_float32_on_a_runs_checkpoint(tmp
     assert float(rows["TD-loss gradient cosine, bf16 vs float32, mean / min"].split(" / ")[1]) > 0.9, rows
 
 
+@pytest.mark.slow
 def test_run_dir_of_another_game_is_refused(smoke_run):
     assert smoke_run.result.returncode == 0, describe(smoke_run.result)
     flags_path = os.path.join(smoke_run.run_dir, "flags.json")
@@ -344,6 +365,7 @@ def wait_for_checkpoint(process, run_dir, log_path, timeout=180):
     pytest.fail("no checkpoint appeared in time")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     run_dir = str(tmp_path / "run")
     args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}",
@@ -385,6 +407,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
         tmp_path / "docs" / "experts.md").read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     run_dir = str(tmp_path / "run")
     args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}",
@@ -407,6 +430,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     assert not os.path.exists(tmp_path / "exports")  # a stopped run exports nothing
 
 
+@pytest.mark.slow
 def test_second_run_on_a_live_run_dir_is_refused_at_once(tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
@@ -446,15 +470,6 @@ def test_second_run_on_a_live_run_dir_is_refused_at_once(tmp_path):
 # ------------------------------------------------------------------ flagfiles
 FLAGFILES = sorted(glob.glob(os.path.join(FLAGS_DIR, "*.flags")))
 
-PARSE = """
-import dataclasses, json, sys
-from amn_tf import cli as config
-config.FLAGS(sys.argv)
-built = config.build()
-print(json.dumps({"type": type(built).__name__, **dataclasses.asdict(built)}, default=str))
-"""
-
-
 def test_flagfiles_exist():
     assert {"smoke.flags", "expert.flags", "expert_cpu.flags"} <= {os.path.basename(f) for f in FLAGFILES}
 
@@ -468,11 +483,9 @@ def test_every_flagfile_parses_and_builds(flagfile):
         extra = ["--games=Pong,Boxing"]
     else:
         extra = [] if any(line.startswith("--game=") for line in lines) else ["--game=Pong"]
-    result = subprocess.run([sys.executable, "-c", PARSE, f"--flagfile={flagfile}", *extra],
-                            cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, describe(result)
-    built = json.loads(result.stdout.strip().splitlines()[-1])
+    with parsed_flags(f"--flagfile={flagfile}", *extra) as values:
+        built = cli.build(values)
+    built = json.loads(json.dumps({"type": type(built).__name__, **dataclasses.asdict(built)}, default=str))
     types_by_mode = {"dqn": "DqnConfig", "amn": "AmnConfig", "transfer": "TransferConfig",
                      "multitask_dqn": "MultitaskDqnConfig",
                      "eval": "EvalRunConfig", "report": "ReportConfig"}
@@ -499,16 +512,6 @@ def test_smoke_recipes_never_export_into_the_shipped_tree():
 
 
 # ----------------------------------------------------------------- bad inputs
-def assert_clean_error(result) -> str:
-    """Non-zero exit, no traceback, one 'amn_tf: error:' line, last on stderr."""
-    assert result.returncode != 0, describe(result)
-    assert "Traceback" not in result.stderr + result.stdout, describe(result)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("amn_tf: error:")]
-    assert len(errors) == 1, describe(result)
-    assert result.stderr.strip().splitlines()[-1] == errors[0], describe(result)
-    return errors[0]
-
-
 BAD_INPUTS = {
     # name: (arguments, text the error line must contain)
     "unknown_game": (["--mode=dqn", "--game=Pongg"], "did you mean Pong"),
@@ -537,28 +540,50 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
-def test_bad_input_gives_one_clean_error_line(name, tmp_path, pong_expert):
+def check_bad_input(run, name, tmp_path, expert) -> None:
     arguments, expected = BAD_INPUTS[name]
     run_dir = tmp_path / "run"
-    arguments = [a.format(tmp=tmp_path, expert=pong_expert.path) for a in arguments]
-    result = run_main(*arguments, f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}")
+    arguments = [a.format(tmp=tmp_path, expert=expert) for a in arguments]
+    result = run(*arguments, f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports'}")
     line = assert_clean_error(result)
     assert expected.format(tmp=tmp_path) in line, line
     assert not run_dir.exists()  # refused before anything was written
     assert not (tmp_path / "exports").exists()
 
 
-def test_flagfile_with_unknown_flag(tmp_path):
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_clean_error_line(name, tmp_path, pong_expert):
+    check_bad_input(main_in_process, name, tmp_path, pong_expert.path)
+
+
+# Through a real process: a mistake found by cli.build, one main itself finds, and one found
+# only once the mode runs (a SavedModel error, with amn_tf.export imported by the mode).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["unknown_game", "stray_argument", "missing_saved_model"])
+def test_main_process_prints_a_bad_input_as_one_clean_error_line(name, tmp_path, pong_expert):
+    check_bad_input(run_main, name, tmp_path, pong_expert.path)
+
+
+def check_unknown_flag(run, tmp_path) -> None:
     flagfile = tmp_path / "bad.flags"
     flagfile.write_text("--mode=dqn\n--game=Pong\n--no_such_flag=3\n")
-    result = run_main(f"--flagfile={flagfile}", f"--run_dir={tmp_path / 'run'}")
+    result = run(f"--flagfile={flagfile}", f"--run_dir={tmp_path / 'run'}")
     assert result.returncode != 0, describe(result)
     assert "Traceback" not in result.stderr + result.stdout, describe(result)
     assert "no_such_flag" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
+def test_flagfile_with_unknown_flag(tmp_path):
+    check_unknown_flag(main_in_process, tmp_path)
+
+
+@pytest.mark.slow
+def test_main_process_refuses_a_flagfile_with_an_unknown_flag(tmp_path):
+    check_unknown_flag(run_main, tmp_path)
+
+
+@pytest.mark.slow
 def test_profile_steps_write_a_trace_on_cpu(tmp_path):
     run_dir = tmp_path / "run"
     result = run_main("--flagfile=flags/smoke.flags", f"--run_dir={run_dir}",
@@ -573,12 +598,13 @@ def test_profile_steps_write_a_trace_on_cpu(tmp_path):
                                             ("10,5000", "is outside the run"),
                                             ("a,b", "give two integers")])
 def test_bad_profile_steps(tmp_path, steps, message):
-    result = run_main("--flagfile=flags/smoke.flags", f"--run_dir={tmp_path / 'run'}",
+    result = main_in_process("--flagfile=flags/smoke.flags", f"--run_dir={tmp_path / 'run'}",
                       f"--profile_steps={steps}")
     line = assert_clean_error(result)
     assert message in line
 
 
+@pytest.mark.slow
 def test_report_on_an_expert_run_gives_its_curve(smoke_run, tmp_path):
     result = run_main("--mode=report", f"--report_runs={smoke_run.run_dir}",
                       f"--report_dir={tmp_path / 'docs'}")
@@ -589,6 +615,7 @@ def test_report_on_an_expert_run_gives_its_curve(smoke_run, tmp_path):
     assert "Recipes compared" not in table  # one run of one recipe: nothing to compare
 
 
+@pytest.mark.slow
 def test_report_compares_recipes_with_the_savedmodel_score_of_the_run_that_made_it(smoke_run, tmp_path):
     """A real eval JSON names the run that trained the SavedModel; the report puts its score
     beside that run's recipe, and a second recipe (the same run with another n_step in its
