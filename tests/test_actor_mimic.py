@@ -1,5 +1,6 @@
-"""Actor-Mimic: the learner on real expert SavedModels, a real multitask run through main,
-the exported AMN, bad inputs, and the paper's student-sampling argument on a synthetic MDP."""
+"""Actor-Mimic: the learner on real expert SavedModels, a real multitask run through main
+and the exported AMN (slow: main in a subprocess), bad inputs (main in-process), and the
+paper's student-sampling argument on a synthetic MDP."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import main_in_process
 
 from amn_tf import actor_mimic, config, envs, export, losses, networks, replay
 from amn_tf import experts as experts_lib
@@ -236,6 +238,7 @@ def test_learner_uses_each_games_tau(experts):
         learner.set_temperatures([1.0, 1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_amn_run_with_auto_tau_prints_stores_and_exports_its_taus(experts, tmp_path):
     from amn_tf import temperature
 
@@ -267,6 +270,7 @@ def test_amn_run_with_auto_tau_prints_stores_and_exports_its_taus(experts, tmp_p
     assert loaded.metadata["provenance"]["tau_target_top_probability"] == 0.6
 
 
+@pytest.mark.slow
 def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     root, _ = experts
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
@@ -375,14 +379,14 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
 )
 def test_amn_bad_input_one_line(experts, tmp_path, flags, message):
     root, _ = experts
-    result = run_main("--mode=amn", f"--experts={root}/experts", f"--run_dir={tmp_path / 'r'}", *flags)
+    result = main_in_process("--mode=amn", f"--experts={root}/experts", f"--run_dir={tmp_path / 'r'}", *flags)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_amn_no_experts_found(tmp_path):
-    result = run_main("--mode=amn", f"--experts={tmp_path}", f"--run_dir={tmp_path / 'r'}")
+    result = main_in_process("--mode=amn", f"--experts={tmp_path}", f"--run_dir={tmp_path / 'r'}")
     assert result.returncode != 0 and "no expert SavedModels found" in result.stderr
     assert not os.path.exists(tmp_path / "r")  # nothing created for a rejected command
 

@@ -1,5 +1,6 @@
 """Many actors, one learner: an actor's chunks recorded into the learner's memory equal what
-in-process play records, and two real Ray actors feed one AMN learner through main."""
+in-process play records, bad actor flags (main in-process), and two real Ray actors feed one AMN
+learner through main (slow: a subprocess)."""
 
 import dataclasses
 import json
@@ -7,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, main_command, run_main, subprocess_env
+from conftest import REPO_ROOT, main_command, main_in_process, subprocess_env
 
 from amn_tf import actors, envs, replay
 
@@ -99,12 +100,13 @@ def test_actor_chunks_record_what_in_process_play_records(float32_policy):
 )
 def test_actor_flags_bad_combinations_one_line(pong_expert, tmp_path, flags, message):
     experts = os.path.dirname(os.path.dirname(pong_expert.path))
-    result = run_main("--mode=amn", f"--experts={experts}", f"--run_dir={tmp_path / 'r'}", *flags)
+    result = main_in_process("--mode=amn", f"--experts={experts}", f"--run_dir={tmp_path / 'r'}", *flags)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_two_ray_actors_feed_one_learner_and_resume_after_a_crash(pong_expert, tmp_path):
     import subprocess
 

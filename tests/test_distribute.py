@@ -1,9 +1,14 @@
 """MirroredStrategy learners on a CPU split into two logical devices: one distributed step
-equals the single-device step on the same batch (DQN and AMN)."""
+equals the single-device step on the same batch (DQN and AMN); a mirrored run through main.
+All slow (each in a fresh process: the CPU must be split before TensorFlow initialises) but
+the batch split flag check (main in-process)."""
 
 import os
 import subprocess
 import sys
+
+import pytest
+from conftest import assert_clean_error, main_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,6 +84,7 @@ print("amn ok", loss_one, diff)
 '''
 
 
+@pytest.mark.slow
 def test_one_mirrored_step_equals_the_single_device_step():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True,
@@ -93,6 +99,7 @@ def run_main(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_mirrored_dqn_run_through_main(tmp_path):
     result = run_main("--flagfile=flags/smoke.flags", "--distribution=mirrored", "--devices=2",
                       "--cpu_devices=2", f"--run_dir={tmp_path / 'run'}",
@@ -101,11 +108,16 @@ def test_mirrored_dqn_run_through_main(tmp_path):
     assert "SavedModel:" in result.stdout
 
 
+@pytest.mark.slow
 def test_more_devices_than_exist_is_one_line(tmp_path):
     result = run_main("--flagfile=flags/smoke.flags", "--distribution=mirrored", "--devices=4",
                       f"--run_dir={tmp_path / 'run'}")
     assert result.returncode != 0
     assert "asked for 4 devices" in result.stderr and "Traceback" not in result.stderr
-    odd = run_main("--flagfile=flags/smoke.flags", "--distribution=mirrored", "--devices=3",
-                   f"--run_dir={tmp_path / 'run'}")
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_one_line(tmp_path):
+    odd = main_in_process("--flagfile=flags/smoke.flags", "--distribution=mirrored", "--devices=3",
+                          f"--run_dir={tmp_path / 'run'}")
     assert odd.returncode != 0 and "does not split evenly" in odd.stderr
+    assert "does not split evenly" in assert_clean_error(odd)

@@ -1,4 +1,5 @@
-"""Multitask DQN baselines (MDQN, MCDQN): per-game heads, TD targets, a run through main."""
+"""Multitask DQN baselines (MDQN, MCDQN): per-game heads, TD targets, a run through main
+(slow: a subprocess), refused commands (main in-process)."""
 
 import os
 import subprocess
@@ -8,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import main_in_process
 
 from amn_tf import envs, export, multitask_dqn, networks, replay
 
@@ -108,6 +110,7 @@ def run_main(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mdqn", "mcdqn"])
 def test_tiny_multitask_run_exports_and_reloads(tmp_path, kind):
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
@@ -140,7 +143,7 @@ def test_tiny_multitask_run_exports_and_reloads(tmp_path, kind):
 
 
 def test_multitask_needs_two_games(tmp_path):
-    result = run_main("--mode=multitask_dqn", "--games=Pong", f"--run_dir={tmp_path / 'r'}")
+    result = main_in_process("--mode=multitask_dqn", "--games=Pong", f"--run_dir={tmp_path / 'r'}")
     assert result.returncode != 0 and "at least two games" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -152,6 +155,7 @@ def _unshipped_game():
     return next(g for g in ("Freeway", "Bowling", "Tennis", "Asteroids") if g not in shipped)
 
 
+@pytest.mark.slow
 def test_report_puts_baselines_beside_the_experts(tmp_path):
     keras.mixed_precision.set_global_policy("float32")
     games = ["Pong", _unshipped_game()]
@@ -190,7 +194,7 @@ def test_explicit_experts_missing_a_game_is_refused_before_writing(tmp_path):
     keras.mixed_precision.set_global_policy("float32")
     export.export_expert(networks.nature_dqn(6), "Pong", str(tmp_path / "experts" / "Pong" / "1"),
                          {}, "paper")
-    result = run_main("--flagfile=flags/smoke.flags", "--mode=multitask_dqn", "--games=Pong,Breakout",
-                      f"--experts={tmp_path / 'experts'}", f"--run_dir={tmp_path / 'run'}")
+    result = main_in_process("--flagfile=flags/smoke.flags", "--mode=multitask_dqn", "--games=Pong,Breakout",
+                             f"--experts={tmp_path / 'experts'}", f"--run_dir={tmp_path / 'run'}")
     assert result.returncode != 0 and "no expert for Breakout" in result.stderr
     assert not (tmp_path / "run").exists()
