@@ -11,9 +11,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_amn_compare_trains_every_model_and_averages_the_seeds(tmp_path):
     tiny_eval = "--eval_episodes=1 --eval_envs=1 --eval_max_steps=200"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHON=sys.executable, GAMES="Boxing,Pong",

@@ -175,6 +175,7 @@ def test_breakout_life_loss_then_game_over(backend):
         env.close()
 
 
+@pytest.mark.slow  # 300 gym resets of Pong: about a minute
 def test_gym_backend_draws_0_to_29_noop_frames_like_the_vector_env():
     """Both back ends start each paper-protocol episode with 0..29 no-op frames (ALE's
     vector env draws uniform in [0, noop_max); the gym back end must agree)."""

@@ -6,6 +6,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test starts main in a subprocess (and Ray or training)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--flagfile=flags/smoke.flags", "--game=", "--training_steps=600", "--learning_starts=100",
         "--eval_period=400"]

@@ -18,6 +18,8 @@ from tensorflow.core.util import event_pb2
 
 from amn_tf import checkpoints, export
 
+pytestmark = pytest.mark.slow  # every test trains through main in subprocesses
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--flagfile=flags/smoke.flags", "--deterministic", "--training_steps=1000",
          "--checkpoint_period=200", "--eval_period=400"]

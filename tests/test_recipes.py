@@ -9,7 +9,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT as ROOT
+
+pytestmark = pytest.mark.slow  # every test runs scripts/recipe_compare.sh
 
 
 def _env(tmp_path, **extra):

@@ -414,6 +414,7 @@ def test_save_restore_round_trip_gives_identical_samples(tmp_path):
     assert restored.entries_written > original.entries_written
 
 
+@pytest.mark.slow  # a 20k-transition replay saved and restored under tracemalloc
 def test_restore_reads_into_the_memory_without_a_second_copy(tmp_path):
     """A 1M-transition replay is ~7 GB: restoring it must not hold a second copy in memory."""
     import tracemalloc

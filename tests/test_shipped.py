@@ -74,6 +74,7 @@ def test_shipped_expert_meets_its_bar(path):
     assert scores["expert"]["mean"] >= bar > scores["random"]["mean"], (game, scores["expert"]["mean"], bar)
 
 
+@pytest.mark.slow
 def test_main_job_distills_the_shipped_experts(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
