@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Remakes, from what the repository keeps (each run's records in docs/results/**/runs/, the eval
+# JSONs, the rank_sources JSONs), every published table and plot under docs/results/ that can be
+# remade, with the --mode=report invocation that made it (named in the README beside it or in the
+# comparison script that wrote it). For each published table that cannot be remade it prints one
+# line saying which and why (its run directories' records were not kept; the README beside it
+# says so). At the end it names every remade file that differs from the committed one: a table
+# published before a later change of the report (a column added since) comes out in today's form.
+# Usage: scripts/rebuild_docs.sh                  (in place; `git diff docs/results` shows what
+#                                                  changed: nothing, when the report is unchanged)
+#        OUT=/tmp/rebuilt scripts/rebuild_docs.sh (the same files under OUT/docs/results/...)
+# Env: PYTHON (.venv/bin/python), OUT (empty: in place).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-.venv/bin/python}
+out=${OUT:-}
+R=docs/results
+E=$R/experts
+marker=$(mktemp)
+trap 'rm -f "$marker"' EXIT
+differs=()
+
+report() {  # published dir, then the report's flags
+  local dir=$1 dest=$1 file name
+  shift
+  [ -z "$out" ] || dest="$out/$dir"
+  mkdir -p "$dest"
+  touch "$marker"
+  "$python" -m amn_tf.main --mode=report --report_dir="$dest" "$@" > /dev/null
+  for file in $(find "$dest" -maxdepth 1 -type f -newer "$marker" \( -name '*.md' -o -name '*.png' \) | sort); do
+    name=$dir/$(basename "$file")
+    echo "remade: $name"
+    git show "HEAD:$name" 2> /dev/null | cmp -s - "$file" || differs+=("$name")
+  done
+}
+
+cannot() {  # published table (and its plot), the run directories it was made from
+  echo "not remade: $1: no kept record (made from $2 before scripts/keep_records.sh, 2026-12-04;" \
+    "those run directories are not in the repository)"
+}
+
+list() {  # paths -> comma list
+  local IFS=,
+  echo "$*"
+}
+
+experts_of() {  # games -> their expert and random eval JSONs, as scripts/amn_compare.sh gives them
+  local game who found=()
+  for game in "$@"; do
+    for who in expert random; do found+=("$E/$game-$who.json"); done
+  done
+  list "${found[@]}"
+}
+
+# ---------------------------------------------------------------- Table 2 (transfer)
+for game in Breakout RoadRunner; do  # scripts/transfer_compare.sh's report step, as the READMEs give it
+  D=$R/transfer-$game
+  # shellcheck disable=SC2012  # ls sorts its operands together: the order the tables were made in
+  report "$D" --report_blocks=6 --report_runs="$(ls -d "$D"/runs/* | paste -sd,)" \
+    --report_evals="$(ls "$D"/*-seed?-eval.json "$D"/random-play-eval.json | paste -sd,)" \
+    --report_rankings="$D/rank_sources-amn-policy.json,$D/rank_sources-amn-feature.json"
+done
+
+T=$R/transfer-SpaceInvaders
+cannot "$T/table2.md and transfer_curves.png" "runs/transfer-SpaceInvaders-{random,amn-cpu-policy,amn-cpu}-seed{0,1}"
+cannot "$T/1.2M/table2.md and transfer_curves.png" "the same random and amn-cpu runs trained on to 1.2M frames"
+
+# ---------------------------------------------------------------- Table 1 (AMN and multitask runs)
+P=$R/table1/paper-games  # scripts/amn_compare.sh's report step
+names=(amn-beta0-seed0 amn-beta0-seed1 amn-beta0.01-seed0 amn-beta0.01-seed1 amn-tau0.1-beta0-seed0 mdqn mcdqn)
+runs=() evals=()
+for name in "${names[@]}"; do runs+=("$P/runs/$name") evals+=("$P/$name-eval.json"); done
+report "$P" --report_runs="$(list "${runs[@]}")" \
+  --report_evals="$(list "${evals[@]}"),$(experts_of Boxing Breakout CrazyClimber Enduro Pong Seaquest)"
+for name in seven-experts eight-experts; do
+  report "$R/main-job/$name" --report_runs="$R/main-job/$name/runs/main-job-$name"
+done
+# The SavedModel tables need only eval JSONs (docs/results/table1/README.md, five-games/README.md).
+report "$R/table1" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Seaquest),$R/table1/amn-cpu-eval.json"
+report "$R/table1/five-games" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Pong Seaquest),$(
+  list "$R/table1/five-games/amn-feature-eval.json" "$R/table1/five-games/amn-policy-eval.json")"
+cannot "$R/table1/table1.md and amn_curves.png" "runs/{amn-cpu-tau0.1,amn-cpu-tau0.01,amn-default,mdqn-cpu,mcdqn-cpu}"
+cannot "$R/table1/five-games/table1.md and amn_curves.png" "runs/amn5/{feature,policy}-seed0"
+cannot "$R/amn-tau/table1.md and amn_curves.png" "runs/amn-Boxing and runs/amn-Boxing-tau0.1"
+cannot "$R/main-job/table1.md and amn_curves.png" "the three main-job runs of 2026-11-27, each a fresh clone's runs/"
+for name in five-experts five-experts-beta0 six-experts-beta0; do
+  cannot "$R/main-job/$name/table1.md and amn_curves.png" "the $name main-job run (a fresh clone's runs/)"
+done
+
+# ---------------------------------------------------------------- expert DQN runs and recipes
+report "$E/enduro" --report_runs="$E/enduro/runs/Enduro-seed0" --report_evals="$E/Enduro-expert.json"
+report "$E/SpaceInvaders-replay1M-dueling" \
+  --report_runs="$E/SpaceInvaders-replay1M-dueling/runs/SpaceInvaders-replay1M-dueling-seed0"
+X=$E/recipes-Pong-2.4M  # scripts/recipe_compare.sh's report step: seeds, then variants
+report "$X" --report_reach_scores=12,15 \
+  --report_runs="$(list "$X"/runs/Pong-{fast,cpu}-seed0 "$X"/runs/Pong-{fast,cpu}-seed1)" \
+  --report_evals="$(list "$X"/Pong-{fast,cpu}-seed0-eval.json "$X"/Pong-{fast,cpu}-seed1-eval.json)"
+X=$E/recipes-Pong-5M  # docs/results/experts/recipes.md (the fast recipe's two seeds)
+report "$X" --report_reach_scores=12,15 --report_runs="$(list "$X"/runs/Pong-fast-seed{0,1})" \
+  --report_evals="$(list "$X"/Pong-fast-seed{0,1}-eval.json)"
+Y=$E/recipes-Pong-fast-7M  # seed 0 to 5M beside seed 1 to 7M
+report "$Y" --report_reach_scores=12,15 \
+  --report_runs="$X/runs/Pong-fast-seed0,$Y/runs/Pong-fast-seed1" \
+  --report_evals="$X/Pong-fast-seed0-eval.json,$Y/Pong-fast-seed1-eval.json"
+cannot "$E/experts.md and expert_curves.png" "runs/experts/{Boxing,Seaquest,DemonAttack}"
+cannot "$E/fast-recipe/experts.md and expert_curves.png" "runs/experts-fast/{Pong,Breakout,SpaceInvaders}-seed0"
+
+for name in ${differs[@]+"${differs[@]}"}; do
+  echo "differs from the committed file: $name"
+done
