@@ -54,7 +54,7 @@ def table(rows, kind: str = "AMN") -> str:
 def percent_text(percent: float) -> str:
     """``95%``, or ``-`` where there is no ratio (NaN: the expert scored 0, or random play's
     mean is unknown)."""
-    return "-" if percent != percent else f"{percent + 0.0:.0f}%"  # + 0.0: no "-0%"
+    return "-" if percent != percent else f"{round(percent)}%"  # round first: -0.4 is "0%", not "-0%"
 
 
 def table_row(game: str, mine: dict, expert: dict) -> dict:

@@ -149,6 +149,7 @@ def test_random_relative_by_hand():
     assert tables.random_relative(-14.5, 16.5, -20.2) == pytest.approx(15.53, abs=0.01)
     assert tables.percent_text(tables.random_relative(-14.5, 16.5, -20.2)) == "16%"
     assert tables.percent_text(tables.percent_of_expert(-14.5, 16.5)) == "-88%"
+    assert tables.percent_text(-0.4) == "0%" and tables.percent_text(-0.6) == "-1%"  # never "-0%"
     assert tables.random_relative(-20.2, 16.5, -20.2) == 0.0
     assert tables.random_relative(16.5, 16.5, -20.2) == 100.0
     # Unknown random play, or an expert not above it: no figure.

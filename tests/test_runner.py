@@ -110,19 +110,23 @@ MODES = ("dqn", "transfer", "actor_mimic", "multitask_dqn", "evaluate", "report"
 
 def _amn_tf_imports(module: str) -> set:
     import ast
+    import glob
 
     from conftest import REPO_ROOT
 
-    with open(os.path.join(REPO_ROOT, "amn_tf", f"{module}.py")) as handle:
-        tree = ast.parse(handle.read())
+    package = os.path.join(REPO_ROOT, "amn_tf", module)  # a module, or a package's every file
+    paths = sorted(glob.glob(os.path.join(package, "*.py"))) if os.path.isdir(package) else [package + ".py"]
     names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "amn_tf":
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("amn_tf."):
-            names.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("amn_tf."))
+    for path in paths:
+        with open(path) as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "amn_tf":
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("amn_tf."):
+                names.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("amn_tf."))
     return names
 
 
