@@ -318,7 +318,8 @@ class AmnAgent(runner.Agent):
     def train_scalars(self, metrics: dict, fps: float) -> dict:
         scalars = {"charts/frames_per_second_per_game": fps}
         if metrics:
-            scalars.update({"losses/policy_regression": float(metrics["policy_loss"]),
+            scalars.update({"losses/loss": float(metrics["loss"]),  # the total the update minimises
+                            "losses/policy_regression": float(metrics["policy_loss"]),
                             "losses/feature_regression": float(metrics["feature_loss"]),
                             "train/agreement": float(metrics["agreement"])})
         return scalars

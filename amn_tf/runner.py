@@ -333,8 +333,9 @@ class Runner:
               f"{self.agent.budget_flag} trains it further)", flush=True)
         final = runtime.read_jsonl(os.path.join(self.run_dir, "eval.jsonl"))
         if final:
-            print(f"[{self.agent.label}] final test play at frame {self.frames(final[-1]['step']):,}"
-                  f"{self.per_game}: {self.agent.eval_text(final[-1])}", flush=True)
+            print(f"[{self.agent.label}] its last recorded test play, at frame "
+                  f"{self.frames(final[-1]['step']):,}{self.per_game}: {self.agent.eval_text(final[-1])}",
+                  flush=True)
         if summary.get("best"):
             print(snapshots.best_text(self.agent.label, summary["best"]), flush=True)
         self.agent.close()

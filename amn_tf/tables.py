@@ -84,7 +84,8 @@ def scores_line(record: dict, games, reference: dict | None = None) -> str:
             expert = reference[game]
             relative = random_relative(mean, expert["mean"], expert.get("random_mean"))
             shown = "" if relative != relative else f"{percent_text(relative)} random-relative, "
-            parts.append(f"{game} {mean:.1f} ({shown}{percent_of_expert(mean, expert['mean']):.0f}% of expert)")
+            parts.append(f"{game} {mean:.1f} ({shown}{percent_text(percent_of_expert(mean, expert['mean']))} "
+                         "of expert)")
         else:
             parts.append(f"{game} {mean:.1f}")
     return ", ".join(parts)
