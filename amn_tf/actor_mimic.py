@@ -40,8 +40,8 @@ from amn_tf import (
     optimizers,
     policies,
     replay,
+    rundirs,
     runner,
-    runtime,
     seeds,
     tables,
     temperature,
@@ -350,7 +350,7 @@ class AmnAgent(runner.Agent):
                       "table": tables.rows_of(record, self.reference, self.games),
                       "network": c.network, "tau": c.tau, "beta": c.beta,
                       "tau_target_top_probability": c.tau_target_top_probability if c.tau == "auto" else None,
-                      "run_dir": runtime.portable_path(run_dir)}
+                      "run_dir": rundirs.portable_path(run_dir)}
         export.export_multitask(self.amn, self.games, path, provenance, self.protocol, kind="amn",
                                 temperatures=self.taus)
 
@@ -361,7 +361,7 @@ class AmnAgent(runner.Agent):
 def train(config) -> dict:
     """``--mode=amn``: distills the experts into an AMN; resumable from ``run_dir``."""
     if config.run_dir:  # refused at once if another process trains there, before the experts load
-        runtime.check_run_dir_free(config.run_dir)
+        rundirs.check_run_dir_free(config.run_dir)
     found = experts.find_experts(config.experts, config.games)
     games = [game for game, _ in found]
     check_tau_target(config, games)
@@ -370,4 +370,4 @@ def train(config) -> dict:
     return runner.launch(run_dir, {"mode": "amn", "games": games, "network": config.network}, config,
                          runner.schedule_of(config, config.steps_per_game, per_game=True),
                          lambda _: AmnAgent(config, found, run_dir),
-                         replay_flags=runtime.AMN_REPLAY_FLAGS)
+                         replay_flags=rundirs.AMN_REPLAY_FLAGS)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import envs, losses, seeds
+from amn_tf import envs, losses, rundirs, seeds
 
 
 class MultitaskPolicy:
@@ -245,9 +245,8 @@ class RemoteActors:
     @staticmethod
     def _failed(what: str, error) -> Exception:
         """One line for a Ray actor failure: what happened, Ray's first line, and the fix."""
-        from amn_tf import runtime
 
-        return runtime.RunError(f"{what}: {str(error).splitlines()[0]}; rerun the same command "
+        return rundirs.RunError(f"{what}: {str(error).splitlines()[0]}; rerun the same command "
                                 "to resume from the last checkpoint")
 
     def _launch(self, k, worker) -> None:

@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from amn_tf import envs, runtime
+from amn_tf import envs, rundirs
 from amn_tf.config import (
     OUTPUT_LAYERS,
     AmnConfig,
@@ -385,7 +385,7 @@ def _transfer_default_dir(game: str, label: str, seed: int) -> str:
     AMN prefix (``runs/transfer-Breakout-amn-amn-policy-seed0``) resumes where it is."""
     default_dir = os.path.join("runs", f"transfer-{game}-{label}-seed{seed}")
     older = os.path.join("runs", f"transfer-{game}-amn-{label}-seed{seed}")
-    if label.startswith("amn") and not os.path.exists(default_dir) and runtime.is_run_dir(older):
+    if label.startswith("amn") and not os.path.exists(default_dir) and rundirs.is_run_dir(older):
         print(f"[transfer] resuming {older}, named before init labels stopped doubling 'amn-' "
               f"(give --run_dir to start elsewhere)", flush=True)
         return older
@@ -460,10 +460,10 @@ def _build_eval(values):
         _require(values.game is not None, "--random_policy needs --game")
     game = envs.canonical_game(values.game) if values.game else None
     saved_model = values.saved_model
-    if saved_model and runtime.is_run_dir(saved_model):
+    if saved_model and rundirs.is_run_dir(saved_model):
         try:  # a training run's directory: evaluate what that run exported
-            saved_model = runtime.run_export(saved_model)
-        except runtime.RunError as error:
+            saved_model = rundirs.run_export(saved_model)
+        except rundirs.RunError as error:
             raise ConfigError(str(error)) from None
     _require(not values.store_test_play or saved_model,
              "--store_test_play needs --saved_model=PATH of an expert (not --random_policy)")

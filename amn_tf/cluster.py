@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import socket
 
-from amn_tf import runtime
+from amn_tf import rundirs
 
 
-class RayError(runtime.RunError):
+class RayError(rundirs.RunError):
     """Ray is missing or the cluster cannot be reached."""
 
 

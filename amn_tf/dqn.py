@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from amn_tf import dqn_agent, runner, runtime
+from amn_tf import dqn_agent, rundirs, runner
 
 
 def train(config) -> dict:
@@ -11,4 +11,4 @@ def train(config) -> dict:
     summary (final test play, export)."""
     return runner.launch(config.run_dir, {"mode": "dqn", "game": config.game}, config,
                          dqn_agent.schedule(config), lambda _: dqn_agent.DqnAgent(config),
-                         fixed=runtime.LATER_FLAGS, replay_flags=runtime.DQN_REPLAY_FLAGS)
+                         fixed=rundirs.LATER_FLAGS, replay_flags=rundirs.DQN_REPLAY_FLAGS)

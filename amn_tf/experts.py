@@ -12,7 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import checkpoints, envs, evaluation, export, runtime, seeds
+from amn_tf import checkpoints, envs, evaluation, export, rundirs, seeds
 from amn_tf.config import ConfigError
 
 HELD_OUT_STATES = 256  # per game, for the action-agreement figure and --tau=auto
@@ -81,7 +81,7 @@ def describe_experts(experts, label) -> None:
                   if "mean" in final else "no recorded test play")
         run = provenance.get("run_dir")
         print(f"[{label}] expert {game}: {loaded.path} ({trained}, {scored}, trained in "
-              f"{'run ' + runtime.portable_path(run) if run else 'an unknown run'})", flush=True)
+              f"{'run ' + rundirs.portable_path(run) if run else 'an unknown run'})", flush=True)
 
 
 def warn_weak_experts(reference, label) -> None:

@@ -8,7 +8,7 @@ that run's last checkpoint, as a rerun of the command would.
 
 from __future__ import annotations
 
-from amn_tf import cluster, runtime
+from amn_tf import cluster, rundirs
 
 
 def run(fanout, work) -> list:
@@ -17,7 +17,7 @@ def run(fanout, work) -> list:
     worker; or ``EvalRunConfig``s with ``work`` the evaluation) and prints a summary."""
     if fanout.kind == "dqn":  # a run directory in use refuses the whole command at once
         for job in fanout.jobs:
-            runtime.check_run_dir_free(job.run_dir)
+            rundirs.check_run_dir_free(job.run_dir)
     if fanout.ray_address is None:
         results = [work(job) for job in fanout.jobs]
     else:
@@ -27,7 +27,7 @@ def run(fanout, work) -> list:
                               max_retries=fanout.max_retries)(work)
             results = ray.get([task.remote(job) for job in fanout.jobs])
         except ray.exceptions.RayError as error:
-            if isinstance(getattr(error, "cause", None), runtime.RunError):
+            if isinstance(getattr(error, "cause", None), rundirs.RunError):
                 raise error.cause from None  # e.g. a run directory taken since the check
             raise cluster.RayError(f"a Ray task failed for good: {str(error).splitlines()[0]}") from None
         finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from amn_tf import runtime
+from amn_tf import rundirs, runtime
 
 
 def counter(name: str) -> tf.Variable:
@@ -100,12 +100,12 @@ def make_strategy(kind: str, devices: int):
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
         if devices > len(gpus):
-            raise runtime.RunError(f"--distribution=mirrored asked for {devices} GPUs but "
+            raise rundirs.RunError(f"--distribution=mirrored asked for {devices} GPUs but "
                                    f"{len(gpus)} are visible; lower --devices")
         return tf.distribute.MirroredStrategy([d.name for d in gpus[:devices]])
     cpus = tf.config.list_logical_devices("CPU")
     if devices > len(cpus):
-        raise runtime.RunError(f"--distribution=mirrored asked for {devices} devices but no GPU "
+        raise rundirs.RunError(f"--distribution=mirrored asked for {devices} devices but no GPU "
                                f"is visible and the CPU is {len(cpus)} device(s); lower --devices "
                                "or run where GPUs are")
     return tf.distribute.MirroredStrategy([d.name for d in cpus[:devices]])

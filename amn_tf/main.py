@@ -32,9 +32,9 @@ MODES = {
 def _user_errors():
     """The exception classes of user mistakes. Those of a module never imported cannot have
     been raised: leaving it unimported (TensorFlow) reports an early mistake at once."""
-    from amn_tf import checkpoints, runtime
+    from amn_tf import checkpoints, rundirs, runtime
 
-    errors = [config_lib.ConfigError, envs.UnknownGameError, runtime.RunError,
+    errors = [config_lib.ConfigError, envs.UnknownGameError, rundirs.RunError,
               runtime.NonFiniteError, checkpoints.CheckpointError]
     if "amn_tf.export" in sys.modules:
         errors += [sys.modules["amn_tf.export"].SavedModelError, sys.modules["amn_tf.export"].ExportError]

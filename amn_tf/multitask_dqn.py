@@ -32,8 +32,8 @@ from amn_tf import (
     optimizers,
     policies,
     replay,
+    rundirs,
     runner,
-    runtime,
     seeds,
     tables,
 )
@@ -180,7 +180,7 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
         provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
                       "network": self.config.network, "final_eval": record,
-                      "run_dir": runtime.portable_path(run_dir)}
+                      "run_dir": rundirs.portable_path(run_dir)}
         export.export_multitask_dqn(self.torso, self.heads, self.games, path, provenance,
                                     self.config.env.protocol)
 
@@ -202,4 +202,4 @@ def train(config) -> dict:
     schedule = runner.schedule_of(config, config.steps_per_game, config.target_update_period, per_game=True)
     return runner.launch(config.run_dir, {"mode": "multitask_dqn", "games": list(config.games),
                                           "network": config.network}, config, schedule,
-                         lambda _: MultitaskDqnAgent(config, found), replay_flags=runtime.DQN_REPLAY_FLAGS)
+                         lambda _: MultitaskDqnAgent(config, found), replay_flags=rundirs.DQN_REPLAY_FLAGS)

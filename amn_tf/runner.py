@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from amn_tf import checkpoints, envs, export, runtime, snapshots
+from amn_tf import checkpoints, envs, export, jsonl, parts, rundirs, runtime, snapshots
 
 STATE_VERSION = 2  # 1: written before the one run loop (no "version" key; DQN: "replay_rng")
 
@@ -110,28 +110,6 @@ def schedule_of(config, total_steps: int, target_update_period: int | None = Non
                     config.eval_period, config.checkpoint_period, target_update_period,
                     config.save_replay or config.deterministic, config.deterministic,
                     config.profile_steps, per_game, keep_best)
-
-
-class MetricMeans:
-    """A learner's scalar metrics averaged over the updates between two log lines: the loss a
-    progress line prints and TensorBoard records is the mean since the previous line, not the
-    last minibatch's (one minibatch of a sparse-reward game can give a loss 100 times smaller
-    or larger than its neighbours)."""
-
-    def __init__(self):
-        self.sums: dict = {}
-        self.count = 0
-
-    def add(self, metrics: dict) -> None:
-        for key, value in metrics.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
-        self.count += 1
-
-    def take(self) -> dict:
-        """The means since the last take (empty if no update since), and a fresh start."""
-        means = {key: total / self.count for key, total in self.sums.items()} if self.count else {}
-        self.sums, self.count = {}, 0
-        return means
 
 
 class Agent:
@@ -218,18 +196,18 @@ def launch(run_dir: str, identity: dict, config, schedule: Schedule, make_agent,
     3. ``prepare()``: what must succeed before anything is written (a transfer's initial
        network); a failure here leaves no run directory behind;
     4. creates and claims the run directory, or checks a resume belongs to it, and records the
-       flags (``runtime.prepare_run_dir`` with ``identity``, ``fixed``, ``replay_flags``);
+       flags (``rundirs.prepare_run_dir`` with ``identity``, ``fixed``, ``replay_flags``);
     5. ``make_agent(prepared)`` with what ``prepare`` returned, and ``Runner(...).run()``.
 
     The claim ends when this returns or raises, so a second run in the same process (or the
     next task of a reused Ray worker) claims its directory anew."""
-    with runtime.run_dir_claims():
-        if runtime.is_run_dir(run_dir):
-            runtime.lock_run_dir(run_dir)
+    with rundirs.run_dir_claims():
+        if rundirs.is_run_dir(run_dir):
+            rundirs.lock_run_dir(run_dir)
         runtime.set_precision(config.precision)
         runtime.set_seeds(config.seed, config.deterministic)
         prepared = prepare() if prepare else None
-        runtime.prepare_run_dir(run_dir, identity, config.flags, fixed=fixed, replay_flags=replay_flags)
+        rundirs.prepare_run_dir(run_dir, identity, config.flags, fixed=fixed, replay_flags=replay_flags)
         return Runner(run_dir, make_agent(prepared), schedule).run()
 
 
@@ -246,7 +224,7 @@ class Runner:
         self.state = RunState(games=list(agent.games), replay_saved=schedule.save_replay)
         self.history: list = []
         self.metrics: dict = {}  # means over the updates up to the latest log line
-        self.metric_means = MetricMeans()
+        self.metric_means = parts.MetricMeans()
         self.last_returns: dict = {}  # game -> unclipped return of its latest finished episode
         self.manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoints"))
         self.writer = None
@@ -298,7 +276,7 @@ class Runner:
         if self._finished():
             return self._already_finished()
         self._open_logs()
-        profiler = runtime.StepProfiler(self.schedule.profile_steps, self._tensorboard(),
+        profiler = parts.StepProfiler(self.schedule.profile_steps, self._tensorboard(),
                                         int(self.agent.learner.updates.numpy()))
         self.clock = (time.monotonic(), self.state.wall_seconds)
         try:
@@ -331,7 +309,7 @@ class Runner:
         summary = self.state.summary
         print(f"[{self.agent.label}] run already finished: {summary.get('export')} (a larger "
               f"{self.agent.budget_flag} trains it further)", flush=True)
-        final = runtime.read_jsonl(os.path.join(self.run_dir, "eval.jsonl"))
+        final = jsonl.read(os.path.join(self.run_dir, "eval.jsonl"))
         if final:
             print(f"[{self.agent.label}] its last recorded test play, at frame "
                   f"{self.frames(final[-1]['step']):,}{self.per_game}: {self.agent.eval_text(final[-1])}",
@@ -349,9 +327,9 @@ class Runner:
         import tensorflow as tf
 
         self.eval_path = os.path.join(self.run_dir, "eval.jsonl")
-        self.history = [r for r in runtime.read_jsonl(self.eval_path) if r["step"] <= self.state.step]
-        runtime.rewrite_jsonl(self.eval_path, self.history)
-        runtime.trim_tensorboard(self._tensorboard(), self.frames(self.state.step))
+        self.history = [r for r in jsonl.read(self.eval_path) if r["step"] <= self.state.step]
+        jsonl.rewrite(self.eval_path, self.history)
+        parts.trim_tensorboard(self._tensorboard(), self.frames(self.state.step))
         self.snapshots.restore(self.history, self.state.step)
         self.writer = tf.summary.create_file_writer(self._tensorboard())
 
@@ -361,8 +339,8 @@ class Runner:
         learning_starts = s.learning_starts
         if self.state.path and not self.state.replay_restored:  # the replay refills first
             learning_starts = self.state.step + s.learning_starts
-        self.progress = runtime.Progress(self.agent.label, s.total_steps, self.state.step)
-        with runtime.StopSignal() as stop:
+        self.progress = parts.Progress(self.agent.label, s.total_steps, self.state.step)
+        with parts.StopSignal() as stop:
             while self.state.step < s.total_steps and not stop.requested:
                 added = self.agent.act(self.state.step)
                 if self.state.step >= learning_starts:
@@ -391,20 +369,20 @@ class Runner:
             self.last_returns[game] = episode_return
             tag = "charts/episodic_return" if len(self.agent.games) == 1 else f"charts/{game}/episodic_return"
             self._scalars(step, {tag: episode_return})
-        if s.target_update_period and runtime.crossed(before, step, s.target_update_period):
+        if s.target_update_period and parts.crossed(before, step, s.target_update_period):
             self.agent.learner.update_target()
-        if runtime.crossed(before, step, s.log_period):
+        if parts.crossed(before, step, s.log_period):
             fps = self.progress.frames_per_second(step)
             self.metrics = self.metric_means.take() or self.metrics
             scalars = self.agent.train_scalars(self.metrics, fps)
             print(self.progress.line(step, fps, self._status(scalars)), flush=True)
             self._scalars(step, scalars)
-        if runtime.crossed(before, step, s.eval_period) and step < s.total_steps:
+        if parts.crossed(before, step, s.eval_period) and step < s.total_steps:
             record = self._evaluate()
             print(f"[{self.agent.label}] eval at frame {self.frames(step):,}{self.per_game}: "
                   f"{self.agent.eval_text(record)}", flush=True)
             self._keep_if_best(record)
-        if runtime.crossed(before, step, s.checkpoint_period):
+        if parts.crossed(before, step, s.checkpoint_period):
             if s.deterministic:  # new episodes from a seed an uninterrupted run shares
                 self.agent.new_episodes(step)
             self.save()
@@ -438,7 +416,7 @@ class Runner:
         if wall is not None:
             record["wall_seconds"] = round(wall, 1)
         self.history.append(record)
-        runtime.append_jsonl(self.eval_path, record)
+        jsonl.append(self.eval_path, record)
         self._scalars(self.state.step, scalars)
         return record
 

@@ -31,6 +31,7 @@ from amn_tf import (
     export,
     networks,
     policies,
+    rundirs,
     runner,
     runtime,
     seeds,
@@ -101,7 +102,7 @@ def build_initial_network(init: str, game: str, network: str = "small", output_l
         model, games, architecture = _amn_from_run_dir(path, network)
     if game in games:
         print(f"[transfer] warning: {game} is one of the AMN's source games ({', '.join(games)})")
-    origin = {"init": "amn", "source": runtime.portable_path(path), "source_games": games,
+    origin = {"init": "amn", "source": rundirs.portable_path(path), "source_games": games,
               "network": architecture, "output_layer": output_layer}
     if output_layer == "reinit":
         _copy_output_layer(reference, model)
@@ -163,7 +164,7 @@ def train(config) -> dict:
         return dqn_agent.DqnAgent(c, model, "transfer", name)
 
     return runner.launch(c.run_dir, info, c, dqn_agent.schedule(c), make_agent, prepare=initial_network,
-                         replay_flags=runtime.DQN_REPLAY_FLAGS)
+                         replay_flags=rundirs.DQN_REPLAY_FLAGS)
 
 
 def initial_weights_equal(model_a, model_b) -> bool:

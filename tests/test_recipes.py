@@ -29,7 +29,7 @@ def test_recipe_compare_trains_evaluates_and_tables_each_recipe(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     for name in ("a", "b"):
         payload = json.loads((tmp_path / "report" / f"Pong-{name}-seed0-eval.json").read_text())
-        # named by the run's name: the run directory lies outside the project (runtime.portable_path)
+        # named by the run's name: the run directory lies outside the project (rundirs.portable_path)
         assert payload["run_dir"] == f"Pong-{name}-seed0"
         assert payload["frames_trained"] == 2400 and payload["results"][0]["episodes"] == 1
     table = (tmp_path / "report" / "experts.md").read_text().split("# Recipes compared")[1]

@@ -12,7 +12,7 @@ import types
 import pytest
 from conftest import FLAGS_DIR, run_main
 
-from amn_tf import checkpoints, runner, snapshots
+from amn_tf import checkpoints, parts, runner, snapshots
 
 SMOKE = os.path.join(FLAGS_DIR, "smoke.flags")
 
@@ -154,7 +154,7 @@ def test_logged_metrics_are_the_means_since_the_last_log_line():
     import numpy as np
     import pytest
 
-    means = runner.MetricMeans()
+    means = parts.MetricMeans()
     for loss, applied in [(0.0002, True), (0.03, True), (0.0001, True)]:
         means.add({"td_loss": np.float32(loss), "applied": applied})
     taken = means.take()

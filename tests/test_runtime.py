@@ -14,7 +14,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT, subprocess_env
 
-from amn_tf import checkpoints, runtime
+from amn_tf import checkpoints, jsonl, parts, rundirs, runtime
 
 
 # ------------------------------------------------------------------ progress
@@ -39,7 +39,7 @@ def eta_of(line) -> int:
 
 def test_eta_and_frames_per_second_follow_the_slow_phase_not_the_replay_filling():
     clock = FakeClock()
-    progress = runtime.Progress("dqn Pong", total_steps=300_000, start_step=0, clock=clock)
+    progress = parts.Progress("dqn Pong", total_steps=300_000, start_step=0, clock=clock)
     step = 0
     for _ in range(12):  # 2 minutes of replay filling at 1,000 steps/s, a line every 10 s
         step += 10_000
@@ -57,7 +57,7 @@ def test_eta_and_frames_per_second_follow_the_slow_phase_not_the_replay_filling(
 
 def test_recent_rate_covers_the_window_and_at_least_the_previous_line():
     clock = FakeClock()
-    progress = runtime.Progress("amn", total_steps=10_000, start_step=1_000, clock=clock, window=60)
+    progress = parts.Progress("amn", total_steps=10_000, start_step=1_000, clock=clock, window=60)
     assert progress.line(1_000, 0.0).endswith("ETA ?")  # no rate yet
     fps, _ = report(progress, clock, 1_100, 300)  # lines further apart than the window:
     assert fps == pytest.approx(4 * 100 / 300)  # the rate since the previous one
@@ -71,7 +71,7 @@ def test_recent_rate_covers_the_window_and_at_least_the_previous_line():
 
 def test_print_returns_the_printed_rate(capsys):
     clock = FakeClock()
-    progress = runtime.Progress("dqn Pong", total_steps=1_000, start_step=0, clock=clock)
+    progress = parts.Progress("dqn Pong", total_steps=1_000, start_step=0, clock=clock)
     clock.now += 2
     assert progress.print(100, "eval None") == pytest.approx(200.0)
     assert capsys.readouterr().out == ("[dqn Pong] frames 400/4,000 (10%) | 200 frames/s | "
@@ -81,8 +81,8 @@ def test_print_returns_the_printed_rate(capsys):
 # ------------------------------------------------------------ run directory claim
 HOLDER = """
 import sys, time
-from amn_tf import runtime
-runtime.lock_run_dir(sys.argv[1])
+from amn_tf import rundirs
+rundirs.lock_run_dir(sys.argv[1])
 print("claimed", flush=True)
 time.sleep(120)
 """
@@ -100,7 +100,7 @@ def start_holder(run_dir):
 
 def held_by_another_open_file(run_dir) -> bool:
     """Whether the claim is held (flock is per open file, so this process's own claim counts)."""
-    fd = os.open(os.path.join(run_dir, runtime.LOCK_FILE), os.O_RDWR)
+    fd = os.open(os.path.join(run_dir, rundirs.LOCK_FILE), os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -114,24 +114,24 @@ def test_a_claimed_run_dir_is_refused_naming_the_holder_until_it_is_killed(tmp_p
     run_dir = tmp_path / "run"
     holder = start_holder(run_dir)
     try:
-        with open(run_dir / runtime.LOCK_FILE) as handle:
+        with open(run_dir / rundirs.LOCK_FILE) as handle:
             assert json.load(handle)["pid"] == holder.pid
-        with pytest.raises(runtime.RunError) as refused:
-            runtime.prepare_run_dir(str(run_dir), {"mode": "dqn", "game": "Pong"}, {})
+        with pytest.raises(rundirs.RunError) as refused:
+            rundirs.prepare_run_dir(str(run_dir), {"mode": "dqn", "game": "Pong"}, {})
         message = str(refused.value)
         assert "\n" not in message
         assert f"in use by process {holder.pid} (" in message and f"kill -INT {holder.pid}" in message
-        assert "-c import sys, time from amn_tf import runtime" in message  # its command line
-        assert not (run_dir / runtime.RUN_INFO).exists()  # nothing written by the refused one
-        with pytest.raises(runtime.RunError, match=f"process {holder.pid}"):
-            runtime.check_run_dir_free(str(run_dir))
+        assert "-c import sys, time from amn_tf import rundirs" in message  # its command line
+        assert not (run_dir / rundirs.RUN_INFO).exists()  # nothing written by the refused one
+        with pytest.raises(rundirs.RunError, match=f"process {holder.pid}"):
+            rundirs.check_run_dir_free(str(run_dir))
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
     # kill -9 leaves the file and its old PID behind, but no lock: the next run is accepted.
-    with runtime.run_dir_claims():
-        runtime.prepare_run_dir(str(run_dir), {"mode": "dqn", "game": "Pong"}, {})
-        with open(run_dir / runtime.LOCK_FILE) as handle:
+    with rundirs.run_dir_claims():
+        rundirs.prepare_run_dir(str(run_dir), {"mode": "dqn", "game": "Pong"}, {})
+        with open(run_dir / rundirs.LOCK_FILE) as handle:
             assert json.load(handle)["pid"] == os.getpid()
         assert held_by_another_open_file(run_dir)
     assert not held_by_another_open_file(run_dir)
@@ -141,13 +141,13 @@ def test_claims_are_reentrant_in_a_process_and_released_when_the_train_function_
     run_dir = str(tmp_path / "run")
     held = []
 
-    @runtime.releases_run_dirs
-    def train(fail=False):
-        runtime.prepare_run_dir(run_dir, {"mode": "dqn", "game": "Pong"}, {})
-        runtime.lock_run_dir(run_dir)  # as dqn_agent.train claims again what the mode already claimed
-        held.append(held_by_another_open_file(run_dir))
-        if fail:
-            raise runtime.NonFiniteError("loss is NaN")
+    def train(fail=False):  # as runner.launch claims
+        with rundirs.run_dir_claims():
+            rundirs.prepare_run_dir(run_dir, {"mode": "dqn", "game": "Pong"}, {})
+            rundirs.lock_run_dir(run_dir)  # re-entrant: a second claim in the process does nothing
+            held.append(held_by_another_open_file(run_dir))
+            if fail:
+                raise runtime.NonFiniteError("loss is NaN")
 
     train()
     assert not held_by_another_open_file(run_dir)
@@ -155,20 +155,20 @@ def test_claims_are_reentrant_in_a_process_and_released_when_the_train_function_
         train(fail=True)  # the same run directory again in the same process, raising
     assert held == [True, True]
     assert not held_by_another_open_file(run_dir)
-    with runtime.run_dir_claims():  # a claim taken before a train function outlives it
-        runtime.lock_run_dir(run_dir)
+    with rundirs.run_dir_claims():  # a claim taken before a train function outlives it
+        rundirs.lock_run_dir(run_dir)
         train()
         assert held_by_another_open_file(run_dir)
     assert not held_by_another_open_file(run_dir)
-    runtime.check_run_dir_free(run_dir)  # claims nothing
+    rundirs.check_run_dir_free(run_dir)  # claims nothing
     assert not held_by_another_open_file(run_dir)
 
 
 HOLDER_OF_A_RUN = """
 import sys, time
-from amn_tf import runtime
+from amn_tf import rundirs
 for run_dir in sys.argv[1:]:
-    runtime.prepare_run_dir(run_dir, {"mode": "held"}, {})
+    rundirs.prepare_run_dir(run_dir, {"mode": "held"}, {})
 print("claimed", flush=True)
 time.sleep(120)
 """
@@ -205,9 +205,9 @@ def test_every_training_mode_refuses_a_run_dir_in_use(mode, tmp_path):
 def test_flags_history_keeps_each_invocation_that_changed_a_flag(tmp_path):
     run_dir = str(tmp_path)
     flags = {"learning_rate": 0.0001, "n_step": 3, "training_steps": 100, "games": ("Pong",)}
-    runtime.record_flags(run_dir, flags)
-    runtime.record_flags(run_dir, dict(flags))  # a plain resume: nothing new
-    history = runtime.read_jsonl(os.path.join(run_dir, runtime.FLAGS_HISTORY))
+    rundirs.record_flags(run_dir, flags)
+    rundirs.record_flags(run_dir, dict(flags))  # a plain resume: nothing new
+    history = jsonl.read(os.path.join(run_dir, rundirs.FLAGS_HISTORY))
     assert history == [{"from_step": 0, "flags": {**flags, "games": ["Pong"]}}]
     # Resumed from the newest complete checkpoint (step 400; a partial one at 600 is not one)
     # with another learning rate and budget.
@@ -216,11 +216,11 @@ def test_flags_history_keeps_each_invocation_that_changed_a_flag(tmp_path):
         path.mkdir(parents=True)
         if complete:
             (path / checkpoints.SENTINEL).write_text("")
-    runtime.record_flags(run_dir, {**flags, "learning_rate": 0.0002, "training_steps": 200})
+    rundirs.record_flags(run_dir, {**flags, "learning_rate": 0.0002, "training_steps": 200})
     assert json.loads((tmp_path / "flags.json").read_text())["learning_rate"] == 0.0002
-    assert runtime.flag_changes(run_dir, ("learning_rate", "n_step")) == [
+    assert rundirs.flag_changes(run_dir, ("learning_rate", "n_step")) == [
         (400, {"learning_rate": (0.0001, 0.0002)})]
-    assert runtime.flag_changes(run_dir, ("n_step",)) == []
+    assert rundirs.flag_changes(run_dir, ("n_step",)) == []
 
 
 def _complete_checkpoint(run_dir, step: int) -> None:
@@ -231,21 +231,21 @@ def _complete_checkpoint(run_dir, step: int) -> None:
 
 def test_a_resume_that_fails_before_its_first_checkpoint_takes_its_flags_back(tmp_path):
     identity, flags = {"mode": "dqn", "game": "Pong"}, {"learning_rate": 0.0001, "training_steps": 100}
-    runtime.prepare_run_dir(str(tmp_path), identity, flags)
+    rundirs.prepare_run_dir(str(tmp_path), identity, flags)
     _complete_checkpoint(tmp_path, 100)
-    runtime.release_run_dir(str(tmp_path))
-    records = {name: (tmp_path / name).read_bytes() for name in ("flags.json", runtime.FLAGS_HISTORY)}
+    rundirs.release_run_dir(str(tmp_path))
+    records = {name: (tmp_path / name).read_bytes() for name in ("flags.json", rundirs.FLAGS_HISTORY)}
     changed = {**flags, "learning_rate": 0.0002, "training_steps": 200}
     # Fails (here: a bad expert, a NaN loss...) before writing a checkpoint: nothing it trained was
     # kept, so the run's record is what it was.
-    with pytest.raises(ValueError), runtime.run_dir_claims():
-        runtime.prepare_run_dir(str(tmp_path), identity, changed)
+    with pytest.raises(ValueError), rundirs.run_dir_claims():
+        rundirs.prepare_run_dir(str(tmp_path), identity, changed)
         assert json.loads((tmp_path / "flags.json").read_text())["learning_rate"] == 0.0002
         raise ValueError("failed")
     assert {name: (tmp_path / name).read_bytes() for name in records} == records
     # Every checkpoint failing to load is told which flags the resume changed (not the budget).
-    with pytest.raises(checkpoints.NoUsableCheckpoint) as raised, runtime.run_dir_claims():
-        runtime.prepare_run_dir(str(tmp_path), identity, changed)
+    with pytest.raises(checkpoints.NoUsableCheckpoint) as raised, rundirs.run_dir_claims():
+        rundirs.prepare_run_dir(str(tmp_path), identity, changed)
         raise checkpoints.NoUsableCheckpoint(str(tmp_path / "checkpoints"), "ckpt-100: shape")
     message = str(raised.value)
     assert message.startswith(f"no usable checkpoint in {tmp_path / 'checkpoints'}: every one")
@@ -253,29 +253,29 @@ def test_a_resume_that_fails_before_its_first_checkpoint_takes_its_flags_back(tm
         "flags (its flags.json)" in message and "training_steps" not in message
     assert {name: (tmp_path / name).read_bytes() for name in records} == records
     # Failing after it wrote a checkpoint: its flags trained that checkpoint, their record stays.
-    with pytest.raises(ValueError), runtime.run_dir_claims():
-        runtime.prepare_run_dir(str(tmp_path), identity, changed)
+    with pytest.raises(ValueError), rundirs.run_dir_claims():
+        rundirs.prepare_run_dir(str(tmp_path), identity, changed)
         _complete_checkpoint(tmp_path, 150)
         raise ValueError("failed later")
     assert json.loads((tmp_path / "flags.json").read_text())["learning_rate"] == 0.0002
-    assert runtime.flag_changes(str(tmp_path), ("learning_rate",)) == [
+    assert rundirs.flag_changes(str(tmp_path), ("learning_rate",)) == [
         (100, {"learning_rate": (0.0001, 0.0002)})]
 
 
 def test_flags_history_drops_a_line_torn_by_a_crash(tmp_path):
-    runtime.record_flags(str(tmp_path), {"learning_rate": 0.0001})
-    with open(tmp_path / runtime.FLAGS_HISTORY, "a") as handle:
+    rundirs.record_flags(str(tmp_path), {"learning_rate": 0.0001})
+    with open(tmp_path / rundirs.FLAGS_HISTORY, "a") as handle:
         handle.write('{"from_step": 0, "fla')  # a crash in the middle of a write
-    runtime.record_flags(str(tmp_path), {"learning_rate": 0.0002})
-    assert runtime.flag_changes(str(tmp_path), ("learning_rate",)) == [
+    rundirs.record_flags(str(tmp_path), {"learning_rate": 0.0002})
+    assert rundirs.flag_changes(str(tmp_path), ("learning_rate",)) == [
         (0, {"learning_rate": (0.0001, 0.0002)})]
-    assert len((tmp_path / runtime.FLAGS_HISTORY).read_text().splitlines()) == 2
+    assert len((tmp_path / rundirs.FLAGS_HISTORY).read_text().splitlines()) == 2
 
 
 def test_flags_history_starts_from_the_flags_json_of_an_older_run(tmp_path):
     (tmp_path / "flags.json").write_text(json.dumps({"learning_rate": 0.0001}))
-    runtime.record_flags(str(tmp_path), {"learning_rate": 0.00005})
-    assert runtime.flag_changes(str(tmp_path), ("learning_rate",)) == [
+    rundirs.record_flags(str(tmp_path), {"learning_rate": 0.00005})
+    assert rundirs.flag_changes(str(tmp_path), ("learning_rate",)) == [
         (0, {"learning_rate": (0.0001, 0.00005)})]
 
 
@@ -283,7 +283,7 @@ def test_records_name_a_run_relative_to_the_project_or_by_its_name(tmp_path, mon
     project = tmp_path / "project"
     (project / "runs" / "dqn-Pong").mkdir(parents=True)
     monkeypatch.chdir(project)
-    assert runtime.portable_path(str(project / "runs" / "dqn-Pong")) == os.path.join("runs", "dqn-Pong")
-    assert runtime.portable_path("runs/dqn-Pong/") == os.path.join("runs", "dqn-Pong")
-    assert runtime.portable_path("/work/runs/recipes-7M/Pong-fast-seed1") == "Pong-fast-seed1"
-    assert runtime.portable_path(str(tmp_path / "elsewhere" / "run")) == "run"
+    assert rundirs.portable_path(str(project / "runs" / "dqn-Pong")) == os.path.join("runs", "dqn-Pong")
+    assert rundirs.portable_path("runs/dqn-Pong/") == os.path.join("runs", "dqn-Pong")
+    assert rundirs.portable_path("/work/runs/recipes-7M/Pong-fast-seed1") == "Pong-fast-seed1"
+    assert rundirs.portable_path(str(tmp_path / "elsewhere" / "run")) == "run"

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 
 from amn_tf import config as config_lib
-from amn_tf import runtime, tables
+from amn_tf import jsonl, rundirs, tables
 
 # The flags that make a DQN recipe: runs of one game whose values agree on all of them are
 # seeds of one recipe (budget, seed, paths, test-play and bookkeeping flags are not part of it).
@@ -24,7 +24,7 @@ RECIPE_FLAGS = ("protocol", "num_envs", "replay_capacity", "learning_starts", "u
                 "batch_size", "n_step", "target_update_period", "gamma", "epsilon_start",
                 "epsilon_end", "epsilon_decay_steps", "optimizer", "learning_rate", "adam_epsilon",
                 "double_dqn", "dueling", "reward_clip", "batch_loss", "precision")
-RECIPE_DEFAULTS = runtime.LATER_FLAGS  # runs recorded before a flag existed read as its old meaning
+RECIPE_DEFAULTS = rundirs.LATER_FLAGS  # runs recorded before a flag existed read as its old meaning
 
 
 class Record(Mapping):
@@ -135,7 +135,7 @@ def run_mode(run_dir: str) -> str:
 
 def load_run(run_dir: str) -> AmnRun:
     experts_path = os.path.join(run_dir, "experts.json")
-    history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+    history = jsonl.read(os.path.join(run_dir, "eval.jsonl"))
     if not os.path.exists(experts_path) or not history:
         raise config_lib.ConfigError(
             f"{run_dir} is not an AMN run with evaluations (needs experts.json and eval.jsonl)")
@@ -148,7 +148,7 @@ def _dqn_records(run_dir: str, kind: str, plays: str) -> tuple:
     """``run.json``, ``flags.json`` and the test plays of a DQN run (expert or transfer); a run
     without any test play is refused as "<kind> run <dir> has no <plays> yet"."""
     info = _json(os.path.join(run_dir, "run.json"))
-    history = runtime.read_jsonl(os.path.join(run_dir, "eval.jsonl"))
+    history = jsonl.read(os.path.join(run_dir, "eval.jsonl"))
     if not history:
         raise config_lib.ConfigError(f"{kind} run {run_dir} has no {plays} yet")
     flags = _json(os.path.join(run_dir, "flags.json"))
@@ -170,7 +170,7 @@ def load_dqn_run(run_dir: str) -> ExpertRun:
     _, fields = _dqn_records(run_dir, "expert", "test plays")
     name = run_name(run_dir)
     return ExpertRun(name=name, dir=run_dir, label=re.sub(r"-seed[0-9]+$", "", name),
-                     recipe_changes=runtime.flag_changes(run_dir, RECIPE_FLAGS, RECIPE_DEFAULTS),
+                     recipe_changes=rundirs.flag_changes(run_dir, RECIPE_FLAGS, RECIPE_DEFAULTS),
                      **fields)
 
 
