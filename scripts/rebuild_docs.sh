@@ -105,6 +105,25 @@ report "$Y" --report_reach_scores=12,15 \
 cannot "$E/experts.md and expert_curves.png" "runs/experts/{Boxing,Seaquest,DemonAttack}"
 cannot "$E/fast-recipe/experts.md and expert_curves.png" "runs/experts-fast/{Pong,Breakout,SpaceInvaders}-seed0"
 
+# ---------------------------------------------------------------- fresh episodes (shipped models)
+X=$R/fresh-episodes  # every shipped model re-scored on --mode=eval's stream of --seed=100
+report "$X" --report_evals="$(list "$X"/experts-{Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest}-1-fresh-eval.json \
+  "$E"/{Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest}-random.json "$X"/amn-amn-table1-1-fresh-eval.json)"
+fresh=()
+for game in Boxing Breakout CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders; do
+  fresh+=("experts/$game/1=$E/$game-expert.json=$X/experts-$game-1-fresh-eval.json")
+done
+fresh+=("amn/amn-table1/1=$R/table1/paper-games/1.2M/amn-beta0.01-seed1-eval.json=$X/amn-amn-table1-1-fresh-eval.json"
+        "amn/amn-policy/1=$R/table1/five-games/amn-policy-eval.json=$X/amn-amn-policy-1-fresh-eval.json"
+        "amn/amn-feature/1=$R/table1/five-games/amn-feature-eval.json=$X/amn-amn-feature-1-fresh-eval.json"
+        "transfer/Breakout-amn-policy/1=$R/transfer-Breakout/amn-policy-seed1-eval.json=$X/transfer-Breakout-amn-policy-1-fresh-eval.json")
+dest=$X; [ -z "$out" ] || dest="$out/$X"
+mkdir -p "$dest"
+"$python" scripts/fresh_episodes.py "${fresh[@]}" > "$dest/fresh_vs_published.md"
+echo "remade: $X/fresh_vs_published.md"
+git show "HEAD:$X/fresh_vs_published.md" 2> /dev/null | cmp -s - "$dest/fresh_vs_published.md" \
+  || differs+=("$X/fresh_vs_published.md")
+
 for name in ${differs[@]+"${differs[@]}"}; do
   echo "differs from the committed file: $name"
 done
