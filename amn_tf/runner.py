@@ -392,9 +392,11 @@ class Runner:
         and the learner's metrics and epsilon from the agent's scalars."""
         parts = []
         if len(self.agent.games) == 1:
-            latest = self.history[-1]["mean"] if self.history else None
-            parts.append(f"eval {'-' if latest is None else f'{latest:.1f}'}")
-            parts.append(f"last episode {self.last_returns.get(self.agent.games[0], '-')}")
+            game = self.agent.games[0]
+            latest = self.history[-1] if self.history else {}  # a DQN's record, or a one-game AMN's
+            score = latest.get("mean", latest.get("games", {}).get(game, {}).get("mean"))
+            parts.append(f"eval {'-' if score is None else f'{score:.1f}'}")
+            parts.append(f"last episode {self.last_returns.get(game, '-')}")
         else:
             parts.append("last episodes: " + " ".join(f"{g} {self.last_returns.get(g, '-')}"
                                                       for g in self.agent.games))

@@ -119,6 +119,21 @@ def test_the_progress_line_shows_the_latest_score_episode_and_learner_metrics(tm
     assert not any("SPS" in line for line in lines)
 
 
+def test_a_one_game_run_whose_records_hold_games_shows_that_games_score(tmp_path, capsys):
+    class OneGameAmn(CountingAgent):  # an AMN on one game: its test plays hold a "games" dict
+        def evaluate(self, step, plays_so_far):
+            record, scalars = super().evaluate(step, plays_so_far)
+            return {"step": step, "frames": 4 * step, "games": {"Pong": {"mean": record["mean"]}}}, scalars
+
+        def eval_text(self, record):
+            return str(record["games"]["Pong"]["mean"])
+
+    agent = OneGameAmn(str(tmp_path / "exports"))
+    runner.Runner(str(tmp_path / "run"), agent, _schedule(log_period=6)).run()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "frames/s" in line]
+    assert "eval 1.0 | last episode -21.0" in lines[2]
+
+
 def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path, capsys):
     _, straight = _run(tmp_path, "straight", _schedule())
     first, stopped = _run(tmp_path, "resumed", _schedule(), stop_at=15)
