@@ -155,31 +155,3 @@ def assert_clean_error(result) -> str:
     assert len(errors) == 1, describe(result)
     assert result.stderr.strip().splitlines()[-1] == errors[0], describe(result)
     return errors[0]
-
-
-# ------------------------------------------------------------------ the slow tier
-# Slow tests of modules whose marks are kept here while others edit them (the marks belong in
-# the module, as @pytest.mark.slow, once it is free): each starts python -m amn_tf.main, a
-# script or a shell script in a subprocess, or takes more than a few seconds in-process.
-SLOW_ELSEWHERE = {
-    "test_transfer.py": {
-        "test_tiny_transfer_run_through_main",
-        "test_a_run_named_before_the_label_change_resumes_under_its_old_default_dir",
-        "test_bad_init_one_line",
-        "test_report_table2_from_real_tiny_transfer_runs",
-        "test_rank_sources_prints_a_ranking_of_every_source",
-        "test_initial_q_script_reports_each_inits_action_spread",  # in-process, ~15 s
-        "test_large_amn_transfers_end_to_end",  # in-process, ~11 s
-        "test_eval_of_a_run_directory_that_exported_nothing_one_line",
-        "test_transfer_compare_script_trains_evaluates_and_reports",
-    },
-    "test_output_layer.py": {
-        "test_rescale_matches_the_random_init_spread_by_one_factor",  # in-process, ~30 s
-    },
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if getattr(item, "originalname", item.name) in SLOW_ELSEWHERE.get(item.path.name, ()):
-            item.add_marker(pytest.mark.slow)

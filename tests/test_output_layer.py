@@ -5,7 +5,7 @@ On the shipped AMN-feature SavedModel (a real AMN) and real Breakout random-play
 import keras
 import numpy as np
 import pytest
-from absl import flags
+from conftest import parsed_flags
 
 from amn_tf import cli, envs, networks, runtime, transfer
 from amn_tf.config import ConfigError, setting_label
@@ -29,6 +29,7 @@ def test_action_spread_against_a_hand_computation():
     assert spread == pytest.approx(8.5 / 3)
 
 
+@pytest.mark.slow
 def test_rescale_matches_the_random_init_spread_by_one_factor():
     states, _ = transfer.random_play_states("Breakout", "paper", 256, 0, "vector")
     runtime.set_seeds(7, False)
@@ -80,23 +81,17 @@ def test_reinit_is_the_random_init_output_layer_of_the_same_seed():
     assert not np.array_equal(_output_layer(other)[0], _output_layer(reinit)[0])
 
 
-@pytest.fixture
-def parse():
-    """Parses flags in-process for one test and restores them after it."""
-    def parse_flags(*argv):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["amn_tf", *argv])
-        return cli.build()
-    yield parse_flags
-    flags.FLAGS.unparse_flags()
+def _config(*args):
+    with parsed_flags(*args) as values:
+        return cli.build(values)
 
 
-def test_flag_needs_an_amn_init_and_labels_the_run(parse):
+def test_flag_needs_an_amn_init_and_labels_the_run():
     with pytest.raises(ConfigError, match="--init_output_layer=rescale treats an AMN's output layer"):
-        parse("--mode=transfer", "--game=Breakout", "--init=random", "--init_output_layer=rescale")
-    config = parse("--mode=transfer", "--game=Breakout", f"--init=amn:{AMN}", "--init_output_layer=reinit")
+        _config("--mode=transfer", "--game=Breakout", "--init=random", "--init_output_layer=rescale")
+    config = _config("--mode=transfer", "--game=Breakout", f"--init=amn:{AMN}", "--init_output_layer=reinit")
     assert config.output_layer == "reinit"
     assert config.dqn.run_dir == "runs/transfer-Breakout-amn-feature-reinit-seed0"
-    assert parse("--mode=transfer", "--game=Breakout", f"--init=amn:{AMN}").output_layer == "keep"
+    assert _config("--mode=transfer", "--game=Breakout", f"--init=amn:{AMN}").output_layer == "keep"
     assert setting_label(f"amn:{AMN}", "keep") == "amn-feature"
     assert setting_label(f"amn:{AMN}", "rescale") == "amn-feature-rescale"

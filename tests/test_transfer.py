@@ -96,6 +96,7 @@ def test_legal_mask_applies_to_the_max_in_td_targets():
         assert loss == pytest.approx(0.4608, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_transfer_run_through_main(amn, tmp_path):
     _, saved, _ = amn
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
@@ -145,6 +146,7 @@ def _default_run_dir(cwd, init):
     return json.loads(result.stdout.strip().splitlines()[-1])["run_dir"], result.stdout
 
 
+@pytest.mark.slow
 def test_a_run_named_before_the_label_change_resumes_under_its_old_default_dir(tmp_path):
     init = "amn:saved_models/amn/amn-policy/1"
     run_dir, _ = _default_run_dir(tmp_path, init)
@@ -162,6 +164,7 @@ def test_a_run_named_before_the_label_change_resumes_under_its_old_default_dir(t
     assert _default_run_dir(tmp_path, "amn:runs/cpu")[0] == os.path.join("runs", "transfer-Breakout-amn-cpu-seed1")
 
 
+@pytest.mark.slow
 def test_bad_init_one_line(amn, tmp_path):
     _, saved, _ = amn
     keras.mixed_precision.set_global_policy("float32")
@@ -187,6 +190,7 @@ def test_bad_init_one_line(amn, tmp_path):
     assert unknown.returncode != 0 and "Breakout" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
     _, saved, _ = amn
     runs = []
@@ -242,6 +246,7 @@ def test_report_table2_from_real_tiny_transfer_runs(amn, tmp_path):
     assert f"Random play (uniform legal actions): {means['random-play']:.1f}." in table
 
 
+@pytest.mark.slow
 def test_rank_sources_prints_a_ranking_of_every_source(amn, tmp_path):
     _, saved, _ = amn
     output = tmp_path / "rank.json"
@@ -260,6 +265,7 @@ def test_rank_sources_prints_a_ranking_of_every_source(amn, tmp_path):
     assert refused.returncode != 0 and "needs --init=amn:PATH" in refused.stderr
 
 
+@pytest.mark.slow
 def test_initial_q_script_reports_each_inits_action_spread(amn, capsys):
     """scripts/initial_q.py: per init, the spread between the best and worst legal action of the
     initial network on the target's random-play states, as computed here from the same network."""
@@ -278,6 +284,7 @@ def test_initial_q_script_reports_each_inits_action_spread(amn, capsys):
     assert lines[1].endswith(f"mean {np.mean(q.max(1) - q.min(1)):.3f}")
 
 
+@pytest.mark.slow
 def test_large_amn_transfers_end_to_end(tmp_path):
     """The authors' large AMN (4 convolutions, FC 2048, FC 1024) through export and init."""
     keras.mixed_precision.set_global_policy("float32")
@@ -292,6 +299,7 @@ def test_large_amn_transfers_end_to_end(tmp_path):
         np.testing.assert_array_equal(mine, theirs)
 
 
+@pytest.mark.slow
 def test_eval_of_a_run_directory_that_exported_nothing_one_line(amn, tmp_path):
     _, saved, _ = amn
     run_dir = tmp_path / "run"
@@ -320,6 +328,7 @@ def test_eval_of_a_run_directory_that_exported_nothing_one_line(amn, tmp_path):
         assert "Traceback" not in result.stderr and not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.slow
 def test_transfer_compare_script_trains_evaluates_and_reports(amn, tmp_path):
     """scripts/transfer_compare.sh end to end at a tiny budget: each AMN's rank_sources ranking,
     three inits trained two at a time, each run's export and random play evaluated, Table 2 with
