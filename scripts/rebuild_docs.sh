@@ -61,6 +61,12 @@ for game in Breakout RoadRunner; do  # scripts/transfer_compare.sh's report step
     --report_rankings="$D/rank_sources-amn-policy.json,$D/rank_sources-amn-feature.json"
 done
 
+# ---------------------------------------------------------------- the transfer ablation (Breakout)
+A=$R/transfer-Breakout/ablation  # every kept Breakout transfer run, one row per setting
+# shellcheck disable=SC2012
+report "$A" --report_ablation --report_runs="$(ls -d "$R"/transfer-Breakout/runs/* "$A"/runs/* | paste -sd,)" \
+  --report_evals="$(ls "$R"/transfer-Breakout/*-seed?-eval.json "$A"/*-eval.json | paste -sd,)"
+
 T=$R/transfer-SpaceInvaders
 cannot "$T/table2.md and transfer_curves.png" "runs/transfer-SpaceInvaders-{random,amn-cpu-policy,amn-cpu}-seed{0,1}"
 cannot "$T/1.2M/table2.md and transfer_curves.png" "the same random and amn-cpu runs trained on to 1.2M frames"

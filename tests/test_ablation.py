@@ -80,6 +80,9 @@ def test_rows_against_random_init_of_the_same_recipe(tmp_path, monkeypatch):
     assert "--init_output_layer=rescale --training_steps=150000 --seed={0,1}" in amn_row[9]
     paper = text[text.index("transfer_paper.flags"):]
     assert "no random-init run with this recipe yet" in paper.splitlines()[0]
+    # Its row still shows what needs no random init: the mean test score (1 + 2) / 2.
+    row = next(line for line in paper.splitlines() if line.startswith("| amn-feature |"))
+    assert row.split(" | ")[3:8] == ["1", "-", "-", "-", "1.5 (1.5)"]
     assert os.path.exists(written["ablation_plot"])
 
 

@@ -179,9 +179,14 @@ class Row(Record):
 
 
 def _row(key, group, reach, random_frames, random_by_seed, finals) -> Row:
-    frames = curves.frames_to_reach(curves.mean_curve(group), reach)
+    """One setting's row; with no random-init run of its recipe (``reach`` None) only its own
+    figures (mean test score, SavedModel)."""
+    frames = curves.frames_to_reach(curves.mean_curve(group), reach) if reach is not None else None
     per_seed = []
     for run in group:
+        if reach is None:
+            per_seed.append("-")
+            continue
         own = curves.frames_to_reach(run.points, reach)
         ratio = ("" if key[2] == "random" or run.seed not in random_by_seed
                  else f" ({_ratio_text(own, random_by_seed[run.seed])})")
@@ -190,8 +195,8 @@ def _row(key, group, reach, random_frames, random_by_seed, finals) -> Row:
     saved = [finals.get(run_name(r.dir)) for r in group]
     known = [s for s in saved if s is not None]
     return Row(key, group, len(group),
-               "not reached" if frames is None else f"{frames / 1e6:.2f}M",
-               "-" if key[2] == "random" else _ratio_text(frames, random_frames),
+               "-" if reach is None else "not reached" if frames is None else f"{frames / 1e6:.2f}M",
+               "-" if key[2] == "random" or reach is None else _ratio_text(frames, random_frames),
                ", ".join(per_seed),
                f"{np.mean(areas):.1f} ({', '.join(f'{a:.1f}' for a in areas)})",
                (f"{np.mean(known):.1f} ({', '.join('-' if s is None else f'{s:.1f}' for s in saved)})"
@@ -207,11 +212,12 @@ def rows(runs: list, finals: dict) -> tuple:
     for run in runs:
         settings.setdefault(setting_key(run), []).append(run)
     random_runs = [r for r in runs if r.init == "random"]
-    if not random_runs:
-        return [], None, budget
-    reach = 0.5 * float(np.mean([r.points[-1][1] for r in random_runs]))
-    random_frames = curves.frames_to_reach(curves.mean_curve(random_runs), reach)
-    random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach) for r in random_runs}
+    reach = random_frames = None
+    random_by_seed = {}
+    if random_runs:
+        reach = 0.5 * float(np.mean([r.points[-1][1] for r in random_runs]))
+        random_frames = curves.frames_to_reach(curves.mean_curve(random_runs), reach)
+        random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach) for r in random_runs}
     table = [_row(key, sorted(group, key=lambda r: r.seed), reach, random_frames, random_by_seed, finals)
              for key, group in sorted(settings.items(), key=lambda item: (item[0][2] != "random", item[0]))]
     return table, reach, budget
@@ -233,9 +239,7 @@ def markdown(by_recipe: dict) -> str:
     for (game, recipe), (table, reach, budget) in sorted(by_recipe.items()):
         lines.append(f"## {game}, recipe {recipe}: budget {budget / 1e6:.2f}M frames"
                      + (f", reach score {reach:.1f}\n" if reach is not None else
-                        ": no random-init run with this recipe yet, no row can be compared\n"))
-        if not table:
-            continue
+                        ": no random-init run with this recipe yet (no reach score, no ratio)\n"))
         lines += ["| init | AMN tau | AMN sources | seeds | frames to reach | ratio to random "
                   "init | per seed (ratio) | mean test score | SavedModel | command |",
                   "| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
@@ -252,7 +256,7 @@ def plot(by_recipe: dict, path: str) -> None:
     panels = [plots.Panel(f"{game}, {os.path.basename(recipe)}\n(mean over seeds, band: min-max)",
                           [(f"{row.key[2]} ({len(row.runs)} seed{'s' * (len(row.runs) > 1)})", row.runs)
                            for row in table],
-                          [plots.reach_line(reach, f"reach score {reach:.1f}")])
+                          [plots.reach_line(reach, f"reach score {reach:.1f}")] if reach is not None else [])
               for (game, recipe), (table, reach, _) in sorted(by_recipe.items()) if table]
     if panels:
         plots.seed_panels(panels, path, 6, 4)
