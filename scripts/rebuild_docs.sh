@@ -65,7 +65,7 @@ done
 A=$R/transfer-Breakout/ablation  # every kept Breakout transfer run, one row per setting
 # shellcheck disable=SC2012
 report "$A" --report_ablation --report_runs="$(ls -d "$R"/transfer-Breakout/runs/* "$A"/runs/* | paste -sd,)" \
-  --report_evals="$(ls "$R"/transfer-Breakout/*-seed?-eval.json "$A"/*-eval.json | paste -sd,)"
+  --report_evals="$(ls "$R"/transfer-Breakout/*-seed?-eval.json "$R"/transfer-Breakout/random-play-eval.json "$A"/*-eval.json | paste -sd,)"
 
 T=$R/transfer-SpaceInvaders
 cannot "$T/table2.md and transfer_curves.png" "runs/transfer-SpaceInvaders-{random,amn-cpu-policy,amn-cpu}-seed{0,1}"

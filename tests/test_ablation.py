@@ -61,12 +61,15 @@ def test_rows_against_random_init_of_the_same_recipe(tmp_path, monkeypatch):
         # the authors' recipe: AMN runs but no random init yet
         _run(tmp_path, "p0", amn, 0, PAPER, [1, 2]),
     ]
-    evals = [{"name": "x", "run_dir": "/elsewhere/a0", "results": {"Breakout": {"mean": 12.5}}},
+    evals = [{"name": "random", "results": {"Breakout": {"mean": 5.0}}},  # random play
+             {"name": "x", "run_dir": "/elsewhere/a0", "results": {"Breakout": {"mean": 12.5}}},
              {"name": "y", "run_dir": "/elsewhere/r1", "results": {"Breakout": {"mean": 20.0}}}]
     written = ablation.write(dirs, evals, str(tmp_path / "out"), flag_root=flags)
     text = open(written["ablation"]).read()
     fast = text[text.index("recipe " + os.path.join(flags, "transfer_fast.flags")):]
     assert "budget 0.60M frames, reach score 5.0" in fast  # (10 + 10) / 2 / 2, at 600k
+    # random play scores 5.0 too: the table says the reach score means nothing here
+    assert "The reach score 5.0 is not above random play (5.0)" in fast
     rows = {line.split(" | ")[0]: line.split(" | ") for line in fast.splitlines() if line.startswith("| ")}
     random_row, amn_row = rows["| random"], rows["| amn-feature-rescale"]
     # Random init's mean curve: 0, 1.5, 3.5, 5.0 -> 400k. The AMN's: 3, 5.5 -> 200k: ratio 0.50.

@@ -223,7 +223,13 @@ def rows(runs: list, finals: dict) -> tuple:
     return table, reach, budget
 
 
-def markdown(by_recipe: dict) -> str:
+def random_play(evals: list) -> dict:
+    """game -> random play's mean, from the eval payloads of ``--random_policy``."""
+    return {game: result["mean"] for item in map(EvalResult.of, evals) if item.name == "random"
+            for game, result in item.results.items()}
+
+
+def markdown(by_recipe: dict, random_means: dict | None = None) -> str:
     lines = ["# Transfer ablation\n",
              "One row per setting: init (with the AMN output-layer treatment), the AMN's "
              "temperature and sources, the target recipe (the flagfile that sets its learning "
@@ -240,6 +246,10 @@ def markdown(by_recipe: dict) -> str:
         lines.append(f"## {game}, recipe {recipe}: budget {budget / 1e6:.2f}M frames"
                      + (f", reach score {reach:.1f}\n" if reach is not None else
                         ": no random-init run with this recipe yet (no reach score, no ratio)\n"))
+        floor = (random_means or {}).get(game)
+        if reach is not None and floor is not None and reach <= floor:
+            lines.append(f"The reach score {reach:.1f} is not above random play ({floor:.1f}): at this "
+                         "budget random init has not learned, and frames to reach it say nothing.\n")
         lines += ["| init | AMN tau | AMN sources | seeds | frames to reach | ratio to random "
                   "init | per seed (ratio) | mean test score | SavedModel | command |",
                   "| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
@@ -272,7 +282,7 @@ def write(run_dirs, evals, output_dir: str, flag_root: str = "flags") -> dict:
     for run in runs:
         groups.setdefault((run.game, run.recipe_name), []).append(run)
     by_recipe = {key: rows(group, finals) for key, group in groups.items()}
-    text = markdown(by_recipe)
+    text = markdown(by_recipe, random_play(evals))
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "ablation.md")
     with open(path, "w") as handle:
