@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from amn_tf import checkpoints, export, seeds
+from amn_tf import checkpoints, export, rundirs, seeds
 from amn_tf.config import ConfigError
 from amn_tf.evaluation import play, saved_model_policy
 
@@ -44,7 +44,7 @@ def evaluate(config) -> dict:
     if config.store_test_play:
         store_test_play(config, loaded, results[0])
     payload = {
-        "saved_model": config.saved_model,
+        "saved_model": config.saved_model and rundirs.portable_path(config.saved_model, keep=3),
         "kind": "random" if loaded is None else loaded.kind,
         "games": [r.game for r in results],
         "random_policy": config.random_policy,
@@ -55,7 +55,10 @@ def evaluate(config) -> dict:
     }
     # The run that trained it (a DQN's provenance), so a report can put the score beside that run.
     provenance = loaded.metadata.get("provenance", {}) if loaded is not None else {}
-    payload.update({key: provenance[key] for key in ("run_dir", "frames_trained") if key in provenance})
+    if "run_dir" in provenance:  # exports made before runs were named portably hold an absolute path
+        payload["run_dir"] = rundirs.portable_path(provenance["run_dir"])
+    if "frames_trained" in provenance:
+        payload["frames_trained"] = provenance["frames_trained"]
     return payload
 
 

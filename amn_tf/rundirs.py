@@ -19,14 +19,15 @@ class RunError(RuntimeError):
     """A run directory that cannot be used for this command."""
 
 
-def portable_path(path: str) -> str:
+def portable_path(path: str, keep: int = 1) -> str:
     """How records and exported metadata name a run directory or a model: relative to the
-    project (the working directory) when it lies inside it, else by its own name. An absolute
+    project (the working directory) when it lies inside it, else by its last ``keep``
+    components (1: a run's name; 3: a SavedModel's ``<kind>/<name>/<version>``). An absolute
     path names a directory on the machine that trained it only."""
     absolute, here = os.path.abspath(path), os.getcwd()
     if absolute == here or absolute.startswith(here + os.sep):
         return os.path.relpath(absolute, here)
-    return os.path.basename(os.path.normpath(absolute))
+    return os.path.join(*os.path.normpath(absolute).split(os.sep)[-keep:])
 
 
 def is_run_dir(path: str) -> bool:

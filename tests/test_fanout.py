@@ -67,7 +67,8 @@ def test_eval_fan_out_without_ray_writes_one_json(tmp_path, pong_expert):
                       f"--output_json={output}")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(output.read_text())
-    assert [r["saved_model"] for r in rows] == [pong_expert.path] * 2
+    # named by <kind>/<name>/<version>: the model lies outside the project (rundirs.portable_path)
+    assert [r["saved_model"] for r in rows] == [os.path.join(*pong_expert.path.split(os.sep)[-3:])] * 2
     assert rows[0]["results"][0]["game"] == "Pong"
     # the same payload as a single eval's, so report's --report_evals reads it
     from amn_tf import report

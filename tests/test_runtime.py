@@ -287,3 +287,5 @@ def test_records_name_a_run_relative_to_the_project_or_by_its_name(tmp_path, mon
     assert rundirs.portable_path("runs/dqn-Pong/") == os.path.join("runs", "dqn-Pong")
     assert rundirs.portable_path("/work/runs/recipes-7M/Pong-fast-seed1") == "Pong-fast-seed1"
     assert rundirs.portable_path(str(tmp_path / "elsewhere" / "run")) == "run"
+    assert rundirs.portable_path("/work/runs/exports/transfer/Breakout-random/1", keep=3) == \
+        os.path.join("transfer", "Breakout-random", "1")

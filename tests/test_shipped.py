@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from amn_tf import envs, export
+from amn_tf import envs, export, rundirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "saved_models", "experts", "*", "*")))
@@ -160,6 +160,7 @@ def test_shipped_transfer_dqn_is_the_model_its_card_scores(path):
     with open(os.path.join(ROOT, cited[0])) as handle:
         scored = json.load(handle)
     provenance = loaded.metadata["provenance"]
-    assert (scored["run_dir"], scored["frames_trained"]) == (provenance["run_dir"], provenance["frames_trained"])
+    assert (scored["run_dir"], scored["frames_trained"]) == (
+        rundirs.portable_path(provenance["run_dir"]), provenance["frames_trained"])
     assert scored["results"][0]["episodes"] == 30
     assert f"{scored['results'][0]['mean']:.1f}" in card  # the card states the score it cites
