@@ -34,6 +34,19 @@ report() {  # published dir, then the report's flags
   done
 }
 
+readout() {  # published dir, then the report's flags: only its table1_paper_readout.md is kept
+  local dir=$1 dest=$1 scratch name=$1/table1_paper_readout.md
+  shift
+  [ -z "$out" ] || dest="$out/$dir"
+  scratch=$(mktemp -d)
+  "$python" -m amn_tf.main --mode=report --report_dir="$scratch" "$@" > /dev/null
+  mkdir -p "$dest"
+  mv "$scratch/table1_paper_readout.md" "$dest/"
+  rm -rf "$scratch"
+  echo "remade: $name"
+  git show "HEAD:$name" 2> /dev/null | cmp -s - "$dest/table1_paper_readout.md" || differs+=("$name")
+}
+
 cannot() {  # published table (and its plot), the run directories it was made from
   echo "not remade: $1: no kept record (made from $2 before scripts/keep_records.sh, 2026-12-04;" \
     "those run directories are not in the repository)"
@@ -78,6 +91,15 @@ runs=() evals=()
 for name in "${names[@]}"; do runs+=("$P/runs/$name") evals+=("$P/$name-eval.json"); done
 report "$P" --report_runs="$(list "${runs[@]}")" \
   --report_evals="$(list "${evals[@]}"),$(experts_of Boxing Breakout CrazyClimber Enduro Pong Seaquest)"
+# The paper's readout (table1_paper_readout.md) of the same runs, with the kept records of the run
+# that trained an expert (Enduro's) and the experts' fresh-episode evals; made apart, so that
+# table1_saved_models.md above keeps the evals it was published with.
+fresh_experts=()
+for game in Boxing Breakout CrazyClimber Enduro Pong Seaquest; do
+  fresh_experts+=("$R/fresh-episodes/experts-$game-1-fresh-eval.json")
+done
+readout "$P" --report_runs="$(list "${runs[@]}" "$E/enduro/runs/Enduro-seed0")" \
+  --report_evals="$(list "${evals[@]}" "${fresh_experts[@]}")"
 for name in seven-experts eight-experts; do
   report "$R/main-job/$name" --report_runs="$R/main-job/$name/runs/main-job-$name"
 done

@@ -72,3 +72,22 @@ def test_the_entry_writes_what_the_cli_invocation_wrote(tmp_path):
     assert sorted(os.path.basename(p) for p in written.values()) == ["expert_curves.png", "experts.md",
                                                                      "recipe_curves.png"]
     assert _committed(written["experts_table"]) == _committed(f"{root}/experts.md")
+
+
+def test_the_paper_readout_of_table1():
+    """The seven paper-games runs with the kept records of the run that trained the Enduro expert,
+    their eval JSONs and the experts' fresh-episode evals: ``table1_paper_readout.md``."""
+    from amn_tf.report import readout
+
+    root = "docs/results/table1/paper-games"
+    names = ["amn-beta0-seed0", "amn-beta0-seed1", "amn-beta0.01-seed0", "amn-beta0.01-seed1",
+             "amn-tau0.1-beta0-seed0", "mdqn", "mcdqn"]
+    runs = [report.load_run(f"{root}/runs/{n}") for n in names]
+    games = ["Boxing", "Breakout", "CrazyClimber", "Enduro", "Pong", "Seaquest"]
+    paths = [f"{root}/{n}-eval.json" for n in names] + [
+        f"docs/results/fresh-episodes/experts-{g}-1-fresh-eval.json" for g in games]
+    evals = [item for path in paths for item in report.load_eval(path)]
+    experts = [report.load_dqn_run("docs/results/experts/enduro/runs/Enduro-seed0")]
+    text = "\n".join(readout.INTRO) + "\n" + readout.table(runs, experts, evals) + "\n"
+    assert text == _committed(f"{root}/table1_paper_readout.md")
+    assert "| Enduro | expert (Enduro-seed0) | 8 (1) | 383.8 | 521.8 | 445.2 (30, fresh) |" in text

@@ -9,7 +9,8 @@ Transfer runs (mode transfer): grouped by target game and init over seeds, they 
 a score; with ``--report_rankings``, each AMN init's rank_sources prediction against what its
 runs showed) and ``transfer_curves.png`` (mean and spread over seeds); with
 ``--report_ablation``, the transfer ablation instead. Expert DQN runs (mode dqn): ``experts.md``
-and the recipes compared. Eval JSONs alone: ``table1_saved_models.md``.
+and the recipes compared; given beside AMN runs, expert runs are instead the records of their
+experts for ``table1_paper_readout.md``. Eval JSONs alone: ``table1_saved_models.md``.
 
 Table 1's columns, per game: random play's mean and the expert's mean and max (episode returns
 of the expert's test play, random play beside it), AMN mean and max (the final test play of the
@@ -20,7 +21,8 @@ on held-out expert states.
 Modules: ``records`` (what is read, as typed records), ``curves`` (arithmetic on test-play
 curves the tables share), one module per table (``amn_table``: Table 1 of AMN runs;
 ``transfer_table``: Table 2 and the rankings; ``saved_models``: Table 1 through the SavedModels;
-``recipes``: the expert runs and recipes; ``ablation``: the transfer ablation), ``plots`` (every
+``recipes``: the expert runs and recipes; ``ablation``: the transfer ablation; ``readout``: Table 1
+read the paper's way, last 10% of test plays and max, beside the SavedModels), ``plots`` (every
 figure) and ``entry`` (``run``, what ``--mode=report`` calls).
 """
 

@@ -7,8 +7,8 @@ import glob
 import os
 
 from amn_tf import config as config_lib
-from amn_tf.report import ablation, amn_table, recipes, saved_models, transfer_table
-from amn_tf.report.records import load_eval, load_ranking, load_run, run_mode
+from amn_tf.report import ablation, amn_table, readout, recipes, saved_models, transfer_table
+from amn_tf.report.records import load_dqn_run, load_eval, load_ranking, load_run, run_mode
 
 
 def _run_dirs(config) -> list:
@@ -49,9 +49,13 @@ def run(config) -> dict:
                                      "--report_runs is one")
     os.makedirs(config.output_dir, exist_ok=True)
     written = {}
-    if amn_dirs:
-        written.update(amn_table.report_amn([load_run(d) for d in amn_dirs], config.output_dir))
-    if dqn_dirs:
+    if amn_dirs:  # expert DQN runs beside AMN runs are the records of their experts
+        amn_runs = [load_run(d) for d in amn_dirs]
+        written.update(amn_table.report_amn(amn_runs, config.output_dir))
+        written["readout"] = readout.write(amn_runs, [load_dqn_run(d) for d in dqn_dirs], evals,
+                                           os.path.join(config.output_dir, "table1_paper_readout.md"))
+        print(f"[report] the paper's readout: {written['readout']}")
+    elif dqn_dirs:
         written.update(recipes.report_experts(dqn_dirs, config.output_dir, evals, config.reach_scores))
     if transfer_dirs and config.ablation:
         written.update(ablation.write(transfer_dirs, evals, config.output_dir))

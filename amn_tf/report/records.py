@@ -105,6 +105,7 @@ class EvalResult(Record):
     path: str = ""
     run_dir: str | None = None
     frames_trained: int | None = None
+    episodes: dict | None = None  # {stream, seed, emulator_seed}: which episodes it played
 
 
 @dataclasses.dataclass
@@ -186,7 +187,8 @@ def _named_eval(payload: dict, path: str) -> EvalResult:
         name = "expert"
     else:
         name = "/".join(parts[-2:]) if len(parts) >= 2 and parts[-1].isdigit() else parts[-1]
-    return EvalResult(name, results, path, payload.get("run_dir"), payload.get("frames_trained"))
+    return EvalResult(name, results, path, payload.get("run_dir"), payload.get("frames_trained"),
+                      payload.get("episodes"))
 
 
 def load_eval(path: str) -> list:
