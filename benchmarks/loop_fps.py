@@ -14,8 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAMES = re.compile(r"frames ([\d,]+)/[\d,]+")
 
 
-def command_fps(args: list, skip: int) -> float:
-    """Runs ``python -m amn_tf.main ARGS`` with a temporary run and export directory, notes
+def command_fps(args: list, skip: int, root: str = ROOT) -> float:
+    """Runs ``python -m amn_tf.main ARGS`` from the checkout ``root`` (this one by default: its
+    ``amn_tf`` is the one imported) with a temporary run and export directory, notes
     when each progress line arrives, and returns the frames/s between the ``skip``-th progress
     line after learning started and the last one.
 
@@ -28,7 +29,7 @@ def command_fps(args: list, skip: int) -> float:
         marks = []  # (seconds, frames) of each progress line once learning runs
         with open(os.path.join(tmp, "stderr"), "w+") as errors:
             with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
-                                  cwd=ROOT) as process:
+                                  cwd=root) as process:
                 for line in process.stdout:
                     found = _FRAMES.search(line)
                     if found and "frames/s" in line and "filling replay" not in line:
