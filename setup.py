@@ -22,7 +22,7 @@ setup(
     ],
     extras_require={
         # Ray is in dev too: the tests start a real local Ray instance.
-        "dev": ["pytest>=8", "ruff>=0.16", "ray==2.58.0"],
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.16", "ray==2.58.0"],
         "profiling": ["tensorboard-plugin-profile>=2.24"],
         "distributed": ["ray==2.58.0"],
     },
