@@ -73,20 +73,35 @@ def test_rows_against_random_init_of_the_same_recipe(tmp_path, monkeypatch):
     rows = {line.split(" | ")[0]: line.split(" | ") for line in fast.splitlines() if line.startswith("| ")}
     random_row, amn_row = rows["| random"], rows["| amn-feature-rescale"]
     # Random init's mean curve: 0, 1.5, 3.5, 5.0 -> 400k. The AMN's: 3, 5.5 -> 200k: ratio 0.50.
-    assert random_row[4:6] == ["0.40M", "-"]
+    assert random_row[4:7] == ["0.40M", "-", "0.40M"]
     assert amn_row[1:6] == ["1.0", "2: Boxing, Pong", "2", "0.20M", "0.50"]
+    # Stays at or above 5.0 from: random 400k (5.0, 8.5, 10); the AMN 200k (5.5, 5.5, 6, 6.5, 7).
+    assert amn_row[6] == "0.20M (0.50)"
     # Per seed: seed 0 200k against random seed 0's 400k (0.50), seed 1 100k against 300k (0.33).
-    assert amn_row[6] == "0.20M (0.50), 0.10M (0.33)"
+    assert amn_row[7] == "0.20M (0.50), 0.10M (0.33)"
     # Mean test score over the run, cut to 600k: seed 0 (1+6+6+7+8+9)/6 = 6.17, seed 1 5.0.
-    assert amn_row[7] == "5.6 (6.2, 5.0)"
-    assert amn_row[8] == "12.5 (12.5, -)" and random_row[8] == "20.0 (-, 20.0)"
-    assert "--init_output_layer=rescale --training_steps=150000 --seed={0,1}" in amn_row[9]
+    assert amn_row[8] == "5.6 (6.2, 5.0)"
+    assert amn_row[9] == "12.5 (12.5, -)" and random_row[9] == "20.0 (-, 20.0)"
+    assert "--init_output_layer=rescale --training_steps=150000 --seed={0,1}" in amn_row[10]
     paper = text[text.index("transfer_paper.flags"):]
     assert "no random-init run with this recipe yet" in paper.splitlines()[0]
     # Its row still shows what needs no random init: the mean test score (1 + 2) / 2.
     row = next(line for line in paper.splitlines() if line.startswith("| amn-feature |"))
-    assert row.split(" | ")[3:8] == ["1", "-", "-", "-", "1.5 (1.5)"]
+    assert row.split(" | ")[3:9] == ["1", "-", "-", "-", "-", "1.5 (1.5)"]
     assert os.path.exists(written["ablation_plot"])
+
+
+def test_stays_above_ignores_a_lucky_early_test_play():
+    """Random init's seed-0 curve of the authors' recipe (kept records): 4.8 at 0.4M, then under
+    3.55 until 3.6M; the first crossing says 0.4M, staying above says 3.6M."""
+    from amn_tf.report import curves
+
+    points = [(200_000 * (i + 1), s) for i, s in enumerate(
+        [1.8, 4.8, 0.9, 0.5, 1.4, 0.8, 1.1, 4.8, 1.2, 1.8, 1.2, 0.5, 1.8, 3.4, 2.4, 2.8, 2.6, 4.1, 4.6, 7.1])]
+    assert curves.frames_to_reach(points, 3.55) == 400_000
+    assert curves.frames_staying_above(points, 3.55) == 3_600_000
+    assert curves.frames_staying_above(points, 8.0) is None  # the last play is under it
+    assert curves.frames_staying_above([(1, 5.0), (2, 6.0)], 5.0) == 1
 
 
 def test_recipe_named_by_the_flagfile_setting_the_most_of_its_flags(tmp_path):

@@ -172,13 +172,24 @@ class Row(Record):
     seeds: int
     frames: str
     ratio: str
+    stays: str
     per_seed: str
     area: str
     saved: str
     command: str
 
 
-def _row(key, group, reach, random_frames, random_by_seed, finals) -> Row:
+def _stays_text(group, reach, random_stays, is_random) -> str:
+    """Frames from which the seeds' mean curve stays at or above ``reach``, and the ratio to
+    random init's (``random_stays``)."""
+    if reach is None:
+        return "-"
+    stays = curves.frames_staying_above(curves.mean_curve(group), reach)
+    text = "not reached" if stays is None else f"{stays / 1e6:.2f}M"
+    return text if is_random or stays is None else f"{text} ({_ratio_text(stays, random_stays)})"
+
+
+def _row(key, group, reach, random_frames, random_by_seed, finals, random_stays=None) -> Row:
     """One setting's row; with no random-init run of its recipe (``reach`` None) only its own
     figures (mean test score, SavedModel)."""
     frames = curves.frames_to_reach(curves.mean_curve(group), reach) if reach is not None else None
@@ -197,6 +208,7 @@ def _row(key, group, reach, random_frames, random_by_seed, finals) -> Row:
     return Row(key, group, len(group),
                "-" if reach is None else "not reached" if frames is None else f"{frames / 1e6:.2f}M",
                "-" if key[2] == "random" or reach is None else _ratio_text(frames, random_frames),
+               _stays_text(group, reach, random_stays, key[2] == "random"),
                ", ".join(per_seed),
                f"{np.mean(areas):.1f} ({', '.join(f'{a:.1f}' for a in areas)})",
                (f"{np.mean(known):.1f} ({', '.join('-' if s is None else f'{s:.1f}' for s in saved)})"
@@ -212,13 +224,15 @@ def rows(runs: list, finals: dict) -> tuple:
     for run in runs:
         settings.setdefault(setting_key(run), []).append(run)
     random_runs = [r for r in runs if r.init == "random"]
-    reach = random_frames = None
+    reach = random_frames = random_stays = None
     random_by_seed = {}
     if random_runs:
         reach = 0.5 * float(np.mean([r.points[-1][1] for r in random_runs]))
         random_frames = curves.frames_to_reach(curves.mean_curve(random_runs), reach)
+        random_stays = curves.frames_staying_above(curves.mean_curve(random_runs), reach)
         random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach) for r in random_runs}
-    table = [_row(key, sorted(group, key=lambda r: r.seed), reach, random_frames, random_by_seed, finals)
+    table = [_row(key, sorted(group, key=lambda r: r.seed), reach, random_frames, random_by_seed, finals,
+                  random_stays)
              for key, group in sorted(settings.items(), key=lambda item: (item[0][2] != "random", item[0]))]
     return table, reach, budget
 
@@ -238,6 +252,8 @@ def markdown(by_recipe: dict, random_means: dict | None = None) -> str:
              "Reach score: half the random-init final score (last test play, mean over seeds) at "
              "the budget every run of that recipe reached. 'frames to reach': first test play of "
              "the seeds' mean curve at or above it; ratio to random init's (goal: at most 0.5); "
+             "'stays above from': the first test play of that curve after which it never falls "
+             "under the reach score again (one lucky early test play cannot fake it), and its ratio; "
              "per seed: each seed's own frames and its ratio to the random-init run of the same "
              "seed. 'mean test score': over every test play of the run (area under the curve "
              "over its length), mean over seeds (per seed). 'SavedModel': the final export over "
@@ -251,12 +267,12 @@ def markdown(by_recipe: dict, random_means: dict | None = None) -> str:
             lines.append(f"The reach score {reach:.1f} is not above random play ({floor:.1f}): at this "
                          "budget random init has not learned, and frames to reach it say nothing.\n")
         lines += ["| init | AMN tau | AMN sources | seeds | frames to reach | ratio to random "
-                  "init | per seed (ratio) | mean test score | SavedModel | command |",
-                  "| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
+                  "init | stays above from (ratio) | per seed (ratio) | mean test score | SavedModel | command |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
         for row in table:
             _, _, init, tau, sources = row.key
-            lines.append(f"| {init} | {tau} | {sources} | {row.seeds} | {row.frames} | "
-                         f"{row.ratio} | {row.per_seed} | {row.area} | {row.saved} | {row.command} |")
+            lines.append(f"| {init} | {tau} | {sources} | {row.seeds} | {row.frames} | {row.ratio} | "
+                         f"{row.stays} | {row.per_seed} | {row.area} | {row.saved} | {row.command} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -27,6 +27,18 @@ def frames_to_reach(points, score):
     return None
 
 
+def frames_staying_above(points, score):
+    """The frames of the first test play from which every later one is at or above ``score``
+    (None when the last is under it): a reach that one lucky early test play cannot fake."""
+    found = None
+    for frames, value in points:
+        if value >= score:
+            found = frames if found is None else found
+        else:
+            found = None
+    return found
+
+
 def mean_curve(runs) -> list:
     """The seeds' mean test score at each evaluation frame that every seed reached (runs of
     one recipe evaluate at the same frames), as (frames, mean) points."""
