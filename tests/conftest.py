@@ -34,7 +34,8 @@ RAY_MODULES = ("test_actors", "test_fanout")
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+        owner = getattr(item, "module", None)
+        module = owner.__name__.rsplit(".", 1)[-1] if owner else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
 
 
