@@ -25,19 +25,6 @@ import pytest  # noqa: E402
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join(REPO_ROOT, "flags")
 
-# Under pytest-xdist (the full suite's ``-n 2 --dist loadgroup``): every test runs on the worker
-# of its module's group, so a module-scoped fixture (a trained smoke run) is made once; the modules
-# that start a local Ray cluster share one group, so two clusters never start side by side.
-RAY_MODULES = ("test_actors", "test_fanout")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        owner = getattr(item, "module", None)
-        module = owner.__name__.rsplit(".", 1)[-1] if owner else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
-
 
 @pytest.fixture(scope="session")
 def float32_policy():
