@@ -179,12 +179,12 @@ class Row(Record):
     command: str
 
 
-def _stays_text(group, reach, random_stays, is_random) -> str:
-    """Frames from which the seeds' mean curve stays at or above ``reach``, and the ratio to
+def _stays_text(curve, reach, random_stays, is_random) -> str:
+    """Frames from which the seeds' mean ``curve`` stays at or above ``reach``, and the ratio to
     random init's (``random_stays``)."""
     if reach is None:
         return "-"
-    stays = curves.frames_staying_above(curves.mean_curve(group), reach)
+    stays = curves.frames_staying_above(curve, reach)
     text = "not reached" if stays is None else f"{stays / 1e6:.2f}M"
     return text if is_random or stays is None else f"{text} ({_ratio_text(stays, random_stays)})"
 
@@ -192,7 +192,8 @@ def _stays_text(group, reach, random_stays, is_random) -> str:
 def _row(key, group, reach, random_frames, random_by_seed, finals, random_stays=None) -> Row:
     """One setting's row; with no random-init run of its recipe (``reach`` None) only its own
     figures (mean test score, SavedModel)."""
-    frames = curves.frames_to_reach(curves.mean_curve(group), reach) if reach is not None else None
+    curve = curves.mean_curve(group)
+    frames = curves.frames_to_reach(curve, reach) if reach is not None else None
     per_seed = []
     for run in group:
         if reach is None:
@@ -208,7 +209,7 @@ def _row(key, group, reach, random_frames, random_by_seed, finals, random_stays=
     return Row(key, group, len(group),
                "-" if reach is None else "not reached" if frames is None else f"{frames / 1e6:.2f}M",
                "-" if key[2] == "random" or reach is None else _ratio_text(frames, random_frames),
-               _stays_text(group, reach, random_stays, key[2] == "random"),
+               _stays_text(curve, reach, random_stays, key[2] == "random"),
                ", ".join(per_seed),
                f"{np.mean(areas):.1f} ({', '.join(f'{a:.1f}' for a in areas)})",
                (f"{np.mean(known):.1f} ({', '.join('-' if s is None else f'{s:.1f}' for s in saved)})"
@@ -228,8 +229,9 @@ def rows(runs: list, finals: dict) -> tuple:
     random_by_seed = {}
     if random_runs:
         reach = 0.5 * float(np.mean([r.points[-1][1] for r in random_runs]))
-        random_frames = curves.frames_to_reach(curves.mean_curve(random_runs), reach)
-        random_stays = curves.frames_staying_above(curves.mean_curve(random_runs), reach)
+        random_curve = curves.mean_curve(random_runs)
+        random_frames = curves.frames_to_reach(random_curve, reach)
+        random_stays = curves.frames_staying_above(random_curve, reach)
         random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach) for r in random_runs}
     table = [_row(key, sorted(group, key=lambda r: r.seed), reach, random_frames, random_by_seed, finals,
                   random_stays)

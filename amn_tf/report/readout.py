@@ -76,23 +76,24 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _percent(mine, expert) -> str:
+    return "-" if mine is None or expert is None else tables.percent_text(tables.percent_of_expert(mine, expert))
+
+
 def _row(game, who, readout, saved, stream, expert) -> str:
     """One Markdown row; ``expert`` is the expert's row dict (None for the expert's own row)."""
     plays = "-" if readout is None else f"{readout['plays']} ({readout['last_plays']})"
     last = None if readout is None else readout["last_mean"]
     best = None if readout is None else readout["max"]
     saved_cell = "-" if saved is None else f"{saved['mean']:.1f} ({saved['episodes']}{', fresh' if stream == 'eval' else ''})"
-    paper_pct = saved_pct = relative = ""
+    compared = ["", "", ""]  # the expert's own row compares with nothing
     if expert is not None:
-        paper_pct = (tables.percent_text(tables.percent_of_expert(last, expert["last"]))
-                     if last is not None and expert["last"] is not None else "-")
         mean = None if saved is None else saved["mean"]
-        saved_pct = "-" if mean is None or expert["saved"] is None else tables.percent_text(
-            tables.percent_of_expert(mean, expert["saved"]))
-        relative = "-" if mean is None or expert["saved"] is None else tables.percent_text(
-            tables.random_relative(mean, expert["saved"], expert["random"]))
+        compared = [_percent(last, expert["last"]), _percent(mean, expert["saved"]),
+                    "-" if mean is None else tables.percent_text(
+                        tables.random_relative(mean, expert["saved"], expert["random"]))]
     return (f"| {game} | {who} | {plays} | {_number(last)} | {_number(best)} | {saved_cell} | "
-            f"{paper_pct} | {saved_pct} | {relative} |")
+            + " | ".join(compared) + " |")
 
 
 def table(runs, expert_runs=(), evals=()) -> str:
