@@ -20,32 +20,25 @@ marker=$(mktemp)
 trap 'rm -f "$marker"' EXIT
 differs=()
 
-report() {  # published dir, then the report's flags
-  local dir=$1 dest=$1 file name
+report() {  # published dir, then the report's flags; with only=FILE set, just that file is kept
+  local dir=$1 dest=$1 target file name
   shift
   [ -z "$out" ] || dest="$out/$dir"
   mkdir -p "$dest"
+  target=$dest
+  [ -z "${only:-}" ] || target=$(mktemp -d)
   touch "$marker"
-  "$python" -m amn_tf.main --mode=report --report_dir="$dest" "$@" > /dev/null
+  "$python" -m amn_tf.main --mode=report --report_dir="$target" "$@" > /dev/null
+  if [ -n "${only:-}" ]; then
+    mv "$target/$only" "$dest/"
+    rm -rf "$target"
+  fi
   for file in $(find "$dest" -maxdepth 1 -type f -newer "$marker" \( -name '*.md' -o -name '*.png' \) | sort); do
     name=$dir/$(basename "$file")
     [ "$name" != "${later:-}" ] || continue  # a later step remakes this one from more inputs
     echo "remade: $name"
     git show "HEAD:$name" 2> /dev/null | cmp -s - "$file" || differs+=("$name")
   done
-}
-
-readout() {  # published dir, then the report's flags: only its table1_paper_readout.md is kept
-  local dir=$1 dest=$1 scratch name=$1/table1_paper_readout.md
-  shift
-  [ -z "$out" ] || dest="$out/$dir"
-  scratch=$(mktemp -d)
-  "$python" -m amn_tf.main --mode=report --report_dir="$scratch" "$@" > /dev/null
-  mkdir -p "$dest"
-  mv "$scratch/table1_paper_readout.md" "$dest/"
-  rm -rf "$scratch"
-  echo "remade: $name"
-  git show "HEAD:$name" 2> /dev/null | cmp -s - "$dest/table1_paper_readout.md" || differs+=("$name")
 }
 
 cannot() {  # published table (and its plot), the run directories it was made from
@@ -99,7 +92,7 @@ fresh_experts=()
 for game in Boxing Breakout CrazyClimber Enduro Pong Seaquest; do
   fresh_experts+=("$R/fresh-episodes/experts-$game-1-fresh-eval.json")
 done
-readout "$P" --report_runs="$(list "${runs[@]}" "$E/enduro/runs/Enduro-seed0")" \
+only=table1_paper_readout.md report "$P" --report_runs="$(list "${runs[@]}" "$E/enduro/runs/Enduro-seed0")" \
   --report_evals="$(list "${evals[@]}" "${fresh_experts[@]}")"
 for name in seven-experts eight-experts; do
   report "$R/main-job/$name" --report_runs="$R/main-job/$name/runs/main-job-$name"
