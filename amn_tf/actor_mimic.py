@@ -350,7 +350,7 @@ class AmnAgent(runner.Agent):
                       "table": tables.rows_of(record, self.reference, self.games),
                       "network": c.network, "tau": c.tau, "beta": c.beta,
                       "tau_target_top_probability": c.tau_target_top_probability if c.tau == "auto" else None,
-                      "run_dir": rundirs.portable_path(run_dir)}
+                      "run_dir": run_dir}
         export.export_multitask(self.amn, self.games, path, provenance, self.protocol, kind="amn",
                                 temperatures=self.taus)
 

@@ -24,7 +24,6 @@ from amn_tf import (
     optimizers,
     policies,
     replay,
-    rundirs,
     runner,
     seeds,
 )
@@ -173,7 +172,7 @@ class DqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
         final = evaluation.EvalResult.from_dict(record).as_dict()
         provenance = {"frames_trained": step * envs.FRAMES_PER_STEP, "agent_steps": step,
-                      "final_eval": final, "run_dir": rundirs.portable_path(run_dir),
+                      "final_eval": final, "run_dir": run_dir,
                       "flags": self.config.flags}
         kind = "expert" if self.export_kind == "experts" else self.export_kind
         export.export_expert(self.online, self.game, path, provenance, self.config.env.protocol, kind=kind)

@@ -23,7 +23,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from amn_tf import checkpoints, envs, faults, networks
+from amn_tf import checkpoints, envs, faults, networks, rundirs
 
 METADATA_FILE = "amn_tf.json"
 FORMAT = "amn_tf/1"
@@ -143,6 +143,17 @@ class _PerGameHeadsModule(tf.Module):
 def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
     if os.path.exists(path):
         raise ExportError(f"{path} already exists; pick another version or remove it first")
+    try:
+        os.rename(_saved_beside(module, signatures, path, metadata), path)
+    except OSError as error:
+        raise ExportError(f"could not write SavedModel {path}: {error.strerror or error}") from None
+    return path
+
+
+def _saved_beside(module, signatures, path: str, metadata: dict, extra: str | None = None) -> str:
+    """Saves ``module`` with its metadata asset (and a copy of the directory ``extra`` as its
+    ``assets.extra``) into a temporary directory beside ``path``, synced; returns it. Nothing
+    is left behind if this fails; temporaries of a killed export of ``path`` are removed."""
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, exist_ok=True)
@@ -157,17 +168,64 @@ def _write_atomically(module, signatures, path: str, metadata: dict) -> str:
             os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
             with open(os.path.join(tmp, "assets", METADATA_FILE), "w") as handle:
                 json.dump(metadata, handle, indent=2, sort_keys=True)
+            if extra is not None and os.path.isdir(extra):
+                shutil.copytree(extra, os.path.join(tmp, os.path.basename(extra)))
             for root, _, files in os.walk(tmp):
                 for name in files:
                     with open(os.path.join(root, name), "rb") as f:
                         os.fsync(f.fileno())
-            os.rename(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     except OSError as error:
         raise ExportError(f"could not write SavedModel {path}: {error.strerror or error}") from None
-    return path
+    return tmp
+
+
+def rewrite_metadata(path: str, rewrite) -> bool:
+    """Re-saves the SavedModel ``path`` with its metadata (the variable and the asset) replaced
+    by ``rewrite(metadata)``, keeping its ``assets.extra``; every other variable and the serving
+    outputs are checked unchanged before the new copy replaces the old one. Returns False (and
+    writes nothing) when ``rewrite`` changes nothing."""
+    loaded = LoadedPolicy(path)
+    metadata = rewrite(json.loads(json.dumps(loaded.metadata)))
+    if metadata == loaded.metadata:
+        return False
+    before = _probe(loaded)
+    loaded.module.metadata.assign(json.dumps(metadata))
+    tmp = _saved_beside(loaded.module, {"serving_default": loaded.signature}, path, metadata,
+                        extra=os.path.join(path, os.path.dirname(TEST_PLAY_FILE)))
+    old = os.path.join(os.path.dirname(os.path.abspath(path)), f".old-{os.path.basename(path)}-{os.getpid()}")
+    try:
+        _check_same_weights(path, tmp)
+        rewritten = LoadedPolicy(tmp)
+        if rewritten.metadata != metadata or any(
+                not np.array_equal(a, b) for a, b in zip(before, _probe(rewritten))):
+            raise ExportError(f"re-saving {path} changed its outputs or lost its metadata; left unchanged")
+        os.rename(path, old)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def _probe(loaded) -> list:
+    """The serving outputs of ``loaded`` for every game on fixed random frames."""
+    frames = np.random.default_rng(0).integers(0, 256, (4, *envs.OBSERVATION_SHAPE), dtype=np.uint8)
+    return [out.numpy() for game in loaded.games for _, out in sorted(loaded.outputs(frames, game).items())]
+
+
+def _check_same_weights(path: str, other: str) -> None:
+    """Raises ExportError unless the SavedModels ``path`` and ``other`` hold the same variables
+    with the same values, the metadata variable aside."""
+    readers = [tf.train.load_checkpoint(os.path.join(p, "variables", "variables")) for p in (path, other)]
+    shapes = [{k: v for k, v in r.get_variable_to_shape_map().items()
+               if not k.startswith(("metadata/", "_CHECKPOINTABLE_OBJECT_GRAPH"))} for r in readers]
+    if shapes[0] != shapes[1] or any(
+            not np.array_equal(readers[0].get_tensor(k), readers[1].get_tensor(k)) for k in shapes[0]):
+        raise ExportError(f"re-saving {path} changed its variables; left unchanged")
 
 
 def export_expert(model, game: str, path: str, provenance: dict, protocol: str, kind="expert") -> str:
@@ -182,7 +240,7 @@ def export_expert(model, game: str, path: str, provenance: dict, protocol: str, 
         "legal_actions": {game: legal.tolist()},
         "protocol": protocol,
         "feature_size": int(model.outputs[1].shape[-1]),
-        "provenance": provenance,
+        "provenance": rundirs.portable_record(provenance),
     }
     module = _ExpertModule(networks.float32_copy(model), legal, metadata)
     return _write_atomically(module, {"serving_default": module.serve}, path, metadata)
@@ -202,7 +260,7 @@ def export_multitask(model, games: list, path: str, provenance: dict, protocol: 
         "legal_actions": {g: envs.legal_actions(g).tolist() for g in games},
         "protocol": protocol,
         "feature_size": int(model.outputs[1].shape[-1]),
-        "provenance": provenance,
+        "provenance": rundirs.portable_record(provenance),
     }
     if temperatures is not None:
         metadata["tau"] = {envs.canonical_game(g): float(t) for g, t in temperatures.items()}
@@ -221,7 +279,7 @@ def export_multitask_dqn(torso, heads, games: list, path: str, provenance: dict,
         "legal_actions": {g: envs.legal_actions(g).tolist() for g in games},
         "protocol": protocol,
         "feature_size": int(heads[0].outputs[1].shape[-1]),
-        "provenance": provenance,
+        "provenance": rundirs.portable_record(provenance),
     }
     module = _PerGameHeadsModule(networks.float32_copy(torso),
                                  [networks.float32_copy(h) for h in heads], games, metadata)

@@ -180,7 +180,7 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
     def export(self, path: str, record: dict, step: int, run_dir: str) -> None:
         provenance = {"frames_trained_per_game": step * envs.FRAMES_PER_STEP,
                       "network": self.config.network, "final_eval": record,
-                      "run_dir": rundirs.portable_path(run_dir)}
+                      "run_dir": run_dir}
         export.export_multitask_dqn(self.torso, self.heads, self.games, path, provenance,
                                     self.config.env.protocol)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -28,6 +29,25 @@ def portable_path(path: str, keep: int = 1) -> str:
     if absolute == here or absolute.startswith(here + os.sep):
         return os.path.relpath(absolute, here)
     return os.path.join(*os.path.normpath(absolute).split(os.sep)[-keep:])
+
+
+_PATH_IN_COMMAND = re.compile(r"(?<=[= ])/[^\s'\"]+")
+
+
+def portable_record(value):
+    """``value`` (flags, provenance, a record: nested dicts, lists and strings) with every
+    absolute path in it named as ``portable_path`` names it: a SavedModel version directory
+    (its last component a number) by ``<kind>/<name>/<version>``, anything else by its name,
+    and the absolute paths inside a command line (``--flag=/path``, `` /path``) likewise."""
+    if isinstance(value, dict):
+        return {key: portable_record(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable_record(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    if os.path.isabs(value) and not any(c.isspace() for c in value):
+        return portable_path(value, keep=3 if os.path.basename(os.path.normpath(value)).isdigit() else 1) or value
+    return _PATH_IN_COMMAND.sub(lambda found: portable_record(found.group()), value)
 
 
 def is_run_dir(path: str) -> bool:

@@ -238,3 +238,70 @@ def test_loaded_policy_non_amn_saved_model(tmp_path):
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     with pytest.raises(export.SavedModelError, match="not an amn_tf SavedModel"):
         export.LoadedPolicy(path)
+
+
+# ------------------------------------------------------- provenance and rewriting metadata
+def test_exported_provenance_names_paths_portably(tmp_path, float32_policy):
+    model = networks.nature_dqn(len(envs.legal_actions("Pong")))
+    provenance = {"run_dir": str(tmp_path / "elsewhere" / "Pong-seed0"), "frames_trained": 8,
+                  "flags": {"export_dir": "/machine/runs/exports", "experts": ["/machine/x/experts/Pong/3"],
+                            "report_dir": "docs/results"}}
+    path = str(tmp_path / "experts" / "Pong" / "1")
+    export.export_expert(model, "Pong", path, provenance, protocol="paper")
+    expected = {"run_dir": "Pong-seed0", "frames_trained": 8,
+                "flags": {"export_dir": "exports", "experts": ["experts/Pong/3"], "report_dir": "docs/results"}}
+    assert export.LoadedPolicy(path).metadata["provenance"] == expected
+    with open(os.path.join(path, "assets", export.METADATA_FILE)) as handle:
+        assert json.load(handle)["provenance"] == expected
+
+
+def _with_run_dir(run_dir):
+    def rewrite(metadata):
+        metadata["provenance"] = {"run_dir": run_dir}
+        return metadata
+    return rewrite
+
+
+def test_rewrite_metadata_keeps_weights_outputs_and_test_play(pong_expert, tmp_path):
+    path = str(tmp_path / "experts" / "Pong" / "1")
+    shutil.copytree(pong_expert.path, path)
+    play = {"game": "Pong", "protocol": "paper", "epsilon": 0.05, "max_steps": 27_000,
+            "expert": {"mean": 1.0}, "random": {"mean": -20.0}}
+    export.write_test_play(path, play)
+    frames = frames_batch(3, seed=5)
+    before = export.LoadedPolicy(path).outputs(frames, "Pong")
+    assert export.rewrite_metadata(path, _with_run_dir("runs/Pong-seed0"))
+    after = export.LoadedPolicy(path)
+    assert after.metadata["provenance"] == {"run_dir": "runs/Pong-seed0"}
+    assert after.metadata["games"] == ["Pong"] and after.kind == "expert"
+    with open(os.path.join(path, "assets", export.METADATA_FILE)) as handle:
+        assert json.load(handle) == after.metadata
+    for name, value in after.outputs(frames, "Pong").items():
+        np.testing.assert_array_equal(value, before[name])  # exactly, not within a tolerance
+    assert export.read_test_play(path) == {"format": export.TEST_PLAY_FORMAT, **play}
+    assert sorted(os.listdir(tmp_path / "experts" / "Pong")) == ["1"]  # no .tmp-/.old- left
+    digest = tree_digest(path)
+    assert not export.rewrite_metadata(path, lambda metadata: metadata)  # nothing to change
+    assert tree_digest(path) == digest
+
+
+def test_rewrite_metadata_of_a_multitask_model(multitask, tmp_path):
+    model, original = multitask
+    path = str(tmp_path / "amn" / "test" / "1")
+    shutil.copytree(original, path)
+    assert export.rewrite_metadata(path, _with_run_dir("amn-seed0"))
+    loaded = export.LoadedPolicy(path)
+    assert loaded.metadata["provenance"] == {"run_dir": "amn-seed0"} and loaded.games == ["Pong", "Breakout"]
+    frames = frames_batch(2, seed=9)
+    np.testing.assert_array_equal(loaded.values(frames, "Breakout"), export.LoadedPolicy(original).values(frames, "Breakout"))
+
+
+def test_rewrite_metadata_that_fails_leaves_the_model_untouched(pong_expert, tmp_path, monkeypatch):
+    path = str(tmp_path / "Pong" / "1")
+    shutil.copytree(pong_expert.path, path)
+    before = tree_digest(path)
+    monkeypatch.setenv("AMN_TF_OSERROR_AT", "export_write:ENOSPC")
+    with pytest.raises(export.ExportError, match="could not write"):
+        export.rewrite_metadata(path, _with_run_dir("elsewhere"))
+    assert tree_digest(path) == before
+    assert sorted(os.listdir(tmp_path / "Pong")) == ["1"]

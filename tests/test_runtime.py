@@ -289,3 +289,26 @@ def test_records_name_a_run_relative_to_the_project_or_by_its_name(tmp_path, mon
     assert rundirs.portable_path(str(tmp_path / "elsewhere" / "run")) == "run"
     assert rundirs.portable_path("/work/runs/exports/transfer/Breakout-random/1", keep=3) == \
         os.path.join("transfer", "Breakout-random", "1")
+
+
+def test_a_record_names_every_absolute_path_in_it_portably(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    record = {
+        "run_dir": str(project / "runs" / "experts" / "Boxing"),  # inside the project: relative
+        "export_dir": "/machine/runs/exports-fast",  # elsewhere: by its name
+        "experts": {"Pong": "/machine/runs/exports-fast/experts/Pong/2", "Boxing": "saved_models/experts/Boxing/1"},
+        "games": ["Pong", 3, None, True],
+        "command": "python -m amn_tf.main --mode=eval --output_json=/machine/testplay/Pong.json --x 1 /m/y",
+        "note": "a sentence with a/slash in it",
+    }
+    assert rundirs.portable_record(record) == {
+        "run_dir": os.path.join("runs", "experts", "Boxing"),
+        "export_dir": "exports-fast",
+        "experts": {"Pong": os.path.join("experts", "Pong", "2"), "Boxing": "saved_models/experts/Boxing/1"},
+        "games": ["Pong", 3, None, True],
+        "command": "python -m amn_tf.main --mode=eval --output_json=Pong.json --x 1 y",
+        "note": "a sentence with a/slash in it",
+    }
+    assert rundirs.portable_record(rundirs.portable_record(record)) == rundirs.portable_record(record)
