@@ -164,3 +164,20 @@ def test_shipped_transfer_dqn_is_the_model_its_card_scores(path):
         rundirs.portable_path(provenance["run_dir"]), provenance["frames_trained"])
     assert scored["results"][0]["episodes"] == 30
     assert f"{scored['results'][0]['mean']:.1f}" in card  # the card states the score it cites
+
+
+ALL_SHIPPED = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(ROOT, "saved_models", "*", "*", "*", "saved_model.pb")))
+
+
+@pytest.mark.parametrize("path", ALL_SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_metadata_names_no_directory_of_the_training_machine(path):
+    """What a shipped model says about where it came from (its run, the experts it was
+    distilled from, its flags, its test play's command) is named relative to the project or by
+    name (``scripts/portable_metadata.py``): no absolute path of the machine that trained it;
+    and the metadata variable and its asset say the same."""
+    loaded = export.LoadedPolicy(path)
+    with open(os.path.join(path, "assets", export.METADATA_FILE)) as handle:
+        assert json.load(handle) == loaded.metadata
+    assert rundirs.portable_record(loaded.metadata) == loaded.metadata
+    play = export.read_test_play(path)
+    assert play is None or rundirs.portable_record(play) == play
