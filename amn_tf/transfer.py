@@ -102,7 +102,7 @@ def build_initial_network(init: str, game: str, network: str = "small", output_l
         model, games, architecture = _amn_from_run_dir(path, network)
     if game in games:
         print(f"[transfer] warning: {game} is one of the AMN's source games ({', '.join(games)})")
-    origin = {"init": "amn", "source": rundirs.portable_path(path), "source_games": games,
+    origin = {"init": "amn", "source": rundirs.portable_record(path), "source_games": games,
               "network": architecture, "output_layer": output_layer}
     if output_layer == "reinit":
         _copy_output_layer(reference, model)

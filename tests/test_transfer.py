@@ -106,6 +106,8 @@ def test_tiny_transfer_run_through_main(amn, tmp_path):
     assert "[transfer] Breakout from amn:" in result.stdout
     init = json.loads((run_dir / "init.json").read_text())
     assert init["source_games"] == ["Pong", "Boxing"]
+    # a SavedModel outside the project is named by <kind>/<name>/<version>, not a bare "1"
+    assert init["source"] == os.path.join(*str(saved).split(os.sep)[-3:])
     loaded = export.LoadedPolicy(str(export_dir / "transfer" / "Breakout-amn-tiny" / "1"))
     assert loaded.kind == "transfer" and loaded.games == ["Breakout"]
     out = loaded.outputs(np.zeros((3, 84, 84, 4), np.uint8), "Breakout")
