@@ -99,6 +99,11 @@ flags.DEFINE_integer("eval_max_steps", 27_000, "Agent-step cap of each test-play
                      lower_bound=1)
 flags.DEFINE_integer("eval_envs", 8, "Parallel environments for test play.", lower_bound=1)
 flags.DEFINE_integer("checkpoint_period", 50_000, "Agent steps between checkpoints.", lower_bound=1)
+flags.DEFINE_float("train_minutes", None, "dqn, amn, transfer, multitask_dqn: end the run (final test "
+                   "play, export) once its training time, the run loop's wall clock less its test "
+                   "plays, summed over invocations, reaches this many minutes, even short of its "
+                   "step budget; rerunning with more minutes (or without) trains it on. A budget "
+                   "in time: how many frames it buys depends on the machine.")
 flags.DEFINE_boolean("save_replay", False, "Store replay contents in checkpoints (large); without "
                      "them a resumed run refills the memory before learning again.")
 flags.DEFINE_boolean("keep_best", False, "--mode=dqn/transfer: also export the network at each test "
@@ -346,6 +351,10 @@ def build_single(values):
     _require(not values.keep_best or values.mode in ("dqn", "transfer"), "--keep_best is for "
              f"--mode=dqn and --mode=transfer (one game, one score per test play), not --mode="
              f"{values.mode}: drop it")
+    _require(values.train_minutes is None or values.mode in ("dqn", "transfer", "amn", "multitask_dqn"),
+             f"--train_minutes budgets a training, not --mode={values.mode}: drop it")
+    _require(values.train_minutes is None or values.train_minutes > 0,
+             f"--train_minutes={values.train_minutes} must be above 0 (or leave it out: no time budget)")
     builders = {"dqn": _build_dqn, "transfer": _build_dqn, "amn": _build_amn,
                 "multitask_dqn": _build_multitask_dqn, "rank_sources": _build_rank,
                 "eval": _build_eval, "report": _build_report}

@@ -142,6 +142,7 @@ class DqnConfig:
     devices: int
     seed: int
     keep_best: bool = False  # a SavedModel of the best test play so far in <run_dir>/best/
+    train_minutes: float | None = None  # end the run once its training time reaches this
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 
@@ -186,6 +187,7 @@ class AmnConfig:
     seed: int
     tau_target_top_probability: float = 0.5  # with tau "auto"
     remeasure_experts: bool = False  # play the experts even where a test play is stored
+    train_minutes: float | None = None  # end the run once its training time reaches this
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 
@@ -234,6 +236,7 @@ class MultitaskDqnConfig:
     profile_steps: tuple | None
     seed: int
     remeasure_experts: bool = False  # play the experts even where a test play is stored
+    train_minutes: float | None = None  # end the run once its training time reaches this
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 

@@ -81,9 +81,10 @@ class Progress:
     WINDOW_SECONDS = 120.0
 
     def __init__(self, label: str, total_steps: int, start_step: int,
-                 clock=time.monotonic, window: float = WINDOW_SECONDS):
+                 clock=time.monotonic, window: float = WINDOW_SECONDS, seconds_left=None):
         self.label = label
         self.total_steps = total_steps
+        self._seconds_left = seconds_left  # () -> seconds of a time budget left, or None
         self._clock = clock
         self._window = window
         self._start_step = start_step
@@ -101,8 +102,11 @@ class Progress:
         return self._rate * envs.FRAMES_PER_STEP
 
     def eta_seconds(self, step: int) -> float:
-        """Seconds to ``total_steps`` at the recent rate (inf before any progress)."""
-        return (self.total_steps - step) / self._rate if self._rate > 0 else float("inf")
+        """Seconds to ``total_steps`` at the recent rate (inf before any progress), or to the
+        end of the time budget when that comes first."""
+        eta = (self.total_steps - step) / self._rate if self._rate > 0 else float("inf")
+        left = self._seconds_left() if self._seconds_left is not None else None
+        return eta if left is None else min(eta, max(left, 0.0))
 
     def line(self, step: int, fps: float, extra: str = "") -> str:
         eta = self.eta_seconds(step)

@@ -242,7 +242,7 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=No
 # flags recorded over them.
 _flag_snapshots: dict = {}
 # Changed by design on a resume, never the reason a checkpoint does not load.
-_RESUME_FLAGS = ("training_steps",)
+_RESUME_FLAGS = ("training_steps", "train_minutes")
 
 
 def _snapshot_flags(run_dir: str, resolved_flags: dict) -> None:

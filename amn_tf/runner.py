@@ -47,6 +47,8 @@ class RunState:
     # Seconds of the run loop (playing, learning, test plays, checkpoints) that made this
     # state, summed over invocations; None for a run checkpointed before it was kept.
     wall_seconds: float | None = 0.0
+    # Seconds of those spent in test plays (0 for a run checkpointed before they were kept).
+    test_play_seconds: float = 0.0
     # Known only after a restore, never saved:
     path: str | None = None
     replay_restored: bool = False
@@ -69,6 +71,7 @@ class RunState:
                    finished=bool(payload.get("finished")), summary=payload.get("summary") or {},
                    games=list(payload.get("games") or []), path=payload.get("path"),
                    wall_seconds=payload.get("wall_seconds"),
+                   test_play_seconds=float(payload.get("test_play_seconds") or 0.0),
                    replay_restored=bool(payload.get("replay_restored")))
 
 
@@ -99,6 +102,7 @@ class Schedule:
     profile_steps: tuple | None = None
     per_game: bool = False  # messages say "per game"
     keep_best: bool = False  # single-game runs: a SavedModel of the best test play so far
+    train_seconds: float | None = None  # the run ends when its training time reaches this
 
 
 def schedule_of(config, total_steps: int, target_update_period: int | None = None,
@@ -109,7 +113,8 @@ def schedule_of(config, total_steps: int, target_update_period: int | None = Non
     return Schedule(total_steps, config.learning_starts, config.update_period, config.log_period,
                     config.eval_period, config.checkpoint_period, target_update_period,
                     config.save_replay or config.deterministic, config.deterministic,
-                    config.profile_steps, per_game, keep_best)
+                    config.profile_steps, per_game, keep_best,
+                    config.train_minutes * 60 if config.train_minutes else None)
 
 
 class Agent:
@@ -265,6 +270,18 @@ class Runner:
         started, before = self.clock
         return before + time.monotonic() - started
 
+    def training_seconds_left(self) -> float | None:
+        """Seconds of ``--train_minutes`` left: the budget less the run loop's wall clock without
+        its test plays; None without a budget (or for a run that did not keep its wall clock)."""
+        wall = self.wall_seconds()
+        if self.schedule.train_seconds is None or wall is None:
+            return None
+        return self.schedule.train_seconds - (wall - self.state.test_play_seconds)
+
+    def _out_of_time(self) -> bool:
+        left = self.training_seconds_left()
+        return left is not None and left <= 0
+
     @staticmethod
     def frames(step: int) -> int:
         return step * envs.FRAMES_PER_STEP
@@ -297,7 +314,8 @@ class Runner:
         reopened (a fresh export version follows)."""
         if not self.state.finished:
             return False
-        if self.schedule.total_steps <= self.state.step:
+        if self.schedule.total_steps <= self.state.step or (self.state.summary.get("time_budget_minutes")
+                                                            and self._out_of_time()):
             return True
         print(f"[{self.agent.label}] extending the finished run from {self.frames(self.state.step):,} "
               f"to {self.frames(self.schedule.total_steps):,} frames{self.per_game} (exports a new "
@@ -307,8 +325,9 @@ class Runner:
 
     def _already_finished(self) -> dict:
         summary = self.state.summary
-        print(f"[{self.agent.label}] run already finished: {summary.get('export')} (a larger "
-              f"{self.agent.budget_flag} trains it further)", flush=True)
+        more = f"a larger {self.agent.budget_flag}" + (" or --train_minutes" if summary.get("time_budget_minutes") else "")
+        print(f"[{self.agent.label}] run already finished: {summary.get('export')} ({more} trains it "
+              "further)", flush=True)
         final = jsonl.read(os.path.join(self.run_dir, "eval.jsonl"))
         if final:
             print(f"[{self.agent.label}] its last recorded test play, at frame "
@@ -339,9 +358,10 @@ class Runner:
         learning_starts = s.learning_starts
         if self.state.path and not self.state.replay_restored:  # the replay refills first
             learning_starts = self.state.step + s.learning_starts
-        self.progress = parts.Progress(self.agent.label, s.total_steps, self.state.step)
+        self.progress = parts.Progress(self.agent.label, s.total_steps, self.state.step,
+                                       seconds_left=self.training_seconds_left)
         with parts.StopSignal() as stop:
-            while self.state.step < s.total_steps and not stop.requested:
+            while self.state.step < s.total_steps and not stop.requested and not self._out_of_time():
                 added = self.agent.act(self.state.step)
                 if self.state.step >= learning_starts:
                     self._learn(added, profiler)
@@ -409,7 +429,12 @@ class Runner:
         return " | ".join(parts)
 
     def _evaluate(self) -> dict:
+        started = time.monotonic()
         record, scalars = self.agent.evaluate(self.state.step, len(self.history))
+        # What this test play took, so training time is wall_seconds less the test plays'.
+        took = time.monotonic() - started
+        self.state.test_play_seconds += took
+        record["test_play_seconds"] = round(took, 1)
         # Learner updates so far (fewer than the steps imply when a resume refilled the replay)
         # and those skipped as non-finite (--skip_nonfinite), which are not among them.
         record["updates"] = int(self.agent.learner.updates.numpy())
@@ -428,6 +453,10 @@ class Runner:
 
     def _finish(self) -> dict:
         step = self.state.step
+        timed = step < self.schedule.total_steps  # the loop ended on --train_minutes
+        if timed:
+            print(f"[{self.agent.label}] --train_minutes={self.schedule.train_seconds / 60:g} reached "
+                  f"at frame {self.frames(step):,}{self.per_game}", flush=True)
         if self.history and self.history[-1]["step"] == step:  # a restart after the final one
             record = self.history[-1]
         else:
@@ -438,7 +467,8 @@ class Runner:
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             self.agent.export(path, record, step, self.run_dir)
         summary = {**self.agent.summary(record, path, step), "export": path, "run_dir": self.run_dir,
-                   **({"best": self.snapshots.best} if self.snapshots.best else {})}
+                   **({"best": self.snapshots.best} if self.snapshots.best else {}),
+                   **({"time_budget_minutes": self.schedule.train_seconds / 60} if timed else {})}
         self.save(finished=True, summary=summary)
         print(f"[{self.agent.label}] final test play at frame {self.frames(step):,}{self.per_game}: "
               f"{self.agent.eval_text(record)}", flush=True)

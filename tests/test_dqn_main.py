@@ -535,6 +535,9 @@ BAD_INPUTS = {
                                          "--report_reach_scores=12,high"],
                                         "--report_reach_scores: 'high' is not a number"),
     "keep_best_on_amn": (["--mode=amn", "--keep_best"], "--keep_best is for --mode=dqn and --mode=transfer"),
+    "train_minutes_zero": (["--mode=amn", "--train_minutes=0"], "--train_minutes=0.0 must be above 0"),
+    "train_minutes_on_eval": (["--mode=eval", "--saved_model={expert}", "--train_minutes=5"],
+                              "--train_minutes budgets a training, not --mode=eval"),
     "no_mode": (["--game=Pong"], "--mode is required"),
     "stray_argument": (["--mode=dqn", "--game=Pong", "oops"], "unexpected arguments"),
 }

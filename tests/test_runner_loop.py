@@ -3,15 +3,17 @@ target sync, stop and resume, export exactly once, and the agent check. No emula
 subprocess: the agent is a ``runner.Agent`` whose acting adds a fixed number of agent steps and
 whose "network" is a pair of variables."""
 
+import dataclasses
 import json
 import os
+import time
 import signal
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from amn_tf import replay, runner
+from amn_tf import parts, replay, runner
 
 
 class CountingAgent(runner.Agent):
@@ -107,6 +109,80 @@ def test_update_credit_and_target_sync_follow_the_schedule(tmp_path):
     assert summary["export"].endswith(os.path.join("run", "1"))
 
 
+class SlowTestPlays(CountingAgent):
+    def evaluate(self, step, plays_so_far):
+        time.sleep(0.15)
+        return super().evaluate(step, plays_so_far)
+
+
+def test_each_test_play_records_what_it_took_so_training_time_can_be_told_apart(tmp_path):
+    agent = SlowTestPlays(str(tmp_path / "exports" / "run"))
+    runner.Runner(str(tmp_path / "run"), agent, _schedule()).run()
+    history = _history(tmp_path, "run")
+    assert len(history) == 3 and all(0.15 <= r["test_play_seconds"] < 5 for r in history)
+    # wall_seconds runs to the end of each test play, so it holds every test play so far
+    # (each rounded to 0.1 s)
+    for index, record in enumerate(history):
+        assert record["wall_seconds"] >= 0.15 * (index + 1) - 0.05
+
+
+class SlowActs(SlowTestPlays):
+    """Each act takes 20 ms of training time; each test play 150 ms (not training time)."""
+
+    def act(self, step):
+        time.sleep(0.02)
+        return super().act(step)
+
+
+def _training_seconds(run_dir) -> float:
+    state = runner.RunState.from_json(json.loads((run_dir / "checkpoints" / sorted(
+        os.listdir(run_dir / "checkpoints"))[-1] / "state.json").read_text()))
+    return state.wall_seconds - state.test_play_seconds
+
+
+def test_train_minutes_ends_the_run_on_training_time_not_test_play_time(tmp_path, capsys):
+    budget = 0.4  # seconds: about 20 acts of 20 ms, with a 150 ms test play every 4 acts
+    schedule = _schedule(total_steps=30_000, eval_period=12, checkpoint_period=30_000, train_seconds=budget)
+    agent = SlowActs(str(tmp_path / "exports" / "run"))
+    summary = runner.Runner(str(tmp_path / "run"), agent, schedule).run()
+    out = capsys.readouterr().out
+    assert "--train_minutes=0.00666667 reached at frame" in out
+    history = _history(tmp_path, "run")
+    step = history[-1]["step"]
+    assert 12 * 3 <= step < 30_000 and len(history) >= 4  # short of the step budget, test plays between
+    trained = _training_seconds(tmp_path / "run")
+    assert budget <= trained < budget + 0.2  # ended by the first act past the budget
+    # the test plays took as long as the training again, and did not count
+    assert sum(r["test_play_seconds"] for r in history) >= 0.15 * (len(history) - 1)
+    assert summary["time_budget_minutes"] == pytest.approx(budget / 60)
+    assert agent.exports == [(step, int(agent.weight.numpy()))]
+    # The same command again: finished, nothing trained or exported.
+    again = SlowActs(str(tmp_path / "exports" / "run"))
+    runner.Runner(str(tmp_path / "run"), again, schedule).run()
+    assert "run already finished" in capsys.readouterr().out and again.exports == []
+    # More minutes train it on, from where it ended, to the new budget, and export a new version.
+    more = SlowActs(str(tmp_path / "exports" / "run"))
+    longer = dataclasses.replace(schedule, train_seconds=2 * budget)
+    summary = runner.Runner(str(tmp_path / "run"), more, longer).run()
+    assert "extending the finished run" in capsys.readouterr().out
+    assert 2 * budget <= _training_seconds(tmp_path / "run") < 2 * budget + 0.2
+    assert more.exports and more.exports[0][0] > step and summary["export"].endswith(os.path.join("run", "2"))
+
+
+def test_the_eta_is_the_time_budget_left_when_that_comes_first():
+    now = [0.0]
+    progress = parts.Progress("x", 1_000, 0, clock=lambda: now[0], seconds_left=lambda: 30.0)
+    now[0] = 10.0
+    progress.frames_per_second(100)  # 10 steps/s: 90 s to the step budget
+    assert progress.eta_seconds(100) == 30.0
+    progress = parts.Progress("x", 1_000, 0, clock=lambda: now[0], seconds_left=lambda: 500.0)
+    now[0] = 30.0
+    progress.frames_per_second(100)
+    assert progress.eta_seconds(100) == pytest.approx(180.0)  # 900 steps at 5 steps/s
+    progress = parts.Progress("x", 1_000, 0, clock=lambda: now[0], seconds_left=lambda: -3.0)
+    assert progress.eta_seconds(0) == 0.0
+
+
 def test_the_progress_line_shows_the_latest_score_episode_and_learner_metrics(tmp_path, capsys):
     _run(tmp_path, "run", _schedule(log_period=6))
     lines = [line for line in capsys.readouterr().out.splitlines() if "frames/s" in line]
@@ -151,7 +227,7 @@ def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path, capsys):
     assert int(second.weight.numpy()) == int(reference.weight.numpy()) == 6
     assert float(second.drawn.numpy()) == pytest.approx(float(reference.drawn.numpy()), abs=0)
     assert second.syncs == [21, 30]  # the one at 12 came before the stop
-    strip = ("wall_seconds",)
+    strip = ("wall_seconds", "test_play_seconds")  # timings, not outcomes
     assert [{k: v for k, v in r.items() if k not in strip} for r in _history(tmp_path, "resumed")] == \
         [{k: v for k, v in r.items() if k not in strip} for r in _history(tmp_path, "straight")]
     assert second.exports == [(30, 6)]
