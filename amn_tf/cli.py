@@ -500,7 +500,7 @@ def _build_report(values):
     return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
                         values.report_blocks, values.reach_score,
                         tuple(values.report_evals or ()), tuple(values.report_rankings or ()),
-                        tuple(reach_scores), values.report_ablation)
+                        tuple(reach_scores), values.report_ablation, values.report_per_minute)
 
 
 flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
@@ -514,6 +514,10 @@ flags.DEFINE_boolean("report_ablation", False, "report: with transfer runs, the 
                      "(ablation.md, ablation_curves.png): one row per setting (init and AMN "
                      "output-layer treatment, AMN tau and sources, target recipe, budget) against "
                      "random init of the same recipe, instead of Table 2.")
+flags.DEFINE_boolean("report_per_minute", False, "report: with AMN runs of several settings trained "
+                     "for the same --train_minutes, amn_per_minute.md: per setting (the AMN flags "
+                     "that differ from the first run's), its seeds' final test plays against the "
+                     "experts: games at >= 80% of the expert, mean capped random-relative score.")
 flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
 flags.DEFINE_list("report_reach_scores", None, "report: expert recipes compared (several "
                   "dqn runs of one game): scores whose first test play each recipe is timed to, "

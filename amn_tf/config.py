@@ -288,4 +288,5 @@ class ReportConfig:
     rankings: tuple = ()  # --mode=rank_sources --output_json files: beside Table 2's runs
     reach_scores: tuple = ()  # expert recipes: scores whose first test play the table times
     ablation: bool = False  # transfer runs: the ablation table (one row per setting) instead of Table 2
+    per_minute: bool = False  # AMN runs: amn_per_minute.md, settings trained for the same minutes
 

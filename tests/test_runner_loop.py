@@ -6,8 +6,8 @@ whose "network" is a pair of variables."""
 import dataclasses
 import json
 import os
-import time
 import signal
+import time
 
 import numpy as np
 import pytest

@@ -22,7 +22,8 @@ Modules: ``records`` (what is read, as typed records), ``curves`` (arithmetic on
 curves the tables share), one module per table (``amn_table``: Table 1 of AMN runs;
 ``transfer_table``: Table 2 and the rankings; ``saved_models``: Table 1 through the SavedModels;
 ``recipes``: the expert runs and recipes; ``ablation``: the transfer ablation; ``readout``: Table 1
-read the paper's way, last 10% of test plays and max, beside the SavedModels), ``plots`` (every
+read the paper's way, last 10% of test plays and max, beside the SavedModels; ``per_minute``:
+AMN settings trained for the same ``--train_minutes``, with ``--report_per_minute``), ``plots`` (every
 figure) and ``entry`` (``run``, what ``--mode=report`` calls).
 """
 

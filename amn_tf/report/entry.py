@@ -7,7 +7,15 @@ import glob
 import os
 
 from amn_tf import config as config_lib
-from amn_tf.report import ablation, amn_table, readout, recipes, saved_models, transfer_table
+from amn_tf.report import (
+    ablation,
+    amn_table,
+    per_minute,
+    readout,
+    recipes,
+    saved_models,
+    transfer_table,
+)
 from amn_tf.report.records import load_dqn_run, load_eval, load_ranking, load_run, run_mode
 
 
@@ -44,6 +52,8 @@ def run(config) -> dict:
         os.makedirs(config.output_dir, exist_ok=True)
         return saved_models.report_evals(evals, config.output_dir)
     amn_dirs, transfer_dirs, dqn_dirs = _by_mode(_run_dirs(config))
+    if config.per_minute and not amn_dirs:
+        raise config_lib.ConfigError("--report_per_minute compares AMN runs: none of --report_runs is one")
     if rankings and not transfer_dirs:
         raise config_lib.ConfigError("--report_rankings goes beside transfer runs: none of "
                                      "--report_runs is one")
@@ -55,6 +65,10 @@ def run(config) -> dict:
         written["readout"] = readout.write(amn_runs, [load_dqn_run(d) for d in dqn_dirs], evals,
                                            os.path.join(config.output_dir, "table1_paper_readout.md"))
         print(f"[report] the paper's readout: {written['readout']}")
+        if config.per_minute:
+            written["per_minute"] = per_minute.write(amn_dirs, amn_runs,
+                                                     os.path.join(config.output_dir, "amn_per_minute.md"))
+            print(f"[report] distillation per minute: {written['per_minute']}")
     elif dqn_dirs:
         written.update(recipes.report_experts(dqn_dirs, config.output_dir, evals, config.reach_scores))
     if transfer_dirs and config.ablation:

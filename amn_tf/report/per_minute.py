@@ -1,0 +1,133 @@
+"""Distillation per minute (``amn_per_minute.md``): AMN runs of several settings, each trained for
+the same ``--train_minutes``, compared by how much expert-level play their final test play shows,
+one row per setting over its seeds.
+
+A setting is the AMN flags in ``SETTING_FLAGS`` that differ from the first run's; the runs of one
+setting differ only in ``--seed``. Per run: its training minutes (the loop's wall clock less its
+test plays, ``test_play_seconds``), the frames per game and learner updates that bought, and per
+game the final test play's mean against the run's experts (``experts.json``): the games at or
+above 80% of the expert's mean, and the mean over games of the random-relative score
+``(score - random) / (expert - random)`` capped at 100% (one game far above its expert cannot
+hide another at random play).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from amn_tf import tables
+from amn_tf.report.records import AmnRun
+
+SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "num_envs", "amn_actor",
+                 "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer", "amn_replay_capacity",
+                 "amn_learning_starts", "train_minutes")
+EXPERT_LEVEL = 80.0  # % of the expert's mean
+
+
+def _flags(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "flags.json")) as handle:
+        return json.load(handle)
+
+
+def training_minutes(history: list) -> float | None:
+    """Minutes of training by the last test play: its ``wall_seconds`` less every test play's
+    ``test_play_seconds``; None when the records do not keep both."""
+    last = history[-1]
+    if last.get("wall_seconds") is None or any("test_play_seconds" not in r for r in history):
+        return None
+    return (last["wall_seconds"] - sum(r["test_play_seconds"] for r in history)) / 60
+
+
+def run_figures(run: AmnRun) -> dict:
+    """A run's final test play read against its experts: per game % of expert and the capped
+    random-relative score, the games at expert level and the mean capped score."""
+    final, per_game = run.final, {}
+    for game, expert in run.experts.items():
+        mean = final["games"][game]["mean"]
+        relative = tables.random_relative(mean, expert["mean"], expert.get("random_mean"))
+        per_game[game] = (tables.percent_of_expert(mean, expert["mean"]), min(relative, 100.0))
+    capped = [relative for _, relative in per_game.values()]
+    return {"per_game": per_game, "frames": final["frames"], "updates": final.get("updates"),
+            "minutes": training_minutes(run.history),
+            "expert_level": sum(percent >= EXPERT_LEVEL for percent, _ in per_game.values()),
+            "capped": float(np.mean(capped)) if not any(math.isnan(c) for c in capped) else float("nan")}
+
+
+def settings(run_dirs: list, runs: list) -> list:
+    """[(label, command flags, [(seed, run, figures)])], in the order the runs were given; the
+    label names the flags that differ from the first run's ("reference" for its own)."""
+    flags = [_flags(d) for d in run_dirs]
+    reference = flags[0]
+    groups: dict = {}
+    for run_flags, run in zip(flags, runs):
+        changed = {k: run_flags.get(k) for k in SETTING_FLAGS if run_flags.get(k) != reference.get(k)}
+        key = json.dumps({k: run_flags.get(k) for k in SETTING_FLAGS}, sort_keys=True)
+        label = ", ".join(f"{k} {v}" for k, v in changed.items()) or "reference"
+        command = " ".join(f"--{k}={run_flags.get(k)}" for k in SETTING_FLAGS
+                           if run_flags.get(k) is not None and (k == "train_minutes" or k in changed))
+        groups.setdefault(key, (label, command, []))[2].append((run_flags.get("seed", 0), run, run_figures(run)))
+    return list(groups.values())
+
+
+def _per_seed(values: list, text) -> str:
+    mean = float(np.mean(values)) if values else float("nan")
+    return f"{text(mean)} ({', '.join(text(v) for v in values)})" if len(values) > 1 else text(mean)
+
+
+def _number(fmt: str):
+    return lambda v: "-" if v is None or v != v else format(v, fmt)
+
+
+def table(groups: list) -> str:
+    lines = ["| setting | seeds | training minutes | frames per game | learner updates | games at >= 80% "
+             "of expert | mean random-relative, capped at 100% | command |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for label, command, members in groups:
+        figures = [f for _, _, f in members]
+        minutes = [f["minutes"] for f in figures if f["minutes"] is not None]
+        updates = [f["updates"] for f in figures if f["updates"] is not None]
+        seeds = ",".join(str(s) for s, _, _ in members)
+        lines.append(
+            f"| {label} | {len(members)} | {_per_seed(minutes, _number('.1f'))} | "
+            f"{_per_seed([f['frames'] for f in figures], _number(',.0f'))} | "
+            f"{_per_seed(updates, _number(',.0f'))} | "
+            f"{_per_seed([f['expert_level'] for f in figures], _number('.1f'))} | "
+            f"{_per_seed([f['capped'] for f in figures], lambda v: tables.percent_text(v))} | "
+            f"`--mode=amn {command} --seed={{{seeds}}}` |")
+    return "\n".join(lines)
+
+
+def game_table(groups: list) -> str:
+    """Per game and setting: the final test play's % of the expert's mean, mean over seeds."""
+    games = list(dict.fromkeys(g for _, _, members in groups for _, run, _ in members for g in run.experts))
+    lines = ["| setting | " + " | ".join(games) + " |", "| --- |" + " ---: |" * len(games)]
+    for label, _, members in groups:
+        cells = []
+        for game in games:
+            values = [f["per_game"][game][0] for _, _, f in members if game in f["per_game"]]
+            cells.append(tables.percent_text(float(np.mean(values))) if values else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write(run_dirs: list, runs: list, path: str) -> str:
+    groups = settings(run_dirs, runs)
+    text = "\n".join([
+        "# Distillation per minute\n",
+        "AMN settings trained for the same training time (`--train_minutes`: the run loop's wall "
+        "clock less its test plays), each read at its final test play (epsilon 0.05, unclipped "
+        "returns, mean over its test episodes per game) against its experts' reference scores. "
+        "Games at >= 80% of expert: final mean at or above 80% of the expert's mean. Mean "
+        "random-relative: over games, (score - random) / (expert - random), each capped at 100%. "
+        "Per setting: mean over seeds (per seed in brackets). Frames are emulator frames (4 per "
+        "agent step), per game.\n",
+        table(groups), "",
+        "## % of the expert's mean per game (mean over seeds)\n",
+        game_table(groups), ""])
+    with open(path, "w") as handle:
+        handle.write(text)
+    return path
