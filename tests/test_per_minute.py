@@ -72,3 +72,26 @@ def test_per_minute_needs_amn_runs(tmp_path):
         (run / "run.json").write_text(json.dumps({"mode": "transfer", "game": "Breakout"}))
         entry.run(config_lib.ReportConfig((str(run),), str(tmp_path / "out"), per_minute=True))
     assert not (tmp_path / "out").exists()
+
+
+def _sweep(tmp_path, *steps, **env):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHON=sys.executable, RUN_ROOT=str(tmp_path / "runs"),
+               REPORT_DIR=str(tmp_path / "report"), EXPORT_DIR=str(tmp_path / "exports"), **env)
+    return subprocess.run(["bash", "scripts/amn_sweep.sh", *steps], cwd=root, env=env,
+                          capture_output=True, text=True)
+
+
+def test_the_sweep_script_refuses_an_unknown_setting_before_training(tmp_path):
+    result = _sweep(tmp_path, SETTINGS="reference batch33")
+    assert result.returncode == 2 and "unknown setting batch33" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_sweep_report_without_runs_says_to_train_first(tmp_path):
+    result = _sweep(tmp_path, "report")
+    assert result.returncode == 2 and "no kept runs" in result.stderr and "train first" in result.stderr

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Distillation per minute: the main job's AMN (`--mode=amn` defaults, the shipped experts) with
+# one setting changed at a time, each trained for the same training time (--train_minutes=MINUTES:
+# the loop's wall clock less its test plays), every seed in SEEDS (all settings for the first
+# seed, then the next seed); then amn_per_minute.md (--report_per_minute: games at >= 80% of
+# the expert and the mean capped random-relative score per setting) beside Table 1 and curves.
+# A budget in minutes is only fair alone on the machine: run nothing else beside it (a
+# SIGSTOPped process is fine).
+# Each training's records (scripts/keep_records.sh) are kept in REPORT_DIR/runs/<name>.
+# Usage: scripts/amn_sweep.sh [train|evals|report ...]   (default: train report)
+# Every run resumes if interrupted (rerun the same command); a finished one is skipped.
+# Env: SEEDS ("0 1"), MINUTES (10), EVAL_PERIOD (agent steps per game between test plays, 25000),
+# SETTINGS (names from the list below, space-separated; default all), RUN_ROOT (runs/amn-sweep),
+# EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/amn-per-minute), PYTHON, EXTRA_FLAGS
+# (every training), EVAL_FLAGS (--eval_episodes=30, the evals step: every setting's SavedModels).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/runs_lib.sh
+python=${PYTHON:-.venv/bin/python}
+root=${RUN_ROOT:-runs/amn-sweep}
+exports=${EXPORT_DIR:-runs/exports}
+report_dir=${REPORT_DIR:-docs/results/amn-per-minute}
+minutes=${MINUTES:-10}
+eval_period=${EVAL_PERIOD:-25000}
+read -r -a seeds <<< "${SEEDS:-0 1}"
+declare -A setting_flags=(
+  [reference]=""
+  [batch32]="--batch_per_game=32"
+  [lr1e-3]="--amn_learning_rate=0.001"
+  [batch32-lr1e-3]="--batch_per_game=32 --amn_learning_rate=0.001"
+  [period2]="--update_period=2"
+  [envs8]="--num_envs=8"
+  [expert-actor]="--amn_actor=expert"
+)
+read -r -a settings <<< "${SETTINGS:-reference batch32 lr1e-3 batch32-lr1e-3 period2 envs8 expert-actor}"
+for name in "${settings[@]}"; do
+  [ -n "${setting_flags[$name]+set}" ] || { echo "unknown setting $name: use ${!setting_flags[*]}" >&2; exit 2; }
+done
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(train report)
+
+for step in "${steps[@]}"; do
+  case $step in
+    train)
+      for seed in "${seeds[@]}"; do
+        for name in "${settings[@]}"; do
+          run="$name-seed$seed"
+          trained_elsewhere "$root/$run" "$report_dir/$run-eval.json" && continue
+          # shellcheck disable=SC2086  # the setting's flags are words
+          "$python" -m amn_tf.main --mode=amn --train_minutes="$minutes" --amn_steps=2000000 \
+            --amn_eval_period="$eval_period" --seed="$seed" --run_dir="$root/$run" --amn_name="$run" \
+            --export_dir="$exports" ${setting_flags[$name]} ${EXTRA_FLAGS:-}
+          scripts/keep_records.sh "$root/$run" "$(kept "$run")"
+        done
+      done ;;
+    evals)
+      mkdir -p "$report_dir"
+      for seed in "${seeds[@]}"; do
+        for name in "${settings[@]}"; do
+          run="$name-seed$seed" out="$report_dir/$name-seed$seed-eval.json"
+          version=$(ls "$exports/amn/$run" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
+          if [ -z "$version" ]; then echo "no export under $exports/amn/$run yet: skipped"; continue; fi
+          [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval --saved_model="$exports/amn/$run/$version" \
+            ${EVAL_FLAGS:---eval_episodes=30} --output_json="$out"
+        done
+      done ;;
+    report)
+      runs=() evals=()
+      for name in "${settings[@]}"; do
+        for seed in "${seeds[@]}"; do
+          [ -d "$(kept "$name-seed$seed")" ] && runs+=("$(kept "$name-seed$seed")")
+          [ -f "$report_dir/$name-seed$seed-eval.json" ] && evals+=("$report_dir/$name-seed$seed-eval.json")
+        done
+      done
+      [ ${#runs[@]} -gt 0 ] || { echo "no kept runs in $report_dir/runs yet: train first" >&2; exit 2; }
+      "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${runs[*]}")" \
+        ${evals[0]:+--report_evals="$(IFS=,; echo "${evals[*]}")"} --report_per_minute \
+        --report_dir="$report_dir" ;;
+    *) echo "unknown step $step: use train, evals or report" >&2; exit 2 ;;
+  esac
+done
