@@ -81,10 +81,13 @@ class Progress:
     WINDOW_SECONDS = 120.0
 
     def __init__(self, label: str, total_steps: int, start_step: int,
-                 clock=time.monotonic, window: float = WINDOW_SECONDS, seconds_left=None):
+                 clock=time.monotonic, window: float = WINDOW_SECONDS, seconds_left=None,
+                 test_plays=None):
         self.label = label
         self.total_steps = total_steps
         self._seconds_left = seconds_left  # () -> seconds of a time budget left, or None
+        # (step, end step) -> (test plays from step to the end, final included; seconds each or None)
+        self._test_plays = test_plays
         self._clock = clock
         self._window = window
         self._start_step = start_step
@@ -108,11 +111,24 @@ class Progress:
         left = self._seconds_left() if self._seconds_left is not None else None
         return eta if left is None else min(eta, max(left, 0.0))
 
-    def line(self, step: int, fps: float, extra: str = "") -> str:
+    def _eta_text(self, step: int) -> str:
+        """The ETA of the training, and of the test plays still to come: counted in at what
+        the run's test plays took so far, or named when none has been timed yet."""
         eta = self.eta_seconds(step)
+        if eta == float("inf"):
+            return "?"
+        if self._test_plays is None:
+            return _duration(eta)
+        count, each = self._test_plays(step, min(self.total_steps, int(step + self._rate * eta)))
+        plays = f"{count} test play{'s' if count != 1 else ''}"
+        if not count:
+            return _duration(eta)
+        return f"{_duration(eta + count * each)} incl. {plays}" if each else f"{_duration(eta)} + {plays}"
+
+    def line(self, step: int, fps: float, extra: str = "") -> str:
         frames = step * envs.FRAMES_PER_STEP
         total = self.total_steps * envs.FRAMES_PER_STEP
-        eta_text = _duration(eta) if eta != float("inf") else "?"
+        eta_text = self._eta_text(step)
         return (f"[{self.label}] frames {frames:,}/{total:,} ({100 * step / self.total_steps:.0f}%) | "
                 f"{fps:,.0f} frames/s | ETA {eta_text}" + (f" | {extra}" if extra else ""))
 

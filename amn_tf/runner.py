@@ -278,6 +278,14 @@ class Runner:
             return None
         return self.schedule.train_seconds - (wall - self.state.test_play_seconds)
 
+    def _test_plays_ahead(self, step: int, end: int) -> tuple:
+        """Test plays between ``step`` and the end at ``end`` (the periodic ones, then the
+        final one), and the mean seconds of the run's test plays so far (None before one)."""
+        period = self.schedule.eval_period
+        periodic = max(0, (end - 1) // period - step // period)
+        each = self.state.test_play_seconds / len(self.history) if self.history else None
+        return periodic + 1, each or None
+
     def _out_of_time(self) -> bool:
         left = self.training_seconds_left()
         return left is not None and left <= 0
@@ -359,7 +367,8 @@ class Runner:
         if self.state.path and not self.state.replay_restored:  # the replay refills first
             learning_starts = self.state.step + s.learning_starts
         self.progress = parts.Progress(self.agent.label, s.total_steps, self.state.step,
-                                       seconds_left=self.training_seconds_left)
+                                       seconds_left=self.training_seconds_left,
+                                       test_plays=self._test_plays_ahead)
         with parts.StopSignal() as stop:
             while self.state.step < s.total_steps and not stop.requested and not self._out_of_time():
                 added = self.agent.act(self.state.step)

@@ -188,6 +188,9 @@ def test_the_progress_line_shows_the_latest_score_episode_and_learner_metrics(tm
     lines = [line for line in capsys.readouterr().out.splitlines() if "frames/s" in line]
     # At step 6 (frame 24): no test play yet, the episode that ended at step 6, no update yet.
     assert "frames 24/120" in lines[0]
+    # test plays ahead at 12, 24 and the final one at 30, none timed yet; at step 18 the
+    # one at 12 was, and the two still to come are counted in
+    assert "+ 3 test plays |" in lines[0] and "incl. 2 test plays |" in lines[2]
     assert lines[0].endswith("eval - | last episode -21.0 | epsilon 0.25 | filling replay")
     # At step 18: the test play at 12 scored 1 (one update by then); the loss is the mean over
     # the updates since the last line; the agent's SPS scalar is not repeated on the line.

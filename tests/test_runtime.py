@@ -69,6 +69,29 @@ def test_recent_rate_covers_the_window_and_at_least_the_previous_line():
     assert fps == 0.0
 
 
+def test_the_eta_counts_the_test_plays_still_to_come():
+    clock = FakeClock()
+    asked = []
+
+    def plays(each):
+        def test_plays(step, end):
+            asked.append((step, end))
+            return 2, each
+        return test_plays
+
+    progress = parts.Progress("amn", total_steps=1_000, start_step=0, clock=clock, test_plays=plays(30.0))
+    _, line = report(progress, clock, 100, 10)  # 10 steps/s: 90 s of training to step 1,000
+    assert "ETA 2m30s incl. 2 test plays |" in line + " |" and asked[-1] == (100, 1_000)
+    progress = parts.Progress("amn", total_steps=1_000, start_step=0, clock=clock, test_plays=plays(None))
+    _, line = report(progress, clock, 100, 10)  # none timed yet: named, not guessed
+    assert line.endswith("ETA 1m30s + 2 test plays")
+    # a time budget that ends the run first: the test plays up to where the budget will end it
+    progress = parts.Progress("amn", total_steps=1_000, start_step=0, clock=clock,
+                              seconds_left=lambda: 20.0, test_plays=plays(None))
+    _, line = report(progress, clock, 100, 10)
+    assert line.endswith("ETA 0m20s + 2 test plays") and asked[-1] == (100, 300)
+
+
 def test_print_returns_the_printed_rate(capsys):
     clock = FakeClock()
     progress = parts.Progress("dqn Pong", total_steps=1_000, start_step=0, clock=clock)
