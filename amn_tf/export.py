@@ -185,7 +185,8 @@ def _saved_beside(module, signatures, path: str, metadata: dict, extra: str | No
 def rewrite_metadata(path: str, rewrite) -> bool:
     """Re-saves the SavedModel ``path`` with its metadata (the variable and the asset) replaced
     by ``rewrite(metadata)``, keeping its ``assets.extra``; every other variable and the serving
-    outputs are checked unchanged before the new copy replaces the old one. Returns False (and
+    outputs are checked unchanged before the new copy replaces the old one (two renames: a crash
+    between them leaves the old copy beside it as ``.old-<version>-<pid>``). Returns False (and
     writes nothing) when ``rewrite`` changes nothing."""
     loaded = LoadedPolicy(path)
     metadata = rewrite(json.loads(json.dumps(loaded.metadata)))

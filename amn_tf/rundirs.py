@@ -38,7 +38,8 @@ def portable_record(value):
     """``value`` (flags, provenance, a record: nested dicts, lists and strings) with every
     absolute path in it named as ``portable_path`` names it: a SavedModel version directory
     (its last component a number) by ``<kind>/<name>/<version>``, anything else by its name,
-    and the absolute paths inside a command line (``--flag=/path``, `` /path``) likewise."""
+    and the absolute paths inside a command line (a string with `` --`` flags: ``--flag=/path``,
+    `` /path``) likewise."""
     if isinstance(value, dict):
         return {key: portable_record(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -47,6 +48,8 @@ def portable_record(value):
         return value
     if os.path.isabs(value) and not any(c.isspace() for c in value):
         return portable_path(value, keep=3 if os.path.basename(os.path.normpath(value)).isdigit() else 1) or value
+    if " --" not in value:  # not a command line: left as it is
+        return value
     return _PATH_IN_COMMAND.sub(lambda found: portable_record(found.group()), value)
 
 

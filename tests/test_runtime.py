@@ -324,7 +324,7 @@ def test_a_record_names_every_absolute_path_in_it_portably(tmp_path, monkeypatch
         "experts": {"Pong": "/machine/runs/exports-fast/experts/Pong/2", "Boxing": "saved_models/experts/Boxing/1"},
         "games": ["Pong", 3, None, True],
         "command": "python -m amn_tf.main --mode=eval --output_json=/machine/testplay/Pong.json --x 1 /m/y",
-        "note": "a sentence with a/slash in it",
+        "note": "a sentence with a/slash in it, 900 frames /s",
     }
     assert rundirs.portable_record(record) == {
         "run_dir": os.path.join("runs", "experts", "Boxing"),
@@ -332,6 +332,6 @@ def test_a_record_names_every_absolute_path_in_it_portably(tmp_path, monkeypatch
         "experts": {"Pong": os.path.join("experts", "Pong", "2"), "Boxing": "saved_models/experts/Boxing/1"},
         "games": ["Pong", 3, None, True],
         "command": "python -m amn_tf.main --mode=eval --output_json=Pong.json --x 1 y",
-        "note": "a sentence with a/slash in it",
+        "note": "a sentence with a/slash in it, 900 frames /s",
     }
     assert rundirs.portable_record(rundirs.portable_record(record)) == rundirs.portable_record(record)
