@@ -8,7 +8,7 @@ DQN: Pong, 4 envs, batch 32 every 4 agent steps, replay 50k. AMN: Pong and Break
 shipped experts, 4 envs per game, 8 states per game every 4 agent steps; frames are per game.
 
 Usage: git worktree add /tmp/before <commit> --detach
-       python benchmarks/loop_compare.py --other=/tmp/before [--repeats=3] [--seconds=60]
+       python benchmarks/loop_compare.py --other=/tmp/before [--repeats=3] [--seconds=60] [--loops=dqn,amn]
 Run it on otherwise idle cores (pause any training with SIGSTOP first).
 """
 
@@ -27,6 +27,7 @@ from loop_fps import ROOT, command_fps  # noqa: E402
 flags.DEFINE_string("other", None, "The other checkout (a directory with amn_tf/ in it).", required=True)
 flags.DEFINE_integer("repeats", 3, "Runs of each command in each checkout.")
 flags.DEFINE_float("seconds", 60.0, "Rough seconds of learning per run (sets the budget).")
+flags.DEFINE_list("loops", ["dqn", "amn"], "Which loops to run: dqn, amn.")
 FLAGS = flags.FLAGS
 
 QUIET = ["--eval_episodes=1", "--eval_max_steps=10", "--eval_envs=1", "--checkpoint_period=100000000"]
@@ -70,9 +71,13 @@ def main(argv):
     roots = {"this": ROOT, "other": other}
     print(f"# loop_compare: this = {commit_of(ROOT)}\n#               other = {commit_of(other)}\n"
           f"# {FLAGS.repeats} runs of each command in each checkout, interleaved; ~{FLAGS.seconds:g} s each")
-    results = {name: {key: [] for key in roots} for name in commands(FLAGS.seconds)}
+    chosen = {name: args for name, args in commands(FLAGS.seconds).items()
+              if name.split()[0].lower() in FLAGS.loops}
+    if not chosen:
+        raise app.UsageError(f"--loops={','.join(FLAGS.loops)}: give dqn, amn or both")
+    results = {name: {key: [] for key in roots} for name in chosen}
     for repeat in range(FLAGS.repeats):
-        for name, args in commands(FLAGS.seconds).items():
+        for name, args in chosen.items():
             order = list(roots) if repeat % 2 == 0 else list(roots)[::-1]
             for key in order:
                 fps = command_fps(args, skip=2, root=roots[key])
