@@ -19,6 +19,7 @@ def _run(root, name, seed, finals, wall, test_plays, **flags):
     (run / "run.json").write_text(json.dumps({"mode": "amn", "games": list(EXPERTS)}))
     (run / "experts.json").write_text(json.dumps(EXPERTS))
     defaults = {"batch_per_game": 8, "update_period": 4, "amn_learning_rate": 0.00025, "train_minutes": 10.0,
+                "amn_steps": 2_000_000, "amn_eval_period": 10_000,
                 "seed": seed, "run_dir": str(run)}
     (run / "flags.json").write_text(json.dumps({**defaults, **flags}))
     plays = [{"step": 10_000, "frames": 40_000, "updates": 1_000, "wall_seconds": wall / 2,
@@ -48,7 +49,7 @@ def test_settings_are_read_against_their_experts_per_seed(tmp_path):
     assert second["minutes"] == pytest.approx(10.0)
     batch = groups[1][2][0][2]  # Pong 16: 80% (at the bar), 90%; Boxing 32: 80%, 80%
     assert batch["expert_level"] == 2 and batch["capped"] == pytest.approx(85.0)
-    assert "--batch_per_game=32" in groups[1][1] and "--train_minutes=10.0" in groups[1][1]
+    assert groups[1][1] == "--amn_steps=2000000 --amn_eval_period=10000 --train_minutes=10.0 --batch_per_game=32"
 
 
 def test_the_table_through_report(tmp_path):
@@ -60,7 +61,8 @@ def test_the_table_through_report(tmp_path):
     text = (out / "amn_per_minute.md").read_text()
     assert written["per_minute"] == str(out / "amn_per_minute.md")
     assert ("| reference | 2 | 10.0 (10.0, 10.0) | 80,000 (80,000, 80,000) | 3,000 (3,000, 3,000) | "
-            "1.0 (2.0, 0.0) | 80% (98%, 62%) | `--mode=amn --train_minutes=10.0 --seed={0,1}` |") in text
+            "1.0 (2.0, 0.0) | 80% (98%, 62%) | `--mode=amn --amn_steps=2000000 --amn_eval_period=10000 "
+            "--train_minutes=10.0 --seed={0,1}` |") in text
     assert "| batch_per_game 32 | 1 | 10.0 | 80,000 | 3,000 | 2.0 | 85% |" in text
     assert "| reference | 45% | 100% |" in text  # Pong (90 + 0) / 2, Boxing (125 + 75) / 2
 

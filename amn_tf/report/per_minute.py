@@ -25,6 +25,8 @@ from amn_tf.report.records import AmnRun
 SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "num_envs", "amn_actor",
                  "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer", "amn_replay_capacity",
                  "amn_learning_starts", "train_minutes")
+# Budget flags every row's command names (the runs' values), beside the setting's own flags.
+BUDGET_FLAGS = ("amn_steps", "amn_eval_period", "train_minutes")
 EXPERT_LEVEL = 80.0  # % of the expert's mean
 
 
@@ -67,8 +69,8 @@ def settings(run_dirs: list, runs: list) -> list:
         changed = {k: run_flags.get(k) for k in SETTING_FLAGS if run_flags.get(k) != reference.get(k)}
         key = json.dumps({k: run_flags.get(k) for k in SETTING_FLAGS}, sort_keys=True)
         label = ", ".join(f"{k} {v}" for k, v in changed.items()) or "reference"
-        command = " ".join(f"--{k}={run_flags.get(k)}" for k in SETTING_FLAGS
-                           if run_flags.get(k) is not None and (k == "train_minutes" or k in changed))
+        named = [k for k in BUDGET_FLAGS if run_flags.get(k) is not None] + [k for k in changed if k not in BUDGET_FLAGS]
+        command = " ".join(f"--{k}={run_flags.get(k)}" for k in named)
         groups.setdefault(key, (label, command, []))[2].append((run_flags.get("seed", 0), run, run_figures(run)))
     return list(groups.values())
 
