@@ -8,7 +8,9 @@
 # SIGSTOPped process is fine).
 # Each training's records (scripts/keep_records.sh) are kept in REPORT_DIR/runs/<name>.
 # Usage: scripts/amn_sweep.sh [train|evals|report ...]   (default: train report)
-# Every run resumes if interrupted (rerun the same command); a finished one is skipped.
+# A finished run is skipped when the command is run again. A run interrupted before its end starts
+# over (no checkpoint before the final one: a resume would refill the replay on the clock and
+# learn from a different history than an uninterrupted run; each run is only MINUTES long).
 # Env: SEEDS ("0 1"), MINUTES (10), EVAL_PERIOD (agent steps per game between test plays, 25000),
 # SETTINGS (names from the list below, space-separated; default all), RUN_ROOT (runs/amn-sweep),
 # EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/amn-per-minute), PYTHON, EXTRA_FLAGS
@@ -48,7 +50,7 @@ for step in "${steps[@]}"; do
           trained_elsewhere "$root/$run" "$report_dir/$run-eval.json" && continue
           # shellcheck disable=SC2086  # the setting's flags are words
           "$python" -m amn_tf.main --mode=amn --train_minutes="$minutes" --amn_steps=2000000 \
-            --amn_eval_period="$eval_period" --seed="$seed" --run_dir="$root/$run" --amn_name="$run" \
+            --checkpoint_period=100000000 --amn_eval_period="$eval_period" --seed="$seed" --run_dir="$root/$run" --amn_name="$run" \
             --export_dir="$exports" ${setting_flags[$name]} ${EXTRA_FLAGS:-}
           scripts/keep_records.sh "$root/$run" "$(kept "$run")"
         done
