@@ -34,7 +34,7 @@ def test_settings_are_read_against_their_experts_per_seed(tmp_path):
     runs = [_run(tmp_path, "ref-0", 0, {"Pong": 18.0, "Boxing": 50.0}, 660.0, (30.0, 30.0)),
             _run(tmp_path, "ref-1", 1, {"Pong": 0.0, "Boxing": 30.0}, 690.0, (40.0, 50.0)),
             _run(tmp_path, "b32-0", 0, {"Pong": 16.0, "Boxing": 32.0}, 630.0, (15.0, 15.0), batch_per_game=32)]
-    groups = per_minute.settings(runs, [load_run(r) for r in runs])
+    groups = per_minute.settings([load_run(r) for r in runs])
     assert [(label, [seed for seed, _, _ in members]) for label, _, members in groups] == [
         ("reference", [0, 1]), ("batch_per_game 32", [0])]
     first = groups[0][2][0][2]

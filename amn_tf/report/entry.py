@@ -66,8 +66,7 @@ def run(config) -> dict:
                                            os.path.join(config.output_dir, "table1_paper_readout.md"))
         print(f"[report] the paper's readout: {written['readout']}")
         if config.per_minute:
-            written["per_minute"] = per_minute.write(amn_dirs, amn_runs,
-                                                     os.path.join(config.output_dir, "amn_per_minute.md"))
+            written["per_minute"] = per_minute.write(amn_runs, os.path.join(config.output_dir, "amn_per_minute.md"))
             print(f"[report] distillation per minute: {written['per_minute']}")
     elif dqn_dirs:
         written.update(recipes.report_experts(dqn_dirs, config.output_dir, evals, config.reach_scores))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 
@@ -28,11 +27,6 @@ SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "num_en
 # Budget flags every row's command names (the runs' values), beside the setting's own flags.
 BUDGET_FLAGS = ("amn_steps", "amn_eval_period", "train_minutes")
 EXPERT_LEVEL = 80.0  # % of the expert's mean
-
-
-def _flags(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, "flags.json")) as handle:
-        return json.load(handle)
 
 
 def training_minutes(history: list) -> float | None:
@@ -59,13 +53,13 @@ def run_figures(run: AmnRun) -> dict:
             "capped": float(np.mean(capped)) if not any(math.isnan(c) for c in capped) else float("nan")}
 
 
-def settings(run_dirs: list, runs: list) -> list:
+def settings(runs: list) -> list:
     """[(label, command flags, [(seed, run, figures)])], in the order the runs were given; the
     label names the flags that differ from the first run's ("reference" for its own)."""
-    flags = [_flags(d) for d in run_dirs]
-    reference = flags[0]
+    reference = runs[0].flags
     groups: dict = {}
-    for run_flags, run in zip(flags, runs):
+    for run in runs:
+        run_flags = run.flags
         changed = {k: run_flags.get(k) for k in SETTING_FLAGS if run_flags.get(k) != reference.get(k)}
         key = json.dumps({k: run_flags.get(k) for k in SETTING_FLAGS}, sort_keys=True)
         label = ", ".join(f"{k} {v}" for k, v in changed.items()) or "reference"
@@ -116,8 +110,8 @@ def game_table(groups: list) -> str:
     return "\n".join(lines)
 
 
-def write(run_dirs: list, runs: list, path: str) -> str:
-    groups = settings(run_dirs, runs)
+def write(runs: list, path: str) -> str:
+    groups = settings([AmnRun.of(r) for r in runs])
     text = "\n".join([
         "# Distillation per minute\n",
         "AMN settings trained for the same training time (`--train_minutes`: the run loop's wall "

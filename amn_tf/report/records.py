@@ -64,6 +64,7 @@ class AmnRun(Record):
     kind: str  # AMN, MDQN or MCDQN
     experts: dict
     history: list
+    flags: dict = dataclasses.field(default_factory=dict)  # flags.json ({} where it is not kept)
 
     @property
     def final(self) -> dict:
@@ -142,7 +143,9 @@ def load_run(run_dir: str) -> AmnRun:
             f"{run_dir} is not an AMN run with evaluations (needs experts.json and eval.jsonl)")
     info = _json(os.path.join(run_dir, "run.json"))
     kind = "AMN" if info.get("mode") == "amn" else info.get("network", "?").upper()
-    return AmnRun(run_name(run_dir), kind, _json(experts_path), history)
+    flags_path = os.path.join(run_dir, "flags.json")
+    flags = _json(flags_path) if os.path.exists(flags_path) else {}
+    return AmnRun(run_name(run_dir), kind, _json(experts_path), history, flags)
 
 
 def _dqn_records(run_dir: str, kind: str, plays: str) -> tuple:
