@@ -59,7 +59,7 @@ for step in "${steps[@]}"; do
     evals)
       mkdir -p "$report_dir"
       for model in "${names[@]}"; do
-        version=$(ls "$exports/$model" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
+        version=$(newest_version "$exports/$model")
         out="$report_dir/$(basename "$model")-eval.json"
         if [ -z "$version" ]; then echo "no export under $exports/$model yet: skipped"; continue; fi
         [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval \

@@ -60,7 +60,7 @@ for step in "${steps[@]}"; do
       for seed in "${seeds[@]}"; do
         for name in "${settings[@]}"; do
           run="$name-seed$seed" out="$report_dir/$name-seed$seed-eval.json"
-          version=$(ls "$exports/amn/$run" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
+          version=$(newest_version "$exports/amn/$run")
           if [ -z "$version" ]; then echo "no export under $exports/amn/$run yet: skipped"; continue; fi
           [ -f "$out" ] || "$python" -m amn_tf.main --mode=eval --saved_model="$exports/amn/$run/$version" \
             ${EVAL_FLAGS:---eval_episodes=30} --output_json="$out"

@@ -1,4 +1,4 @@
-# Sourced by the comparison scripts (amn_compare.sh, transfer_compare.sh, recipe_compare.sh),
+# Sourced by the comparison scripts (amn_compare.sh, amn_sweep.sh, transfer_compare.sh, recipe_compare.sh),
 # each of which sets report_dir.
 
 # kept RUN_DIR: where that run's records are kept (scripts/keep_records.sh) and reported from.
@@ -17,4 +17,9 @@ trained_elsewhere() {
     return 0
   fi
   return 1
+}
+
+# newest_version DIR: the highest numbered SavedModel version under DIR (empty when none).
+newest_version() {
+  ls "$1" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true
 }
