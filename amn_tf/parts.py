@@ -120,9 +120,9 @@ class Progress:
         if self._test_plays is None:
             return _duration(eta)
         count, each = self._test_plays(step, min(self.total_steps, int(step + self._rate * eta)))
-        plays = f"{count} test play{'s' if count != 1 else ''}"
         if not count:
             return _duration(eta)
+        plays = f"{count} test play{'s' if count != 1 else ''}"
         return f"{_duration(eta + count * each)} incl. {plays}" if each else f"{_duration(eta)} + {plays}"
 
     def line(self, step: int, fps: float, extra: str = "") -> str:
