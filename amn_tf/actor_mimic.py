@@ -4,7 +4,8 @@ Read top to bottom: ``AmnLearner`` (a ``tf.function`` step that regresses the AM
 experts' policies and features read from its batch, stored there by
 ``experts.ExpertOutputs``, or with a batch of bare states runs every expert on its game's
 slice), the experts' temperatures (``run_temperatures``), ``AmnAgent`` (every game played
-by the AMN's own epsilon-greedy policy, or the expert's, into its own replay memory; test
+by the AMN's own epsilon-greedy policy, or the expert's (throughout with ``--amn_actor=expert``,
+or for the first ``--amn_expert_steps``), into its own replay memory; test
 play with the Table 1 figures; export), run by ``runner.Runner``; then ``train``.
 
 Loss of one update over G games with b states each (docs/design.md, section 1):
@@ -291,7 +292,7 @@ class AmnAgent(runner.Agent):
         if self.ray is not None:  # the actors play while this process learns
             return self.play.collect()
         observations = self.play.observations
-        if self.config.actor == "student":
+        if self.config.actor == "student" and step >= self.config.expert_steps:
             greedy = self.acting_policy(np.concatenate(observations), self.game_of_env).reshape(len(self.games), -1)
         else:
             greedy = [self.loaded[g].act(obs, g) for g, obs in zip(self.games, observations)]

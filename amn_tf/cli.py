@@ -153,6 +153,10 @@ flags.DEFINE_float("amn_epsilon", 0.1, "Constant exploration rate of the AMN's a
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_enum("amn_actor", "student", ["student", "expert"], "Who plays to collect states: the "
                   "AMN itself (the paper's choice) or the expert.")
+flags.DEFINE_integer("amn_expert_steps", 0, "With --amn_actor=student: agent steps per game at the "
+                     "start during which each game's expert plays (epsilon-greedy at --amn_epsilon) "
+                     "to collect states, then the AMN itself (expert-driven states early). 0: the "
+                     "AMN plays from the start.", lower_bound=0)
 flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (constant).", lower_bound=0.0)
 flags.DEFINE_enum("amn_optimizer", "adam", ["adam", "authors_adam"], "AMN optimizer: 'adam' (Keras "
                   "Adam, default) or 'authors_adam' (the authors' AMN update: beta1 = beta2 = 0.95, "
@@ -403,7 +407,7 @@ def _transfer_default_dir(game: str, label: str, seed: int) -> str:
 
 AMN_FLAGS = {"network": "amn_network", "epsilon": "amn_epsilon", "actor": "amn_actor",
              "actor_cpus": "ray_cpus_per_task", "actor_gpus": "ray_gpus_per_task",
-             "learning_rate": "amn_learning_rate", "optimizer": "amn_optimizer",
+             "expert_steps": "amn_expert_steps", "learning_rate": "amn_learning_rate", "optimizer": "amn_optimizer",
              "steps_per_game": "amn_steps", "replay_capacity": "amn_replay_capacity",
              "learning_starts": "amn_learning_starts", "eval_period": "amn_eval_period",
              "name": "amn_name"}
@@ -417,7 +421,12 @@ def _build_amn(values):
     _require(values.batch_per_game >= 1, f"--batch_per_game must be >= 1, got {values.batch_per_game}")
     _require(bool(values.experts), "--experts is empty: give SavedModel paths or a directory")
     games = _games(values) if values.games else None
+    _require(values.amn_expert_steps == 0 or values.amn_actor == "student", "--amn_expert_steps "
+             "hands the play from the expert to the AMN, but --amn_actor=expert has the expert play "
+             "throughout: drop one of them")
     if values.num_actors:
+        _require(values.amn_expert_steps == 0, "--amn_expert_steps needs --num_actors=0: the actors "
+                 "play with the AMN from the start")
         _require(values.ray_address is not None, f"--num_actors={values.num_actors} needs "
                  "--ray_address (use --ray_address=local on one machine), or --num_actors=0 to "
                  "play in the learner's process")

@@ -188,6 +188,7 @@ class AmnConfig:
     tau_target_top_probability: float = 0.5  # with tau "auto"
     remeasure_experts: bool = False  # play the experts even where a test play is stored
     train_minutes: float | None = None  # end the run once its training time reaches this
+    expert_steps: int = 0  # agent steps per game the experts play before the AMN (actor "student")
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 

@@ -33,8 +33,9 @@ declare -A setting_flags=(
   [period2]="--update_period=2"
   [envs8]="--num_envs=8"
   [expert-actor]="--amn_actor=expert"
+  [expert-early]="--amn_expert_steps=20000"
 )
-read -r -a settings <<< "${SETTINGS:-reference batch32 lr1e-3 batch32-lr1e-3 period2 envs8 expert-actor}"
+read -r -a settings <<< "${SETTINGS:-reference batch32 lr1e-3 batch32-lr1e-3 period2 envs8 expert-actor expert-early}"
 for name in "${settings[@]}"; do
   [ -n "${setting_flags[$name]+set}" ] || { echo "unknown setting $name: use ${!setting_flags[*]}" >&2; exit 2; }
 done

@@ -361,6 +361,40 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     assert bad.returncode != 0 and "not Seaquest" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path):
+    """--amn_expert_steps=8 (epsilon 0): at agent steps 0-7 every game's actions are its expert's
+    greedy actions on the current observations, from step 8 the AMN's."""
+    from conftest import parsed_flags
+
+    from amn_tf import cli
+
+    root, _ = experts
+    with parsed_flags("--mode=amn", f"--experts={root}/experts", "--amn_epsilon=0", "--num_envs=3",
+                      "--amn_expert_steps=8", f"--run_dir={tmp_path / 'r'}") as values:
+        config = cli.build(values)
+    found = experts_lib.find_experts(config.experts, config.games)
+    agent = actor_mimic.AmnAgent(config, found, str(tmp_path / "r"))
+    agent.start(0, False)
+    try:
+        seen = {"expert": 0, "amn": 0}
+        for step in (0, 5, 8, 11):
+            observations = agent.play.observations
+            by_expert = [agent.loaded[g].act(obs, g) for g, obs in zip(agent.games, observations)]
+            by_amn = agent.acting_policy(np.concatenate(observations), agent.game_of_env).reshape(len(agent.games), -1)
+            # Precondition: the two disagree somewhere, so the test can tell who played.
+            assert any(not np.array_equal(e, a) for e, a in zip(by_expert, by_amn))
+            agent.act(step)
+            sent = agent.play._actions
+            player, wanted = ("expert", by_expert) if step < 8 else ("amn", by_amn)
+            for actions, expected in zip(sent, wanted):
+                np.testing.assert_array_equal(actions, expected)
+            seen[player] += 1
+            agent.observe()
+        assert seen == {"expert": 2, "amn": 2}
+    finally:
+        agent.close()
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

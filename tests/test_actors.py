@@ -96,6 +96,8 @@ def test_actor_chunks_record_what_in_process_play_records(float32_policy):
         (["--ray_address=local"], "add --num_actors=N or drop --ray_address"),
         (["--num_actors=2", "--ray_address=local", "--deterministic"], "--deterministic needs --num_actors=0"),
         (["--num_actors=2", "--ray_address=local", "--amn_actor=expert"], "drop --amn_actor=expert"),
+        (["--num_actors=2", "--ray_address=local", "--amn_expert_steps=100"], "--amn_expert_steps needs --num_actors=0"),
+        (["--amn_actor=expert", "--amn_expert_steps=100"], "--amn_actor=expert has the expert play throughout"),
     ],
 )
 def test_actor_flags_bad_combinations_one_line(pong_expert, tmp_path, flags, message):

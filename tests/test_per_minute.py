@@ -52,6 +52,18 @@ def test_settings_are_read_against_their_experts_per_seed(tmp_path):
     assert groups[1][1] == "--amn_steps=2000000 --amn_eval_period=10000 --train_minutes=10.0 --batch_per_game=32"
 
 
+def test_a_flag_added_later_reads_as_its_default_in_older_runs(tmp_path):
+    """A run recorded before --amn_expert_steps existed plays like --amn_expert_steps=0: one
+    setting with a newer run at 0, another with a newer run at 20000."""
+    old = _run(tmp_path, "ref-0", 0, {"Pong": 18.0, "Boxing": 50.0}, 660.0, (30.0, 30.0))
+    same = _run(tmp_path, "ref-1", 1, {"Pong": 0.0, "Boxing": 30.0}, 690.0, (40.0, 50.0), amn_expert_steps=0)
+    early = _run(tmp_path, "early-0", 0, {"Pong": 0.0, "Boxing": 30.0}, 690.0, (40.0, 50.0), amn_expert_steps=20000)
+    groups = per_minute.settings([load_run(r) for r in (old, same, early)])
+    assert [(label, [seed for seed, _, _ in members]) for label, _, members in groups] == [
+        ("reference", [0, 1]), ("amn_expert_steps 20000", [0])]
+    assert groups[1][1].endswith("--amn_expert_steps=20000")
+
+
 def test_the_table_through_report(tmp_path):
     runs = [_run(tmp_path, "ref-0", 0, {"Pong": 18.0, "Boxing": 50.0}, 660.0, (30.0, 30.0)),
             _run(tmp_path, "ref-1", 1, {"Pong": 0.0, "Boxing": 30.0}, 690.0, (40.0, 50.0)),

@@ -22,8 +22,10 @@ from amn_tf import tables
 from amn_tf.report.records import AmnRun
 
 SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "num_envs", "amn_actor",
-                 "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer", "amn_replay_capacity",
+                 "amn_expert_steps", "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer", "amn_replay_capacity",
                  "amn_learning_starts", "train_minutes")
+# A setting flag's value in runs recorded before the flag existed (their flags.json lacks it).
+ADDED_LATER = {"amn_expert_steps": 0}
 # Budget flags every row's command names (the runs' values), beside the setting's own flags.
 BUDGET_FLAGS = ("amn_steps", "amn_eval_period", "train_minutes")
 EXPERT_LEVEL = 80.0  # % of the expert's mean
@@ -56,10 +58,10 @@ def run_figures(run: AmnRun) -> dict:
 def settings(runs: list) -> list:
     """[(label, command flags, [(seed, run, figures)])], in the order the runs were given; the
     label names the flags that differ from the first run's ("reference" for its own)."""
-    reference = runs[0].flags
+    reference = {**ADDED_LATER, **runs[0].flags}
     groups: dict = {}
     for run in runs:
-        run_flags = run.flags
+        run_flags = {**ADDED_LATER, **run.flags}
         changed = {k: run_flags.get(k) for k in SETTING_FLAGS if run_flags.get(k) != reference.get(k)}
         key = json.dumps({k: run_flags.get(k) for k in SETTING_FLAGS}, sort_keys=True)
         label = ", ".join(f"{k} {v}" for k, v in changed.items()) or "reference"
