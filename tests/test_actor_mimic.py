@@ -373,24 +373,24 @@ def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path):
                       "--amn_expert_steps=8", f"--run_dir={tmp_path / 'r'}") as values:
         config = cli.build(values)
     found = experts_lib.find_experts(config.experts, config.games)
+    keras.utils.set_random_seed(3)  # the AMN's initial weights: the same whatever ran before
     agent = actor_mimic.AmnAgent(config, found, str(tmp_path / "r"))
     agent.start(0, False)
     try:
-        seen = {"expert": 0, "amn": 0}
-        for step in (0, 5, 8, 11):
+        told_apart = {"expert": 0, "amn": 0}
+        for step in (0, 2, 5, 7, 8, 9, 11, 13):
             observations = agent.play.observations
             by_expert = [agent.loaded[g].act(obs, g) for g, obs in zip(agent.games, observations)]
             by_amn = agent.acting_policy(np.concatenate(observations), agent.game_of_env).reshape(len(agent.games), -1)
-            # Precondition: the two disagree somewhere, so the test can tell who played.
-            assert any(not np.array_equal(e, a) for e, a in zip(by_expert, by_amn))
             agent.act(step)
             sent = agent.play._actions
             player, wanted = ("expert", by_expert) if step < 8 else ("amn", by_amn)
             for actions, expected in zip(sent, wanted):
                 np.testing.assert_array_equal(actions, expected)
-            seen[player] += 1
+            # Steps where the two would play differently are the ones that tell who played.
+            told_apart[player] += any(not np.array_equal(e, a) for e, a in zip(by_expert, by_amn))
             agent.observe()
-        assert seen == {"expert": 2, "amn": 2}
+        assert told_apart["expert"] >= 1 and told_apart["amn"] >= 1, told_apart
     finally:
         agent.close()
 
