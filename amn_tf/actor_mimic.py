@@ -284,6 +284,9 @@ class AmnAgent(runner.Agent):
         self.play = multigame.GamePlay(self.games, self.memories, c.env.num_envs, self.protocol,
                                        c.seed, c.env.backend, self.expert_outputs)
         self.play.new_episodes(step, restored)
+        if c.actor == "student" and step < c.expert_steps:
+            print(f"[{self.label}] the experts play each game's agent steps {step:,} to "
+                  f"{c.expert_steps:,} (--amn_expert_steps), then the AMN", flush=True)
 
     def new_episodes(self, step: int) -> None:
         self.play.new_episodes(step)

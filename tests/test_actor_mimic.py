@@ -361,7 +361,7 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     assert bad.returncode != 0 and "not Seaquest" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path):
+def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path, capsys):
     """--amn_expert_steps=8 (epsilon 0): at agent steps 0-7 every game's actions are its expert's
     greedy actions on the current observations, from step 8 the AMN's."""
     from conftest import parsed_flags
@@ -376,6 +376,7 @@ def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path):
     keras.utils.set_random_seed(3)  # the AMN's initial weights: the same whatever ran before
     agent = actor_mimic.AmnAgent(config, found, str(tmp_path / "r"))
     agent.start(0, False)
+    assert "the experts play each game's agent steps 0 to 8 (--amn_expert_steps), then the AMN" in capsys.readouterr().out
     try:
         told_apart = {"expert": 0, "amn": 0}
         for step in (0, 2, 5, 7, 8, 9, 11, 13):
