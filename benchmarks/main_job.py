@@ -11,7 +11,7 @@ progress lines' ETA was (each line's ETA against the time the training actually 
 With ``--record_dir`` it keeps the evidence there: ``main_job.json`` (the figures and the
 command), the eval JSON, the printed log and the run's records (``scripts/keep_records.sh``).
 
-Usage: python benchmarks/main_job.py [--record_dir=docs/results/main-job/<name>] [--eval_episodes=30]
+Usage: python benchmarks/main_job.py [--record_dir=docs/results/main-job/<name>] [--episodes=30]
        [--main_flags='--amn_steps=...'] (extra flags: only to try a setting; the README's figure is
        measured with none)
 Run it alone on the machine (pause any training with SIGSTOP first): the minutes are the point.
@@ -36,14 +36,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from amn_tf import tables  # noqa: E402
 
-flags.DEFINE_string("record_dir", None, "Where to keep the figures, the eval JSON, the log and "
-                    "the run's records (none: print only).")
-flags.DEFINE_integer("eval_episodes", 30, "Fresh episodes per game for the SavedModel's score.")
-flags.DEFINE_string("main_flags", "", "Extra flags for the main job, as one shell-quoted string "
-                    "(none for the README's figure).")
-flags.DEFINE_string("experts_dir", os.path.join(ROOT, "docs", "results", "experts"),
-                    "Where <game>-expert.json and <game>-random.json are (30-episode evals).")
-flags.DEFINE_string("workdir", None, "Where to clone (default: a temporary directory, removed after).")
 FLAGS = flags.FLAGS
 
 BAR = 80.0  # % of the expert's mean
@@ -148,7 +140,7 @@ def main(_):
     end_of_training = next((at for at, line in timed if "] final test play at frame" in line), seconds)
     eval_json = os.path.join(record or workdir, "main-job-eval.json")
     subprocess.run([sys.executable, "-m", "amn_tf.main", "--mode=eval", f"--saved_model={saved_model}",
-                    f"--eval_episodes={FLAGS.eval_episodes}", f"--output_json={eval_json}"],
+                    f"--eval_episodes={FLAGS.episodes}", f"--output_json={eval_json}"],
                    cwd=clone, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     text, rows = score_table(_load(eval_json), FLAGS.experts_dir)
     passed = [r["game"] for r in rows if r["percent"] >= BAR]
@@ -157,7 +149,7 @@ def main(_):
     worst = max(late, key=lambda e: abs(e[1] - e[2]), default=None)
     summary = (f"main job: {seconds / 60:.1f} minutes from a fresh clone (its final test play done at "
                f"{end_of_training / 60:.1f}); {len(passed)} of {len(rows)} games at >= {BAR:.0f}% of the "
-               f"expert's mean over {FLAGS.eval_episodes} fresh episodes ({', '.join(passed) or 'none'})")
+               f"expert's mean over {FLAGS.episodes} fresh episodes ({', '.join(passed) or 'none'})")
     eta_text = ("ETA after the first 10% of the run: worst "
                 f"{worst[1] / 60:.1f} min predicted at {worst[0] / 60:.1f} min where {worst[2] / 60:.1f} "
                 "were left" if worst else "no ETA printed")
@@ -165,7 +157,7 @@ def main(_):
     if record:
         logdir = next((line.split()[-1] for _, line in timed if "] TensorBoard:" in line), None)
         payload = {"commit": head, "command": f"python -m amn_tf.main --mode=amn {FLAGS.main_flags}".strip(),
-                   "minutes": seconds / 60, "eval_episodes": FLAGS.eval_episodes, "games": rows,
+                   "minutes": seconds / 60, "eval_episodes": FLAGS.episodes, "games": rows,
                    "games_at_bar": passed, "bar_percent": BAR,
                    "eta": [{"at": at, "predicted": p, "actual": a} for at, p, a in errors],
                    "cpu": _cpu_model(), "cores": os.cpu_count()}
@@ -189,5 +181,19 @@ def _cpu_model() -> str:
         return ""
 
 
+def _define_flags() -> None:
+    """The script's flags, defined only when it runs as a script (imported by a test beside
+    amn_tf.cli, they would join its flags)."""
+    flags.DEFINE_string("record_dir", None, "Where to keep the figures, the eval JSON, the log and "
+                        "the run's records (none: print only).")
+    flags.DEFINE_integer("episodes", 30, "Fresh episodes per game for the SavedModel's score.")
+    flags.DEFINE_string("main_flags", "", "Extra flags for the main job, as one shell-quoted string "
+                        "(none for the README's figure).")
+    flags.DEFINE_string("experts_dir", os.path.join(ROOT, "docs", "results", "experts"),
+                        "Where <game>-expert.json and <game>-random.json are (30-episode evals).")
+    flags.DEFINE_string("workdir", None, "Where to clone (default: a temporary directory, removed after).")
+
+
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
