@@ -4,6 +4,8 @@ the ranking's warning) and ``--mode=report``."""
 
 from __future__ import annotations
 
+import math
+
 RELATED_OVERLAP = 0.5  # feature overlap above which a source with a positive zero-shot gain counts as related
 
 
@@ -20,6 +22,17 @@ def percent_of_expert(amn_score, expert_score) -> float:
     if expert_score == 0:
         return float("nan")
     return 100.0 * amn_score / expert_score
+
+
+def mean_and_standard_error(result: dict) -> tuple:
+    """(mean, standard error, episodes) of one game's eval result (``--mode=eval --output_json``):
+    the SE from its ``returns`` (sample std / sqrt(n)), or from its ``std`` where an older JSON
+    kept no returns."""
+    returns = result.get("returns") or []
+    n = len(returns) or result["episodes"]
+    mean = sum(returns) / n if returns else result["mean"]
+    variance = sum((r - mean) ** 2 for r in returns) / (n - 1) if len(returns) > 1 else result.get("std", 0.0) ** 2
+    return result["mean"], math.sqrt(variance / n), n
 
 
 def random_relative(score, expert_score, random_score) -> float:

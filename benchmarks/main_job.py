@@ -20,7 +20,6 @@ Run it alone on the machine (pause any training with SIGSTOP first): the minutes
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shlex
@@ -35,6 +34,7 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from amn_tf import tables  # noqa: E402
+from amn_tf.report import records  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -82,19 +82,7 @@ def run_streamed(command: list, cwd: str, log) -> tuple:
 
 
 def _load(path: str) -> dict:
-    with open(path) as handle:
-        payload = json.load(handle)
-    payload = payload[0] if isinstance(payload, list) else payload
-    return {r["game"]: r for r in payload["results"]}
-
-
-def _mean_se(result: dict) -> tuple:
-    returns = result.get("returns") or []
-    n = len(returns) or result["episodes"]
-    if len(returns) > 1:
-        mean = sum(returns) / n
-        return mean, math.sqrt(sum((r - mean) ** 2 for r in returns) / (n - 1) / n)
-    return result["mean"], result.get("std", 0.0) / math.sqrt(max(n, 1))
+    return records.load_eval(path)[0].results
 
 
 def score_table(amn: dict, experts_dir: str) -> tuple:
@@ -102,7 +90,7 @@ def score_table(amn: dict, experts_dir: str) -> tuple:
     play's means, % of the expert and random-relative %; games ordered as the AMN's results."""
     rows = []
     for game, result in amn.items():
-        mean, se = _mean_se(result)
+        mean, se, _ = tables.mean_and_standard_error(result)
         expert = _load(os.path.join(experts_dir, f"{game}-expert.json"))[game]["mean"]
         random_mean = _load(os.path.join(experts_dir, f"{game}-random.json"))[game]["mean"]
         rows.append({"game": game, "mean": mean, "se": se, "episodes": result["episodes"],

@@ -8,24 +8,13 @@ difference in standard errors of the difference (|d| under 2: the same within no
 No TensorFlow: reads the JSONs only.
 """
 
-import json
 import math
+import os
 import sys
 
-
-def _results(path: str) -> dict:
-    with open(path) as handle:
-        payload = json.load(handle)
-    payload = payload[0] if isinstance(payload, list) else payload
-    return {r["game"]: r for r in payload["results"]}
-
-
-def _mean_se(result: dict) -> tuple:
-    returns = result.get("returns") or []
-    n = len(returns) or result["episodes"]
-    mean = sum(returns) / n if returns else result["mean"]
-    variance = sum((r - mean) ** 2 for r in returns) / (n - 1) if len(returns) > 1 else result.get("std", 0.0) ** 2
-    return result["mean"], math.sqrt(variance / n), n
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from amn_tf import tables  # noqa: E402
+from amn_tf.report import records  # noqa: E402
 
 
 def table(entries) -> str:
@@ -33,11 +22,11 @@ def table(entries) -> str:
              "fresh - published, in SE of the difference |",
              "| --- | --- | ---: | ---: | ---: |"]
     for name, published, fresh in entries:
-        before, after = _results(published), _results(fresh)
+        before, after = records.load_eval(published)[0].results, records.load_eval(fresh)[0].results
         for game in after:
             if game not in before:
                 continue
-            (m0, s0, n0), (m1, s1, n1) = _mean_se(before[game]), _mean_se(after[game])
+            (m0, s0, n0), (m1, s1, n1) = tables.mean_and_standard_error(before[game]), tables.mean_and_standard_error(after[game])
             z = (m1 - m0) / math.sqrt(s0 ** 2 + s1 ** 2) if s0 or s1 else float("nan")
             lines.append(f"| {name} | {game} | {m0:.1f} +- {s0:.1f} ({n0}) | {m1:.1f} +- {s1:.1f} ({n1}) "
                          f"| {z:+.1f} |")
