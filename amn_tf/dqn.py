@@ -11,4 +11,4 @@ def train(config) -> dict:
     summary (final test play, export)."""
     return runner.launch(config.run_dir, {"mode": "dqn", "game": config.game}, config,
                          dqn_agent.schedule(config), lambda _: dqn_agent.DqnAgent(config),
-                         fixed=rundirs.LATER_FLAGS, replay_flags=rundirs.DQN_REPLAY_FLAGS)
+                         fixed=rundirs.DQN_FIXED_FLAGS, replay_flags=rundirs.DQN_REPLAY_FLAGS)

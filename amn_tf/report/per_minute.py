@@ -18,14 +18,12 @@ import math
 
 import numpy as np
 
-from amn_tf import tables
+from amn_tf import rundirs, tables
 from amn_tf.report.records import AmnRun
 
 SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "num_envs", "amn_actor",
                  "amn_expert_steps", "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer", "amn_replay_capacity",
                  "amn_learning_starts", "train_minutes")
-# A setting flag's value in runs recorded before the flag existed (their flags.json lacks it).
-ADDED_LATER = {"amn_expert_steps": 0}
 # Budget flags every row's command names (the runs' values), beside the setting's own flags.
 BUDGET_FLAGS = ("amn_steps", "amn_eval_period", "train_minutes")
 EXPERT_LEVEL = 80.0  # % of the expert's mean
@@ -58,10 +56,11 @@ def run_figures(run: AmnRun) -> dict:
 def settings(runs: list) -> list:
     """[(label, command flags, [(seed, run, figures)])], in the order the runs were given; the
     label names the flags that differ from the first run's ("reference" for its own)."""
-    reference = {**ADDED_LATER, **runs[0].flags}
+    # runs recorded before a flag existed read it as what it meant then (rundirs.LATER_FLAGS)
+    all_flags = [{**rundirs.LATER_FLAGS, **run.flags} for run in runs]
+    reference = all_flags[0]
     groups: dict = {}
-    for run in runs:
-        run_flags = {**ADDED_LATER, **run.flags}
+    for run, run_flags in zip(runs, all_flags):
         changed = {k: run_flags.get(k) for k in SETTING_FLAGS if run_flags.get(k) != reference.get(k)}
         key = json.dumps({k: run_flags.get(k) for k in SETTING_FLAGS}, sort_keys=True)
         label = ", ".join(f"{k} {v}" for k, v in changed.items()) or "reference"
