@@ -125,18 +125,18 @@ def main(_):
     if not saved:
         sys.exit(f"the main job printed no 'SavedModel:' line: see {log_path}")
     saved_model = os.path.join(clone, saved[-1])
-    end_of_training = next((at for at, line in timed if "] final test play at frame" in line), seconds)
+    final_play_at = next((at for at, line in timed if "] final test play at frame" in line), seconds)
     eval_json = os.path.join(record or workdir, "main-job-eval.json")
     subprocess.run([sys.executable, "-m", "amn_tf.main", "--mode=eval", f"--saved_model={saved_model}",
                     f"--eval_episodes={FLAGS.episodes}", f"--output_json={eval_json}"],
                    cwd=clone, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     text, rows = score_table(_load(eval_json), FLAGS.experts_dir)
     passed = [r["game"] for r in rows if r["percent"] >= BAR]
-    errors = eta_errors(timed, end_of_training)
-    late = [(at, p, a) for at, p, a in errors if at >= 0.1 * end_of_training]
+    errors = eta_errors(timed, final_play_at)
+    late = [(at, p, a) for at, p, a in errors if at >= 0.1 * final_play_at]
     worst = max(late, key=lambda e: abs(e[1] - e[2]), default=None)
     summary = (f"main job: {seconds / 60:.1f} minutes from a fresh clone (its final test play done at "
-               f"{end_of_training / 60:.1f}); {len(passed)} of {len(rows)} games at >= {BAR:.0f}% of the "
+               f"{final_play_at / 60:.1f}); {len(passed)} of {len(rows)} games at >= {BAR:.0f}% of the "
                f"expert's mean over {FLAGS.episodes} fresh episodes ({', '.join(passed) or 'none'})")
     eta_text = ("ETA after the first 10% of the run: worst "
                 f"{worst[1] / 60:.1f} min predicted at {worst[0] / 60:.1f} min where {worst[2] / 60:.1f} "
