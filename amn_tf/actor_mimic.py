@@ -255,6 +255,7 @@ class AmnAgent(runner.Agent):
             self.learner = AmnLearner(self.amn, regressors, None,  # the batches carry the outputs
                                       self.masks, optimizer, dataset, 1.0, c.beta,  # taus: prepare
                                       c.jit_compile, c.skip_nonfinite, strategy)
+        self.optimizer = optimizer
         self.trackables = {"amn": self.amn, "optimizer": optimizer, "updates": self.learner.updates,
                            "skipped": self.learner.skipped}
         self.trackables.update({f"regressor_{i}": r for i, r in enumerate(regressors)})
@@ -267,6 +268,13 @@ class AmnAgent(runner.Agent):
             c.remeasure_experts)
         self.taus = run_temperatures(run_dir, self.games, self.loaded, self.held_out, c, self.label)
         self.learner.set_temperatures([self.taus[g] for g in self.games])
+
+    def progress(self, fraction: float) -> None:
+        """With --amn_learning_rate_end: the learning rate at this point of the run, linear from
+        --amn_learning_rate at its start to the end value at its end."""
+        c = self.config
+        if c.learning_rate_end is not None:
+            self.optimizer.learning_rate = c.learning_rate + (c.learning_rate_end - c.learning_rate) * fraction
 
     # ------------------------------------------------------------ acting
     def start(self, step: int, restored: bool) -> None:
@@ -325,7 +333,8 @@ class AmnAgent(runner.Agent):
             scalars.update({"losses/loss": float(metrics["loss"]),  # the total the update minimises
                             "losses/policy_regression": float(metrics["policy_loss"]),
                             "losses/feature_regression": float(metrics["feature_loss"]),
-                            "train/agreement": float(metrics["agreement"])})
+                            "train/agreement": float(metrics["agreement"]),
+                            "charts/learning_rate": float(self.optimizer.learning_rate)})
         return scalars
 
     def evaluate(self, step: int, plays_so_far: int) -> tuple:

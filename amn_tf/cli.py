@@ -157,7 +157,12 @@ flags.DEFINE_integer("amn_expert_steps", 0, "With --amn_actor=student: agent ste
                      "start during which each game's expert plays (epsilon-greedy at --amn_epsilon) "
                      "to collect states, then the AMN itself (expert-driven states early). 0: the "
                      "AMN plays from the start.", lower_bound=0)
-flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (constant).", lower_bound=0.0)
+flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (at the start, with "
+                   "--amn_learning_rate_end).", lower_bound=0.0)
+flags.DEFINE_float("amn_learning_rate_end", None, "AMN: decay the learning rate linearly from "
+                   "--amn_learning_rate at the run's start to this at its end (its --amn_steps, or "
+                   "its --train_minutes of training when that comes first). Unset: constant.",
+                   lower_bound=0.0)
 flags.DEFINE_enum("amn_optimizer", "adam", ["adam", "authors_adam"], "AMN optimizer: 'adam' (Keras "
                   "Adam, default) or 'authors_adam' (the authors' AMN update: beta1 = beta2 = 0.95, "
                   "epsilon 0.01 inside the root on a batch-summed gradient, no bias correction).")
@@ -407,7 +412,8 @@ def _transfer_default_dir(game: str, label: str, seed: int) -> str:
 
 AMN_FLAGS = {"network": "amn_network", "epsilon": "amn_epsilon", "actor": "amn_actor",
              "actor_cpus": "ray_cpus_per_task", "actor_gpus": "ray_gpus_per_task",
-             "expert_steps": "amn_expert_steps", "learning_rate": "amn_learning_rate", "optimizer": "amn_optimizer",
+             "expert_steps": "amn_expert_steps", "learning_rate": "amn_learning_rate",
+             "learning_rate_end": "amn_learning_rate_end", "optimizer": "amn_optimizer",
              "steps_per_game": "amn_steps", "replay_capacity": "amn_replay_capacity",
              "learning_starts": "amn_learning_starts", "eval_period": "amn_eval_period",
              "name": "amn_name"}
@@ -421,6 +427,10 @@ def _build_amn(values):
     _require(values.batch_per_game >= 1, f"--batch_per_game must be >= 1, got {values.batch_per_game}")
     _require(bool(values.experts), "--experts is empty: give SavedModel paths or a directory")
     games = _games(values) if values.games else None
+    _require(values.amn_learning_rate_end is None or values.amn_learning_rate_end <= values.amn_learning_rate,
+             f"--amn_learning_rate_end={values.amn_learning_rate_end} is above --amn_learning_rate="
+             f"{values.amn_learning_rate}: the schedule decays from the one to the other; give a smaller "
+             "end, or leave it out for a constant rate")
     _require(values.amn_expert_steps == 0 or values.amn_actor == "student", "--amn_expert_steps "
              "hands the play from the expert to the AMN, but --amn_actor=expert has the expert play "
              "throughout: drop one of them")

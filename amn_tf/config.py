@@ -189,6 +189,7 @@ class AmnConfig:
     remeasure_experts: bool = False  # play the experts even where a test play is stored
     train_minutes: float | None = None  # end the run once its training time reaches this
     expert_steps: int = 0  # agent steps per game the experts play before the AMN (actor "student")
+    learning_rate_end: float | None = None  # linear decay to this over the run (None: constant)
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 

@@ -6,6 +6,7 @@ agent (a typed ``RunState``), keeps the evaluation history and TensorBoard event
 with it, turns SIGINT/SIGTERM into a checkpoint and a clean stop, and runs the loop
 
     added = agent.act(step)       # choose and send actions (emulators step in C++ threads)
+    agent.progress(fraction)      # how far the run is (schedules over the run), then
     learn(added)                  # update credit: one learner update per update_period steps
     episodes = agent.observe()    # results into the replay memories
     advance(added)                # target sync, progress line, test play, checkpoint
@@ -141,6 +142,10 @@ class Agent:
 
     def new_episodes(self, step: int) -> None:
         """Deterministic runs, at each checkpoint."""
+
+    def progress(self, fraction: float) -> None:
+        """Before each round of learner updates: how far the run is toward its end, 0 to 1
+        (``Runner.progress_fraction``), for schedules over the whole run."""
 
     def act(self, step: int) -> int:
         """Sends the next actions; returns the agent steps (per game) the next observe adds."""
@@ -286,6 +291,15 @@ class Runner:
         each = self.state.test_play_seconds / len(self.history) if self.history else None
         return periodic + 1, each or None
 
+    def progress_fraction(self) -> float:
+        """How far the run is toward its end, 0 to 1: its steps of the budget, or its training
+        time of ``--train_minutes`` when that is further along (whichever ends the run first)."""
+        fraction = self.state.step / self.schedule.total_steps
+        left = self.training_seconds_left()
+        if left is not None:
+            fraction = max(fraction, 1.0 - left / self.schedule.train_seconds)
+        return min(1.0, max(0.0, fraction))
+
     def _out_of_time(self) -> bool:
         left = self.training_seconds_left()
         return left is not None and left <= 0
@@ -373,6 +387,7 @@ class Runner:
             while self.state.step < s.total_steps and not stop.requested and not self._out_of_time():
                 added = self.agent.act(self.state.step)
                 if self.state.step >= learning_starts:
+                    self.agent.progress(self.progress_fraction())
                     self._learn(added, profiler)
                 self._advance(added, self.agent.observe())
         return stop.requested

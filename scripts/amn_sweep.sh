@@ -9,8 +9,9 @@
 # Each training's records (scripts/keep_records.sh) are kept in REPORT_DIR/runs/<name>.
 # Usage: scripts/amn_sweep.sh [train|evals|report ...]   (default: train report)
 # A finished run is skipped when the command is run again. A run interrupted before its end starts
-# over (no checkpoint before the final one: a resume would refill the replay on the clock and
-# learn from a different history than an uninterrupted run; each run is only MINUTES long).
+# over: its run directory is removed first (no periodic checkpoint, but a stop signal leaves one,
+# and a resume would refill the replay on the clock and learn from a different history than an
+# uninterrupted run; each run is only MINUTES long).
 # Env: SEEDS ("0 1"), MINUTES (10), EVAL_PERIOD (agent steps per game between test plays, 25000),
 # SETTINGS (names from the list below, space-separated; default all), RUN_ROOT (runs/amn-sweep),
 # EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/amn-per-minute), PYTHON, EXTRA_FLAGS
@@ -34,8 +35,9 @@ declare -A setting_flags=(
   [envs8]="--num_envs=8"
   [expert-actor]="--amn_actor=expert"
   [expert-early]="--amn_expert_steps=20000"
+  [lr1e-3-decay]="--amn_learning_rate=0.001 --amn_learning_rate_end=0.0001"
 )
-read -r -a settings <<< "${SETTINGS:-reference batch32 lr1e-3 batch32-lr1e-3 period2 envs8 expert-actor expert-early}"
+read -r -a settings <<< "${SETTINGS:-reference batch32 lr1e-3 batch32-lr1e-3 period2 envs8 expert-actor expert-early lr1e-3-decay}"
 for name in "${settings[@]}"; do
   [ -n "${setting_flags[$name]+set}" ] || { echo "unknown setting $name: use ${!setting_flags[*]}" >&2; exit 2; }
 done
@@ -49,6 +51,10 @@ for step in "${steps[@]}"; do
         for name in "${settings[@]}"; do
           run="$name-seed$seed"
           trained_elsewhere "$root/$run" "$report_dir/$run-eval.json" && continue
+          if [ -d "$root/$run" ] && ! grep -qs '"finished": true' "$root/$run"/checkpoints/*/state.json; then
+            echo "$run: interrupted before its end: starting over (a resume would refill its replay on the clock)"
+            rm -rf "${root:?}/$run"
+          fi
           # shellcheck disable=SC2086  # the setting's flags are words
           "$python" -m amn_tf.main --mode=amn --train_minutes="$minutes" --amn_steps=2000000 \
             --checkpoint_period=100000000 --amn_eval_period="$eval_period" --seed="$seed" --run_dir="$root/$run" --amn_name="$run" \

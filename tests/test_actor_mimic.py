@@ -396,6 +396,31 @@ def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path, c
         agent.close()
 
 
+@pytest.mark.parametrize("end", [None, 1e-4])
+def test_the_learning_rate_decays_linearly_over_the_run_to_its_end_value(experts, tmp_path, end):
+    """--amn_learning_rate_end: the optimizer's rate at a point of the run (the runner's fraction,
+    0 to 1) is linear from --amn_learning_rate to the end value; unset, it stays constant. The
+    progress line's scalars carry it."""
+    from conftest import parsed_flags
+
+    from amn_tf import cli
+
+    root, _ = experts
+    extra = [] if end is None else [f"--amn_learning_rate_end={end}"]
+    with parsed_flags("--mode=amn", f"--experts={root}/experts", "--amn_learning_rate=0.001",
+                      f"--run_dir={tmp_path / 'r'}", *extra) as values:
+        config = cli.build(values)
+    agent = actor_mimic.AmnAgent(config, experts_lib.find_experts(config.experts, config.games),
+                                 str(tmp_path / "r"))
+    # hand values: 0.001 + (0.0001 - 0.001) * f
+    expected = {0.0: 0.001, 0.5: 0.00055, 0.9: 0.00019, 1.0: 0.0001} if end else dict.fromkeys((0.0, 0.5, 0.9, 1.0), 0.001)
+    for fraction, rate in expected.items():
+        agent.progress(fraction)
+        assert float(agent.optimizer.learning_rate) == pytest.approx(rate, rel=1e-6)
+        scalars = agent.train_scalars({"loss": 1.0, "policy_loss": 1.0, "feature_loss": 0.0, "agreement": 0.5}, 100.0)
+        assert scalars["charts/learning_rate"] == pytest.approx(rate, rel=1e-6)
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -408,6 +433,8 @@ def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path, c
          "probability of a uniform policy over Breakout's 4 actions"),
         (["--beta=-1"], "--beta must be >= 0"),
         (["--batch_per_game=0"], "--batch_per_game must be >= 1"),
+        (["--amn_learning_rate=0.001", "--amn_learning_rate_end=0.01"],
+         "--amn_learning_rate_end=0.01 is above --amn_learning_rate=0.001: the schedule decays"),
         (["--games=Pong,pong"], "lists Pong twice"),
         (["--games=Seaquest"], "no expert for Seaquest"),
     ],

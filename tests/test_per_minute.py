@@ -94,8 +94,8 @@ def _sweep(tmp_path, *steps, **env):
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHON=sys.executable, RUN_ROOT=str(tmp_path / "runs"),
-               REPORT_DIR=str(tmp_path / "report"), EXPORT_DIR=str(tmp_path / "exports"), **env)
+    env = {**os.environ, "PYTHON": sys.executable, "RUN_ROOT": str(tmp_path / "runs"),
+           "REPORT_DIR": str(tmp_path / "report"), "EXPORT_DIR": str(tmp_path / "exports"), **env}
     return subprocess.run(["bash", "scripts/amn_sweep.sh", *steps], cwd=root, env=env,
                           capture_output=True, text=True)
 
@@ -109,3 +109,22 @@ def test_the_sweep_script_refuses_an_unknown_setting_before_training(tmp_path):
 def test_the_sweep_report_without_runs_says_to_train_first(tmp_path):
     result = _sweep(tmp_path, "report")
     assert result.returncode == 2 and "no kept runs" in result.stderr and "train first" in result.stderr
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_the_sweep_starts_an_interrupted_run_over_and_keeps_a_finished_one(tmp_path, finished):
+    """A run a stop signal checkpointed mid-way is trained again from nothing (its minutes are the
+    measure); a finished one is left for main to report as finished. ``PYTHON`` here only records
+    that it was called (and fails, which ends the script): what the script does before is the test."""
+    run = tmp_path / "runs" / "reference-seed0"
+    (run / "checkpoints" / "ckpt-000000001000").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt-000000001000" / "state.json").write_text(
+        json.dumps({"version": 2, "step": 1000, "finished": finished}, indent=2))
+    called = tmp_path / "called"
+    recorder = tmp_path / "python"
+    recorder.write_text(f"#!/bin/sh\necho \"$@\" > {called}\nexit 1\n")
+    recorder.chmod(0o755)
+    result = _sweep(tmp_path, "train", SETTINGS="reference", SEEDS="0", PYTHON=str(recorder))
+    assert result.returncode != 0 and f"--run_dir={run}" in called.read_text()
+    assert ("interrupted before its end: starting over" in result.stdout) is not finished
+    assert (run / "checkpoints").exists() is finished

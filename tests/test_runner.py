@@ -217,6 +217,7 @@ class ScriptedAgent:
     def prepare(self, run_dir): pass
     def start(self, step, restored): pass
     def new_episodes(self, step): pass
+    def progress(self, fraction): pass
     def act(self, step): return 1
     def observe(self): return []
     def train_scalars(self, metrics, fps): return {}

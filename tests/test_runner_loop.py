@@ -169,6 +169,32 @@ def test_train_minutes_ends_the_run_on_training_time_not_test_play_time(tmp_path
     assert more.exports and more.exports[0][0] > step and summary["export"].endswith(os.path.join("run", "2"))
 
 
+class Recording(SlowActs):
+    """Records the fraction of the run the runner reports before each round of updates."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fractions = []
+
+    def progress(self, fraction):
+        self.fractions.append(fraction)
+
+
+def test_progress_is_the_budgets_steps_or_its_training_time_whichever_is_further(tmp_path):
+    # A step budget: before the updates of the acts at 6, 9, ..., 27 (learning from step 6).
+    agent = Recording(str(tmp_path / "exports" / "steps"))
+    runner.Runner(str(tmp_path / "steps"), agent, _schedule()).run()
+    assert agent.fractions == pytest.approx([6 / 30, 9 / 30, 12 / 30, 15 / 30, 18 / 30, 21 / 30, 24 / 30, 27 / 30])
+    # A time budget far shorter than the steps: the training time's fraction, rising to about 1
+    # (20 ms acts in a 0.4 s budget, 150 ms test plays that do not count).
+    timed = Recording(str(tmp_path / "exports" / "timed"))
+    schedule = _schedule(total_steps=30_000, eval_period=12, checkpoint_period=30_000, train_seconds=0.4)
+    runner.Runner(str(tmp_path / "timed"), timed, schedule).run()
+    fractions = timed.fractions
+    assert fractions == sorted(fractions) and 0 < fractions[0] < 0.3 and 0.85 < fractions[-1] <= 1.0
+    assert len(fractions) >= 10 and all(f > step / 30_000 for f, step in zip(fractions, range(6, 90, 3)))
+
+
 def test_the_eta_is_the_time_budget_left_when_that_comes_first():
     now = [0.0]
     progress = parts.Progress("x", 1_000, 0, clock=lambda: now[0], seconds_left=lambda: 30.0)
