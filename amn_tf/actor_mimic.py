@@ -306,9 +306,20 @@ class AmnAgent(runner.Agent):
         if self.config.actor == "student" and step >= self.config.expert_steps:
             greedy = self.acting_policy(np.concatenate(observations), self.game_of_env).reshape(len(self.games), -1)
         else:
-            greedy = [self.loaded[g].act(obs, g) for g, obs in zip(self.games, observations)]
+            greedy = [self._expert_greedy(index, obs) for index, obs in enumerate(observations)]
         self.play.send(self.play.explore(self.rng, self.config.epsilon, lambda index: greedy[index]))
         return self.config.env.num_envs
+
+    def _expert_greedy(self, index: int, observations) -> np.ndarray:
+        """Game ``index``'s expert's greedy ALE ids on its current observations: from the
+        Q-values stored with them (the expert ran on them as they entered the memory), or,
+        where none are kept (a restored deterministic run's first step), from the expert."""
+        q_values = self.play.q_values_now[index]
+        game = self.games[index]
+        if q_values is None:
+            return self.loaded[game].act(observations, game)
+        legal = np.flatnonzero(self.masks[index])
+        return legal[np.argmax(q_values[:, legal], axis=1)].astype(np.int32)
 
     def observe(self) -> list:
         if self.ray is None:

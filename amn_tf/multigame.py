@@ -27,6 +27,9 @@ class GamePlay:
                      for i, g in enumerate(self.games)]
         self.streams = np.arange(num_envs)
         self.observations = []
+        # With ``annotate``: each game's Q-values [num_envs, 18] of its current observations (the
+        # outputs stored with them), so an expert that plays need not run again; else None.
+        self.q_values_now = [None] * len(self.games)
         self.last_returns = {}  # game -> unclipped return of its latest finished episode
         self._actions = []
 
@@ -36,10 +39,13 @@ class GamePlay:
         memories already hold these first observations (a restored deterministic checkpoint)."""
         self.observations = [env.reset(seed=seeds.emulators(self.seed, index, step))
                              for index, env in enumerate(self.envs)]
+        self.q_values_now = [None] * len(self.envs)
         if not restored:
             outputs = self.annotate(self.observations) if self.annotate else [None] * len(self.envs)
             for memory, obs, output in zip(self.memories, self.observations, outputs):
                 memory.start_episodes(self.streams, obs, output)
+            if self.annotate:
+                self.q_values_now = [output["q_values"] for output in outputs]
 
     def explore(self, rng, epsilon: float, greedy) -> list:
         """Every game's epsilon-greedy ALE ids (``policies.epsilon_greedy``), game by game;
@@ -72,6 +78,10 @@ class GamePlay:
                 memory.start_episodes(self.streams[ended[index]], result.obs[ended[index]],
                                       outputs[index][1])
             self.observations[index] = result.obs
+            if self.annotate:  # the next states' Q-values; new episodes' first states' where one ended
+                q_values = np.array(outputs[index][0]["q_values"])
+                q_values[ended[index]] = outputs[index][1]["q_values"]
+                self.q_values_now[index] = q_values
             for _, episode_return, _ in result.episode_returns:
                 self.last_returns[self.games[index]] = episode_return
                 finished.append((self.games[index], episode_return))

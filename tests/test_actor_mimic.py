@@ -175,11 +175,19 @@ def test_stored_expert_outputs_equal_the_experts_on_sampled_states(experts):
     protocol = dataclasses.replace(envs.PROTOCOLS["paper"], max_episode_frames=100)  # 25 steps
     play = multigame.GamePlay(games, memories, 2, protocol, 0, "vector", annotate=expert_outputs)
     rng = np.random.default_rng(0)
+    def check_q_values_now():  # what an expert that plays reads instead of running again
+        for index, (game, loaded) in enumerate(found):
+            np.testing.assert_allclose(play.q_values_now[index][:, masks[index]],
+                                       loaded.outputs(play.observations[index], game)["q_values"].numpy(),
+                                       rtol=1e-6, atol=1e-6)
+
     try:
         play.new_episodes(0)
+        check_q_values_now()
         for _ in range(70):
             play.send([envs.random_legal_actions(rng, env.legal_actions, 2) for env in play.envs])
             play.recv()
+            check_q_values_now()  # across episode ends too: a new episode's first state's
     finally:
         play.close()
     assert set(play.last_returns) == set(games)  # episodes ended and new ones started
