@@ -94,6 +94,11 @@ class Progress:
         self._reports = collections.deque([(clock(), start_step)])  # (time, step), oldest first
         self._rate = 0.0  # agent steps per second, over the window
 
+    def phase_started(self, step: int) -> None:
+        """A slower phase starts at ``step`` (learning, after the replay filled): the rate is
+        measured from here on, so the first line after it does not average the faster phase in."""
+        self._reports = collections.deque([(self._clock(), step)])
+
     def frames_per_second(self, step: int) -> float:
         """Records a report at ``step`` and returns the recent rate in frames per second."""
         now = self._clock()

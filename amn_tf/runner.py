@@ -384,9 +384,13 @@ class Runner:
                                        seconds_left=self.training_seconds_left,
                                        test_plays=self._test_plays_ahead)
         with parts.StopSignal() as stop:
+            learning = self.state.step >= learning_starts
             while self.state.step < s.total_steps and not stop.requested and not self._out_of_time():
                 added = self.agent.act(self.state.step)
-                if self.state.step >= learning_starts:
+                if not learning and self.state.step >= learning_starts:
+                    self.progress.phase_started(self.state.step)  # the ETA's rate: learning only
+                    learning = True
+                if learning:
                     self.agent.progress(self.progress_fraction())
                     self._learn(added, profiler)
                 self._advance(added, self.agent.observe())

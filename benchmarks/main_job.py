@@ -51,17 +51,35 @@ def eta_seconds(line: str) -> float | None:
     return 3600 * hours + 60 * minutes + seconds
 
 
-def eta_errors(timed_lines: list, end: float) -> list:
+def eta_errors(timed_lines: list, end: float, final_play_seconds: float | None = None) -> list:
     """[(elapsed, predicted seconds left, actual seconds left)] of every progress line whose ETA
-    counts everything to come (not "ETA 3m10s + 1 test play", which says it leaves the untimed
-    test plays out); ``timed_lines`` are (seconds since start, line), ``end`` when the final test
-    play was printed."""
+    can be held against the clock; ``timed_lines`` are (seconds since start, line), ``end`` when
+    the final test play was printed. An ETA that counts everything to come is held against
+    ``end``; one that leaves the untimed final test play out ("ETA 3m10s + 1 test play") against
+    the training still to come, up to ``end`` less that test play's ``final_play_seconds`` (its
+    record's ``test_play_seconds``; None: such lines are left out, as are lines with more test
+    plays ahead)."""
     out = []
     for at, line in timed_lines:
         predicted = eta_seconds(line)
-        if predicted is not None and not re.search(r"\| ETA [^|]* \+ \d+ test play", line):
+        plays = re.search(r"\| ETA [^|]* \+ (\d+) test play", line)
+        if predicted is None:
+            continue
+        if not plays:
             out.append((at, predicted, end - at))
+        elif plays.group(1) == "1" and final_play_seconds is not None:
+            out.append((at, predicted, end - final_play_seconds - at))
     return out
+
+
+def final_play_seconds(run_dir: str | None) -> float | None:
+    """The final test play's ``test_play_seconds`` from the run's ``eval.jsonl`` (None if absent)."""
+    path = run_dir and os.path.join(run_dir, "eval.jsonl")
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        lines = [line for line in handle if line.strip()]
+    return json.loads(lines[-1]).get("test_play_seconds") if lines else None
 
 
 def run_streamed(command: list, cwd: str, log) -> tuple:
@@ -132,7 +150,9 @@ def main(_):
                    cwd=clone, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     text, rows = score_table(_load(eval_json), FLAGS.experts_dir)
     passed = [r["game"] for r in rows if r["percent"] >= BAR]
-    errors = eta_errors(timed, final_play_at)
+    logdir = next((line.split()[-1] for _, line in timed if "] TensorBoard:" in line), None)
+    run = logdir and os.path.dirname(os.path.join(clone, logdir).rstrip("/"))  # <run dir>/tensorboard
+    errors = eta_errors(timed, final_play_at, final_play_seconds(run))
     late = [(at, p, a) for at, p, a in errors if at >= 0.1 * final_play_at]
     worst = max(late, key=lambda e: abs(e[1] - e[2]), default=None)
     summary = (f"main job: {seconds / 60:.1f} minutes from a fresh clone (its final test play done at "
@@ -143,7 +163,6 @@ def main(_):
                 "were left" if worst else "no ETA printed")
     print(f"\n{text}\n\n{summary}\n{eta_text}")
     if record:
-        logdir = next((line.split()[-1] for _, line in timed if "] TensorBoard:" in line), None)
         payload = {"commit": head, "command": f"python -m amn_tf.main --mode=amn {FLAGS.main_flags}".strip(),
                    "minutes": seconds / 60, "eval_episodes": FLAGS.episodes, "games": rows,
                    "games_at_bar": passed, "bar_percent": BAR,
@@ -153,8 +172,7 @@ def main(_):
             json.dump(payload, handle, indent=1)
         with open(os.path.join(record, "main_job.md"), "w") as handle:
             handle.write(f"{text}\n\n{summary}.\n{eta_text}.\n")
-        if logdir:  # <run dir>/tensorboard: keep the run's records
-            run = os.path.dirname(os.path.join(clone, logdir).rstrip("/"))
+        if run:  # keep the run's records
             subprocess.run(["bash", "scripts/keep_records.sh", run,
                             os.path.join(record, "runs", os.path.basename(run))], cwd=ROOT, check=True)
     if not FLAGS.workdir:

@@ -16,8 +16,19 @@ def test_eta_is_read_as_the_progress_line_prints_it():
     assert main_job.eta_seconds("| 900 frames/s | ETA 3m10s incl. 2 test plays | x") == 190
     assert main_job.eta_seconds("| ETA ? | x") is None and main_job.eta_seconds("no eta here") is None
     lines = [(10.0, "| ETA 5m00s | a"), (20.0, "| ETA 4m00s + 1 test play | b"), (70.0, "| ETA 1m00s incl. 1 test play")]
-    # The line that leaves its untimed test play out is not held against the ETA.
+    # The line that leaves its untimed test play out is not held against the ETA ...
     assert main_job.eta_errors(lines, 310.0) == [(10.0, 300.0, 300.0), (70.0, 60.0, 240.0)]
+    # ... unless the final test play's seconds are known: then against the training left before it
+    # (310 - 50 - 20 = 240 s), as are lines with several test plays ahead never.
+    lines.append((30.0, "| ETA 3m00s + 2 test plays | c"))
+    assert main_job.eta_errors(lines, 310.0, 50.0) == [(10.0, 300.0, 300.0), (20.0, 240.0, 240.0),
+                                                        (70.0, 60.0, 240.0)]
+
+
+def test_the_final_test_plays_seconds_come_from_the_runs_last_record(tmp_path):
+    assert main_job.final_play_seconds(str(tmp_path)) is None and main_job.final_play_seconds(None) is None
+    (tmp_path / "eval.jsonl").write_text('{"step": 1, "test_play_seconds": 3.5}\n{"step": 2, "test_play_seconds": 119.7}\n')
+    assert main_job.final_play_seconds(str(tmp_path)) == 119.7
 
 
 def _eval(path, game, returns):

@@ -298,3 +298,14 @@ def test_an_agent_missing_part_of_the_interface_is_refused_by_name(tmp_path):
                                         r"export_base, budget_flag, prepare\(\)"):
         runner.Runner(str(tmp_path / "run"), Partial(), _schedule())
     assert not (tmp_path / "run").exists()
+
+
+def test_the_progress_rate_restarts_once_when_learning_starts(tmp_path, monkeypatch):
+    marked = []
+    monkeypatch.setattr(parts.Progress, "phase_started", lambda self, step: marked.append(step))
+    _run(tmp_path, "run", _schedule())  # acts of 3 steps, learning from step 6
+    assert marked == [6]
+    # A run that learns from its first step (or resumes past its learning start) never marks it.
+    marked.clear()
+    _run(tmp_path, "more", _schedule(learning_starts=0))
+    assert marked == []

@@ -55,6 +55,18 @@ def test_eta_and_frames_per_second_follow_the_slow_phase_not_the_replay_filling(
     assert (300_000 - step) / (step / 420) < remaining / 4
 
 
+def test_the_first_line_after_learning_starts_has_the_learning_rate_only():
+    clock = FakeClock()
+    progress = parts.Progress("amn", total_steps=40_000, start_step=0, clock=clock)
+    plain = parts.Progress("amn", total_steps=40_000, start_step=0, clock=clock)  # no phase mark
+    clock.now += 20  # 5,000 steps of replay filling at 250 steps/s ...
+    progress.phase_started(5_000)  # ... then learning, at 50 steps/s
+    fps, line = report(progress, clock, 10_000, 100)  # the first line, 100 s later
+    assert fps == pytest.approx(4 * 50) and eta_of(line) == 30_000 / 50
+    # Without the mark the same line averages the filling in: 10,000 steps in 120 s.
+    assert plain.frames_per_second(10_000) == pytest.approx(4 * 10_000 / 120)
+
+
 def test_recent_rate_covers_the_window_and_at_least_the_previous_line():
     clock = FakeClock()
     progress = parts.Progress("amn", total_steps=10_000, start_step=1_000, clock=clock, window=60)
