@@ -352,11 +352,15 @@ class AmnAgent(runner.Agent):
         c = self.config
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
         scalars = {}
-        for index, game in enumerate(self.games):
+
+        def test_play(index, game):
             result = evaluation.play(self.students[index], game, self.protocol, c.evaluation.episodes,
                                      c.evaluation.epsilon, c.evaluation.num_envs, c.evaluation.max_steps,
                                      seeds.test_play(c.seed, plays_so_far, index), c.env.backend)
-            match = experts.agreement(self.students[index], self.loaded[game], game, self.held_out[game])
+            return result, experts.agreement(self.students[index], self.loaded[game], game, self.held_out[game])
+
+        played = evaluation.in_parallel([lambda i=i, g=g: test_play(i, g) for i, g in enumerate(self.games)])
+        for game, (result, match) in zip(self.games, played):
             record["games"][game] = {**result.as_dict(), "agreement": match}
             scalars.update({f"eval/{game}/mean_return": result.mean, f"eval/{game}/agreement": match,
                             f"eval/{game}/percent_of_expert":

@@ -15,13 +15,12 @@ import sys
 
 from amn_tf import checkpoints, export, rundirs, seeds
 from amn_tf.config import ConfigError
-from amn_tf.evaluation import play, saved_model_policy
+from amn_tf.evaluation import in_parallel, play, saved_model_policy
 
 
 def evaluate(config) -> dict:
     """Plays a SavedModel (every game it knows, or ``--game``) or random, printing a line per
     game; returns the eval JSON payload (who played: saved_model, kind; per-game results)."""
-    results = []
     if config.random_policy:
         games, loaded = [config.game], None
     else:
@@ -34,13 +33,14 @@ def evaluate(config) -> dict:
                               f"is a {loaded.kind} SavedModel")
     print(f"[eval] episodes: the eval stream of --seed={config.seed} (emulator seeds from "
           f"{seeds.eval_play(config.seed):,}), apart from every training test play")
-    for game in games:
-        policy = None if loaded is None else saved_model_policy(loaded, game)
-        result = _play(config, policy, game)
-        who = "random policy" if loaded is None else f"{loaded.kind} {config.saved_model}"
+    who = "random policy" if loaded is None else f"{loaded.kind} {config.saved_model}"
+
+    def finished(_, result):  # each game's line as it finishes; the JSON keeps the games' order
         print(f"[eval] {who} | protocol {config.env.protocol} | epsilon "
-              f"{config.evaluation.epsilon if loaded else 1.0} | {result.line()}")
-        results.append(result)
+              f"{config.evaluation.epsilon if loaded else 1.0} | {result.line()}", flush=True)
+
+    policies = {game: None if loaded is None else saved_model_policy(loaded, game) for game in games}
+    results = in_parallel([lambda game=game: _play(config, policies[game], game) for game in games], finished)
     if config.store_test_play:
         store_test_play(config, loaded, results[0])
     payload = {

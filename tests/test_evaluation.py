@@ -226,3 +226,61 @@ def test_mode_eval_plays_and_names_the_eval_stream_of_its_seed(tmp_path, monkeyp
     emulators = set(range(played[0], played[0] + seeds.BLOCK))
     assert not any(seeds.test_play(5, k, i) + e in emulators for k in range(1000) for i in range(18)
                    for e in (0, seeds.BLOCK - 1))
+
+
+def test_in_parallel_keeps_the_order_of_the_calls_and_reports_each_as_it_ends():
+    import threading
+    import time
+
+    threads, finished = set(), []
+
+    def call(index, seconds):
+        def run():
+            time.sleep(seconds)
+            threads.add(threading.current_thread().name)
+            return index * 10
+        return run
+
+    results = evaluation.in_parallel([call(0, 0.3), call(1, 0.0), call(2, 0.15)],
+                                     done=lambda index, result: finished.append((index, result)))
+    assert results == [0, 10, 20]
+    assert finished == [(1, 10), (2, 20), (0, 0)]  # as they ended, in this thread
+    # played off this thread, on more than one (a pool thread that finished may take the next)
+    assert len(threads) >= 2 and all(name.startswith("test-play") for name in threads)
+    assert evaluation.in_parallel([call(4, 0.0)]) == [40]  # one call: played here
+
+
+def test_in_parallel_raises_a_failure_after_every_call_ended():
+    import time
+
+    ended = []
+
+    def slow():
+        time.sleep(0.2)
+        ended.append("slow")
+        return 1
+
+    def broken():
+        raise ValueError("emulator gone")
+
+    with pytest.raises(ValueError, match="emulator gone"):
+        evaluation.in_parallel([slow, broken])
+    assert ended == ["slow"]
+
+
+def test_games_played_in_parallel_score_as_when_played_one_after_another():
+    """Three games of the shipped AMN-feature SavedModel, each on its own seeds: the same
+    returns and steps played in threads as alone, one after another."""
+    from amn_tf import export
+
+    loaded = export.LoadedPolicy("saved_models/amn/amn-feature/1")
+    games = loaded.games[:3]
+
+    def one(index, game):
+        return evaluation.play(evaluation.saved_model_policy(loaded, game), game, "paper", 3, 0.05, 2, 150,
+                               seed=100 + 31 * index)
+
+    alone = [one(i, g) for i, g in enumerate(games)]
+    together = evaluation.in_parallel([lambda i=i, g=g: one(i, g) for i, g in enumerate(games)])
+    assert [r.as_dict() for r in together] == [r.as_dict() for r in alone]
+    assert len({tuple(r.returns) for r in alone}) > 1 or len({r.agent_steps for r in alone}) > 1
