@@ -21,9 +21,9 @@ import numpy as np
 from amn_tf import rundirs, tables
 from amn_tf.report.records import AmnRun
 
-SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "amn_learning_rate_end", "num_envs", "amn_actor",
-                 "amn_expert_steps", "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer", "amn_replay_capacity",
-                 "amn_learning_starts", "train_minutes")
+SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "amn_learning_rate_end", "num_envs",
+                 "amn_actor", "amn_expert_steps", "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer",
+                 "amn_replay_capacity", "amn_learning_starts", "train_minutes")
 # Budget flags every row's command names (the runs' values), beside the setting's own flags.
 BUDGET_FLAGS = ("amn_steps", "amn_eval_period", "train_minutes")
 EXPERT_LEVEL = 80.0  # % of the expert's mean
