@@ -33,7 +33,7 @@ from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from amn_tf import tables  # noqa: E402
+from amn_tf import jsonl, tables  # noqa: E402
 from amn_tf.report import records  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -74,12 +74,8 @@ def eta_errors(timed_lines: list, end: float, final_play_seconds: float | None =
 
 def final_play_seconds(run_dir: str | None) -> float | None:
     """The final test play's ``test_play_seconds`` from the run's ``eval.jsonl`` (None if absent)."""
-    path = run_dir and os.path.join(run_dir, "eval.jsonl")
-    if not path or not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        lines = [line for line in handle if line.strip()]
-    return json.loads(lines[-1]).get("test_play_seconds") if lines else None
+    history = jsonl.read(os.path.join(run_dir, "eval.jsonl")) if run_dir else []
+    return history[-1].get("test_play_seconds") if history else None
 
 
 def run_streamed(command: list, cwd: str, log) -> tuple:
