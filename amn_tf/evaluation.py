@@ -68,31 +68,16 @@ def _test_actions(policy, obs, rng, legal, epsilon) -> np.ndarray:
 def in_parallel(calls: list, done=None) -> list:
     """Runs each zero-argument callable (one game's test play) in a thread of its own and returns
     their results in the order of ``calls``; ``done(index, result)`` is called in this thread as
-    each finishes. Each game's play is its own (emulators, exploration generator, seeds), so the
+    each succeeds. Each game's play is its own (emulators, exploration generator, seeds), so the
     results are those of playing the games one after another; meanwhile one game's emulators
-    step (in their C++ threads) while another game's network chooses. An exception in one is
-    raised here once every call has ended."""
-    if len(calls) <= 1:
-        results = [call() for call in calls]
-        for index, result in enumerate(results):
-            if done:
-                done(index, result)
-        return results
-    with futures.ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="test-play") as pool:
+    step (in their C++ threads) while another game's network chooses. A failure is raised here
+    once every call has ended (the first in the order of ``calls``)."""
+    with futures.ThreadPoolExecutor(max_workers=max(1, len(calls)), thread_name_prefix="test-play") as pool:
         running = {pool.submit(call): index for index, call in enumerate(calls)}
-        results = [None] * len(calls)
-        failed = None
         for future in futures.as_completed(running):
-            index = running[future]
-            if future.exception() is not None:
-                failed = failed or future.exception()
-                continue
-            results[index] = future.result()
-            if done and failed is None:
-                done(index, results[index])
-    if failed is not None:
-        raise failed
-    return results
+            if done and future.exception() is None:
+                done(running[future], future.result())
+    return [future.result() for future in running]
 
 
 def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend="vector",

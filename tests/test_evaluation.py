@@ -247,7 +247,7 @@ def test_in_parallel_keeps_the_order_of_the_calls_and_reports_each_as_it_ends():
     assert finished == [(1, 10), (2, 20), (0, 0)]  # as they ended, in this thread
     # played off this thread, on more than one (a pool thread that finished may take the next)
     assert len(threads) >= 2 and all(name.startswith("test-play") for name in threads)
-    assert evaluation.in_parallel([call(4, 0.0)]) == [40]  # one call: played here
+    assert evaluation.in_parallel([call(4, 0.0)]) == [40]  # one call
 
 
 def test_in_parallel_raises_a_failure_after_every_call_ended():
