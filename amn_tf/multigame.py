@@ -79,8 +79,10 @@ class GamePlay:
                                       outputs[index][1])
             self.observations[index] = result.obs
             if self.annotate:  # the next states' Q-values; new episodes' first states' where one ended
-                q_values = np.array(outputs[index][0]["q_values"])
-                q_values[ended[index]] = outputs[index][1]["q_values"]
+                q_values = outputs[index][0]["q_values"]
+                if ended[index].any():
+                    q_values = q_values.copy()
+                    q_values[ended[index]] = outputs[index][1]["q_values"]
                 self.q_values_now[index] = q_values
             for _, episode_return, _ in result.episode_returns:
                 self.last_returns[self.games[index]] = episode_return
