@@ -265,7 +265,7 @@ class AmnAgent(runner.Agent):
         c = self.config
         self.reference, self.held_out = experts.measure_experts(
             run_dir, self.games, self.loaded, self.protocol, c.evaluation, c.seed, c.env.backend, self.label,
-            c.remeasure_experts)
+            c.remeasure_experts, c.held_out_states)
         self.taus = run_temperatures(run_dir, self.games, self.loaded, self.held_out, c, self.label)
         self.learner.set_temperatures([self.taus[g] for g in self.games])
 

@@ -146,6 +146,11 @@ flags.DEFINE_string("tau", "auto", "Temperature of the experts' Boltzmann polici
 flags.DEFINE_float("tau_target_top_probability", 0.5, "--tau=auto: the median top-action "
                    "probability of every expert's targets, in (1/|A|, 1) for A the game's legal "
                    "actions (higher: more peaked targets, smaller tau).")
+flags.DEFINE_integer("held_out_states", 256, "amn: states per game the experts play at epsilon "
+                     "0.05 at the start of a run (kept in its held_out.npz; a resumed run keeps its "
+                     "set), on which --tau=auto is chosen and the AMN's agreement with each expert "
+                     "is measured at every test play. Fewer start a run sooner and give coarser "
+                     "figures.", lower_bound=4)
 flags.DEFINE_float("beta", 0.0, "Weight of feature regression (0, the default: policy regression "
                    "only, as the paper's Table 1 AMN; the authors' transfer AMN used 0.01).")
 flags.DEFINE_integer("batch_per_game", 8, "States from each game's replay per AMN update.")

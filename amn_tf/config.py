@@ -190,6 +190,7 @@ class AmnConfig:
     train_minutes: float | None = None  # end the run once its training time reaches this
     expert_steps: int = 0  # agent steps per game the experts play before the AMN (actor "student")
     learning_rate_end: float | None = None  # linear decay to this over the run (None: constant)
+    held_out_states: int = 256  # expert states per game for --tau=auto and the agreement figure
     flags: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # resolved, for flags.json
 
 

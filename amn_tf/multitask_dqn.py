@@ -147,14 +147,15 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
         self.trackables.update({f"target_head_{i}": h for i, h in enumerate(target_heads)})
 
     def prepare(self, run_dir: str) -> None:
-        """Expert scores under the same protocol, for % of expert; measured once per run
-        directory, so rerunning a finished run that lacks them fills them in."""
+        """Expert scores under the same protocol, for % of expert (no held-out states: nothing
+        here reads them); measured once per run directory, so rerunning a finished run that
+        lacks them fills them in."""
         if self.found_experts:
             c = self.config
             self.reference, _ = experts.measure_experts(run_dir, self.games, self.found_experts,
                                                         c.env.protocol, c.evaluation, c.seed,
                                                         c.env.backend, self.label,
-                                                        c.remeasure_experts)
+                                                        c.remeasure_experts, held_out_states=0)
 
     # ------------------------------------------------------------ reporting
     def train_scalars(self, metrics: dict, fps: float) -> dict:

@@ -308,7 +308,8 @@ def _take_back_flags(key: str, error: BaseException) -> dict:
 DQN_REPLAY_FLAGS = ("replay_capacity", "num_envs")
 AMN_REPLAY_FLAGS = ("amn_replay_capacity", "num_envs")
 # Flags added after runs were recorded, with what a record without them meant.
-LATER_FLAGS = {"dueling": False, "amn_expert_steps": 0, "amn_learning_rate_end": None}
+LATER_FLAGS = {"dueling": False, "amn_expert_steps": 0, "amn_learning_rate_end": None,
+               "held_out_states": 256}
 # A DQN run's checkpoints hold a network of this shape: a resume must keep it.
 DQN_FIXED_FLAGS = {"dueling": LATER_FLAGS["dueling"]}
 

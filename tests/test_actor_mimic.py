@@ -253,13 +253,16 @@ def test_amn_run_with_auto_tau_prints_stores_and_exports_its_taus(experts, tmp_p
     root, _ = experts
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
     result = run_main("--flagfile=flags/amn_smoke.flags", f"--experts={root}/experts", "--tau=auto",
-                      "--tau_target_top_probability=0.6", "--amn_steps=200",
+                      "--tau_target_top_probability=0.6", "--amn_steps=200", "--held_out_states=24",
                       f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--amn_name=auto")
     assert result.returncode == 0, result.stderr[-3000:]
     stored = json.load(open(run_dir / "temperatures.json"))
     assert stored["tau"] == "auto" and stored["target_top_probability"] == 0.6
-    # Chosen on the held-out expert states measured before training: recomputed here.
+    # Chosen on the held-out expert states measured before training (--held_out_states of
+    # them per game): recomputed here.
     held_out = np.load(run_dir / "held_out.npz")
+    assert {g: held_out[g].shape for g in ("Pong", "Breakout")} == {g: (24, 84, 84, 4) for g in ("Pong", "Breakout")}
+    assert "(at tau 1: " in result.stdout and "24 held-out states per game" in result.stdout
     lines = result.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if "frames " in line and "| loss" in line)
     taus = {}

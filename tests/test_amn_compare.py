@@ -26,7 +26,7 @@ def test_amn_compare_trains_every_model_and_averages_the_seeds(tmp_path):
                EXTRA_FLAGS="--amn_steps=200 --amn_learning_starts=100 --amn_eval_period=200 "
                            "--training_steps=200 --learning_starts=100 --eval_period=200 "
                            "--checkpoint_period=200 --amn_replay_capacity=1000 "
-                           "--replay_capacity=1000 --num_envs=1 " + tiny_eval)
+                           "--replay_capacity=1000 --num_envs=1 --held_out_states=32 " + tiny_eval)
     command = ["bash", "scripts/amn_compare.sh", "amn", "tau", "mdqn", "evals", "report"]
     first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -181,6 +181,8 @@ def test_report_puts_baselines_beside_the_experts(tmp_path):
             assert (run_dir / "experts.json").exists()
         else:
             assert "of expert)" in result.stdout  # "- of expert" here: these experts score 0
+        # Only the experts' scores: the held-out states an AMN is measured on are not collected.
+        assert not (run_dir / "held_out.npz").exists()
         runs.append(str(run_dir))
     report = run_main("--mode=report", f"--report_runs={','.join(runs)}",
                       f"--report_dir={tmp_path / 'docs'}")

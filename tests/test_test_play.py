@@ -96,10 +96,11 @@ def test_a_stored_test_play_that_does_not_match_is_not_used(expert, tmp_path, mo
 
     monkeypatch.setattr(evaluation, "play", counted_play)
     # Held-out states are collected whatever the stored test play says (the test above checks
-    # all 256 of them); a few do here, where only the reference score is in question.
-    monkeypatch.setattr(experts, "HELD_OUT_STATES", 16)
-    reference, _ = experts.measure_experts(str(tmp_path), ["Pong"], {"Pong": export.LoadedPolicy(expert)},
-                                           "paper", TEST_PLAY, 0, "vector", "amn", remeasure=remeasure)
+    # all 256 of them); none here, where only the reference score is in question.
+    reference, held_out = experts.measure_experts(str(tmp_path), ["Pong"], {"Pong": export.LoadedPolicy(expert)},
+                                                  "paper", TEST_PLAY, 0, "vector", "amn", remeasure=remeasure,
+                                                  held_out_states=0)
+    assert held_out == {} and not (tmp_path / "held_out.npz").exists()
     assert played == [False, True]  # the expert, then random play
     assert reference["Pong"]["mean"] == 1.0 and "stored_test_play" not in reference["Pong"]
     out = capsys.readouterr().out
