@@ -239,10 +239,8 @@ def _measure(loaded, game, index, protocol, test_play, seed, backend, label, rem
     """(reference row, held-out states or None when ``held_out_states`` is 0) of game ``index``'s
     expert: from its stored test play when that matches the run's (unless ``remeasure``), else
     played here."""
-    held_out = None
-    if held_out_states:
-        held_out = collect_held_out(loaded, game, protocol, held_out_states, seeds.held_out(seed, index),
-                                    backend)
+    held_out = collect_held_out(loaded, game, protocol, held_out_states, seeds.held_out(seed, index),
+                                backend) if held_out_states else None
     stored = None if remeasure else stored_test_play(loaded, game, protocol, test_play, label)
     if stored is not None:
         result = evaluation.EvalResult.from_dict(stored["expert"])
@@ -261,32 +259,31 @@ def _measure(loaded, game, index, protocol, test_play, seed, backend, label, rem
 
 
 def measure_experts(run_dir, games, loaded_by_game, protocol, test_play, seed, backend, label,
-                    remeasure=False, held_out_states=None) -> tuple:
+                    remeasure=False, held_out_states=HELD_OUT_STATES) -> tuple:
     """Expert scores under the run's protocol (``test_play``: a ``config.EvalConfig``), random
-    play beside them and ``held_out_states`` held-out expert states per game (default
-    ``HELD_OUT_STATES``; 0: none, an empty dict returned, for a run that only needs the scores),
-    measured once per run directory (``experts.json``, ``held_out.npz``) and read back on resume
-    (a resumed run keeps the states it has); weak experts warned about. An expert's matching
-    stored test play stands in for playing it unless ``remeasure``."""
-    count = HELD_OUT_STATES if held_out_states is None else held_out_states
+    play beside them and ``held_out_states`` held-out expert states per game (0: none, an empty
+    dict returned, for a run that only needs the scores), measured once per run directory
+    (``experts.json``, ``held_out.npz``) and read back on resume (a resumed run keeps the states
+    it has); weak experts warned about. An expert's matching stored test play stands in for
+    playing it unless ``remeasure``."""
     reference_path = os.path.join(run_dir, "experts.json")
     held_out_path = os.path.join(run_dir, "held_out.npz")
-    if os.path.exists(reference_path) and (not count or os.path.exists(held_out_path)):
+    if os.path.exists(reference_path) and (not held_out_states or os.path.exists(held_out_path)):
         with open(reference_path) as handle:
             reference = json.load(handle)
         held_out = {}
-        if count:
+        if held_out_states:
             with np.load(held_out_path, allow_pickle=False) as data:
                 held_out = {g: data[g] for g in games}
     else:
         reference, held_out = {}, {}
         for index, game in enumerate(games):
             reference[game], states, line = _measure(loaded_by_game[game], game, index, protocol, test_play,
-                                                     seed, backend, label, remeasure, count)
-            if count:
+                                                     seed, backend, label, remeasure, held_out_states)
+            if held_out_states:
                 held_out[game] = states
             print(f"[{label}] {line}", flush=True)
-        if count:
+        if held_out_states:
             np.savez(held_out_path + ".tmp.npz", **held_out)
             os.replace(held_out_path + ".tmp.npz", held_out_path)
         checkpoints.write_json_atomically(reference_path, reference)

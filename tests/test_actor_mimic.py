@@ -261,7 +261,7 @@ def test_amn_run_with_auto_tau_prints_stores_and_exports_its_taus(experts, tmp_p
     # Chosen on the held-out expert states measured before training (--held_out_states of
     # them per game): recomputed here.
     held_out = np.load(run_dir / "held_out.npz")
-    assert {g: held_out[g].shape for g in ("Pong", "Breakout")} == {g: (24, 84, 84, 4) for g in ("Pong", "Breakout")}
+    assert [held_out[g].shape for g in ("Pong", "Breakout")] == [(24, 84, 84, 4)] * 2
     assert "(at tau 1: " in result.stdout and "24 held-out states per game" in result.stdout
     lines = result.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if "frames " in line and "| loss" in line)
