@@ -122,6 +122,17 @@ def legal_actions(game: str) -> np.ndarray:
     return result
 
 
+def channels_last(frames) -> np.ndarray:
+    """Frame stacks ``[N, C, 84, 84]`` (as the emulators and the replay hold them) as a
+    contiguous ``[N, 84, 84, C]`` (the stack last, as the networks take it): one copy per
+    channel, 3-4x faster than copying the transposed view, whose innermost stride is a frame."""
+    frames = np.asarray(frames)
+    out = np.empty((frames.shape[0], *frames.shape[2:], frames.shape[1]), frames.dtype)
+    for channel in range(frames.shape[1]):
+        out[..., channel] = frames[:, channel]
+    return out
+
+
 def legal_mask(game: str) -> np.ndarray:
     """Boolean ``[18]`` mask, True at the game's legal ALE action ids."""
     mask = np.zeros(NUM_ACTIONS, dtype=bool)
@@ -201,14 +212,14 @@ class VectorAtari:
         obs, info = self._env.reset(seed=int(self._seed))
         self._lives = np.asarray(info["lives"], np.int64)
         self._tracker = _EpisodeTracker(self.num_envs)
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+        return channels_last(obs)
 
     def send(self, actions: np.ndarray) -> None:
         self._env.send(np.asarray(actions, np.int32))
 
     def recv(self) -> StepResult:
         obs, reward, terminated, truncated, info = self._env.recv()
-        obs = np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+        obs = channels_last(obs)
         reward = np.asarray(reward, np.float32)
         terminated = np.asarray(terminated, bool)
         truncated = np.asarray(truncated, bool) & ~terminated
@@ -219,8 +230,7 @@ class VectorAtari:
         final_obs = obs
         if ended.any():
             final_obs = obs.copy()
-            final = np.asarray(info["final_obs"]).transpose(0, 2, 3, 1)
-            final_obs[ended] = final[ended]
+            final_obs[ended] = channels_last(np.asarray(info["final_obs"])[ended])
         finished = self._tracker.update(reward, ended)
         return StepResult(obs, reward, terminated, truncated, life_lost, final_obs, finished)
 
@@ -307,7 +317,7 @@ class GymAtari:
             self._lives[index] = info["lives"]
             observations.append(np.asarray(obs))
         self._tracker = _EpisodeTracker(self.num_envs)
-        return np.stack(observations).transpose(0, 2, 3, 1).copy()
+        return channels_last(np.stack(observations))
 
     def send(self, actions: np.ndarray) -> None:
         self._pending = np.asarray(actions)
@@ -331,8 +341,7 @@ class GymAtari:
                 life_lost[index] = True
             self._lives[index] = info["lives"]
             obs[index] = o
-        obs = obs.transpose(0, 2, 3, 1).copy()
-        final_obs = final_obs.transpose(0, 2, 3, 1).copy()
+        obs, final_obs = channels_last(obs), channels_last(final_obs)
         finished = self._tracker.update(reward, terminated | truncated)
         return StepResult(obs, reward, terminated, truncated, life_lost, final_obs, finished)
 

@@ -250,7 +250,7 @@ class ReplayMemory:
             window = (entries[:, None] + np.arange(-envs.STACK + 1, 1)) % self.stream_capacity
             frames = self.frames[streams[:, None], window]
             stored = {name: array[streams, entries] for name, array in self.outputs.items()} if outputs else None
-        states = np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
+        states = envs.channels_last(frames)
         return (states, stored) if outputs else states
 
     def latest_observations(self, streams) -> np.ndarray:
@@ -261,7 +261,7 @@ class ReplayMemory:
         window = (self.cursor[streams][:, None] + np.arange(-envs.STACK, 0)) % self.stream_capacity
         with self.lock:
             frames = self.frames[streams[:, None], window]
-        return np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
+        return envs.channels_last(frames)
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.frames, self.actions, self.rewards, self.flags,
@@ -393,10 +393,10 @@ def _finish(dataset, prefetch: int):
 
 def _split_numpy(batch: dict) -> dict:
     """Numpy side of ``split_window``: the window's frames -> s_tm1, s_t [B, 84, 84, 4]."""
-    frames = batch.pop("frames").transpose(0, 2, 3, 1)  # [B, 84, 84, 5 or 8]
-    split = 1 if frames.shape[-1] == envs.STACK + 1 else envs.STACK
-    batch["s_tm1"] = np.ascontiguousarray(frames[..., : envs.STACK])
-    batch["s_t"] = np.ascontiguousarray(frames[..., split:])
+    frames = batch.pop("frames")  # [B, 5 or 8, 84, 84]
+    split = 1 if frames.shape[1] == envs.STACK + 1 else envs.STACK
+    batch["s_tm1"] = envs.channels_last(frames[:, : envs.STACK])
+    batch["s_t"] = envs.channels_last(frames[:, split:])
     return batch
 
 

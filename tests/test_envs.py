@@ -197,3 +197,12 @@ def test_gym_backend_draws_0_to_29_noop_frames_like_the_vector_env():
         assert wrapper.noops == first
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 84, 84), (2, 5, 84, 84), (1, 8, 84, 84), (0, 4, 84, 84)])
+def test_channels_last_is_the_contiguous_transpose(shape):
+    frames = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    stacked = envs.channels_last(frames)
+    np.testing.assert_array_equal(stacked, frames.transpose(0, 2, 3, 1))
+    assert stacked.flags["C_CONTIGUOUS"] and stacked.dtype == np.uint8
+    assert envs.channels_last(frames[:, 1:]).shape == (shape[0], 84, 84, shape[1] - 1)  # a strided view in
