@@ -229,25 +229,28 @@ def test_mode_eval_plays_and_names_the_eval_stream_of_its_seed(tmp_path, monkeyp
 
 
 def test_in_parallel_keeps_the_order_of_the_calls_and_reports_each_as_it_ends():
+    import collections
     import threading
-    import time
 
     threads, finished = set(), []
+    ended = collections.defaultdict(threading.Event)  # call index -> set when it has ended
 
-    def call(index, seconds):
-        def run():
-            time.sleep(seconds)
+    def call(index, after=None):
+        def run():  # ends once call ``after`` has ended (whatever the threads' scheduling)
+            if after is not None:
+                assert ended[after].wait(30), f"call {after} never ended"
             threads.add(threading.current_thread().name)
+            ended[index].set()
             return index * 10
         return run
 
-    results = evaluation.in_parallel([call(0, 0.3), call(1, 0.0), call(2, 0.15)],
+    results = evaluation.in_parallel([call(0, after=2), call(1), call(2, after=1)],
                                      done=lambda index, result: finished.append((index, result)))
     assert results == [0, 10, 20]
     assert finished == [(1, 10), (2, 20), (0, 0)]  # as they ended, in this thread
-    # played off this thread, on more than one (a pool thread that finished may take the next)
+    # played off this thread, on more than one (call 0 waits on a thread while 1 and 2 run)
     assert len(threads) >= 2 and all(name.startswith("test-play") for name in threads)
-    assert evaluation.in_parallel([call(4, 0.0)]) == [40]  # one call
+    assert evaluation.in_parallel([call(4)]) == [40]  # one call
 
 
 def test_in_parallel_raises_a_failure_after_every_call_ended():
