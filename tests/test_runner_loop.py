@@ -191,8 +191,10 @@ def test_progress_is_the_budgets_steps_or_its_training_time_whichever_is_further
     schedule = _schedule(total_steps=30_000, eval_period=12, checkpoint_period=30_000, train_seconds=0.4)
     runner.Runner(str(tmp_path / "timed"), timed, schedule).run()
     fractions = timed.fractions
-    assert fractions == sorted(fractions) and 0 < fractions[0] < 0.3 and 0.85 < fractions[-1] <= 1.0
-    assert len(fractions) >= 10 and all(f > step / 30_000 for f, step in zip(fractions, range(6, 90, 3)))
+    # (bounds with room for a loaded machine: the first round comes after two 20 ms acts, about
+    # 0.1 of the budget, and about 18 rounds fit in it)
+    assert fractions == sorted(fractions) and 0 < fractions[0] < 0.5 and 0.85 < fractions[-1] <= 1.0
+    assert len(fractions) >= 8 and all(f > step / 30_000 for f, step in zip(fractions, range(6, 90, 3)))
 
 
 def test_the_eta_is_the_time_budget_left_when_that_comes_first():
