@@ -352,15 +352,10 @@ class AmnAgent(runner.Agent):
         c = self.config
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
         scalars = {}
-
-        def test_play(index, game):
-            result = evaluation.play(self.students[index], game, self.protocol, c.evaluation.episodes,
-                                     c.evaluation.epsilon, c.evaluation.num_envs, c.evaluation.max_steps,
-                                     seeds.test_play(c.seed, plays_so_far, index), c.env.backend)
-            return result, experts.agreement(self.students[index], self.loaded[game], game, self.held_out[game])
-
-        played = evaluation.in_parallel([lambda i=i, g=g: test_play(i, g) for i, g in enumerate(self.games)])
-        for game, (result, match) in zip(self.games, played):
+        played = evaluation.test_plays(self.students, self.games, self.protocol, c.evaluation, c.seed,
+                                       plays_so_far, c.env.backend)
+        for student, game, result in zip(self.students, self.games, played):
+            match = experts.agreement(student, self.loaded[game], game, self.held_out[game])
             record["games"][game] = {**result.as_dict(), "agreement": match}
             scalars.update({f"eval/{game}/mean_return": result.mean, f"eval/{game}/agreement": match,
                             f"eval/{game}/percent_of_expert":

@@ -9,6 +9,7 @@ to the per-episode cap, and the score is the mean over exactly those episodes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from concurrent import futures
 
 import numpy as np
@@ -78,6 +79,16 @@ def in_parallel(calls: list, done=None) -> list:
             if done and future.exception() is None:
                 done(running[future], future.result())
     return [future.result() for future in running]
+
+
+def test_plays(policies, games, protocol, test_play, seed, plays_so_far, backend) -> list:
+    """A training run's test play number ``plays_so_far`` of several games, ``policies[i]``
+    playing ``games[i]`` under ``test_play`` (a ``config.EvalConfig``) on that game's own
+    test-play seeds, the games in parallel threads (``in_parallel``): the EvalResults in game order."""
+    return in_parallel([functools.partial(play, policy, game, protocol, test_play.episodes, test_play.epsilon,
+                                          test_play.num_envs, test_play.max_steps,
+                                          seeds.test_play(seed, plays_so_far, index), backend)
+                        for index, (policy, game) in enumerate(zip(policies, games))])
 
 
 def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend="vector",

@@ -167,12 +167,8 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
     def evaluate(self, step: int, plays_so_far: int) -> tuple:
         c = self.config
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
-        played = evaluation.in_parallel([
-            lambda index=index, game=game: evaluation.play(
-                self.policies[index], game, c.env.protocol, c.evaluation.episodes, c.evaluation.epsilon,
-                c.evaluation.num_envs, c.evaluation.max_steps, seeds.test_play(c.seed, plays_so_far, index),
-                c.env.backend)
-            for index, game in enumerate(self.games)])
+        played = evaluation.test_plays(self.policies, self.games, c.env.protocol, c.evaluation, c.seed,
+                                       plays_so_far, c.env.backend)
         for game, result in zip(self.games, played):
             record["games"][game] = {**result.as_dict(), "agreement": float("nan")}
         return record, {f"eval/{g}/mean_return": record["games"][g]["mean"] for g in self.games}
