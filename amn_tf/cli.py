@@ -162,8 +162,10 @@ flags.DEFINE_integer("amn_expert_steps", 0, "With --amn_actor=student: agent ste
                      "start during which each game's expert plays (epsilon-greedy at --amn_epsilon) "
                      "to collect states, then the AMN itself (expert-driven states early). 0: the "
                      "AMN plays from the start.", lower_bound=0)
-flags.DEFINE_float("amn_learning_rate", 2.5e-4, "AMN Adam learning rate (at the start, with "
-                   "--amn_learning_rate_end).", lower_bound=0.0)
+flags.DEFINE_float("amn_learning_rate", 1e-3, "AMN Adam learning rate (at the start, with "
+                   "--amn_learning_rate_end). 1e-3 taught the eight-game main job more per update "
+                   "than 2.5e-4 (the recipe flagfiles' value) and 2e-3: docs/results/main-job/.",
+                   lower_bound=0.0)
 flags.DEFINE_float("amn_learning_rate_end", None, "AMN: decay the learning rate linearly from "
                    "--amn_learning_rate at the run's start to this at its end (its --amn_steps, or "
                    "its --train_minutes of training when that comes first). Unset: constant.",
