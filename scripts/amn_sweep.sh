@@ -26,18 +26,21 @@ report_dir=${REPORT_DIR:-docs/results/amn-per-minute}
 minutes=${MINUTES:-10}
 eval_period=${EVAL_PERIOD:-25000}
 read -r -a seeds <<< "${SEEDS:-0 1}"
+# The reference is the defaults (learning rate 1e-3 since 2026-12-06; runs kept from before then
+# record 2.5e-4, the lr2.5e-4 setting here, in their flags.json, and the report labels each run by
+# its flags, not its name).
 declare -A setting_flags=(
   [reference]=""
+  [lr2.5e-4]="--amn_learning_rate=0.00025"
+  [lr5e-4]="--amn_learning_rate=0.0005"
+  [decay]="--amn_learning_rate_end=0.0001"
   [batch32]="--batch_per_game=32"
-  [lr1e-3]="--amn_learning_rate=0.001"
-  [batch32-lr1e-3]="--batch_per_game=32 --amn_learning_rate=0.001"
   [period2]="--update_period=2"
   [envs8]="--num_envs=8"
   [expert-actor]="--amn_actor=expert"
   [expert-early]="--amn_expert_steps=20000"
-  [lr1e-3-decay]="--amn_learning_rate=0.001 --amn_learning_rate_end=0.0001"
 )
-read -r -a settings <<< "${SETTINGS:-reference batch32 lr1e-3 batch32-lr1e-3 period2 envs8 expert-actor expert-early lr1e-3-decay}"
+read -r -a settings <<< "${SETTINGS:-reference lr2.5e-4 lr5e-4 decay batch32 period2 envs8 expert-actor expert-early}"
 for name in "${settings[@]}"; do
   [ -n "${setting_flags[$name]+set}" ] || { echo "unknown setting $name: use ${!setting_flags[*]}" >&2; exit 2; }
 done
