@@ -97,6 +97,14 @@ only=table1_paper_readout.md report "$P" --report_runs="$(list "${runs[@]}" "$E/
 for name in seven-experts eight-experts; do
   report "$R/main-job/$name" --report_runs="$R/main-job/$name/runs/main-job-$name"
 done
+# The main job's learning rate at its budget: the 2.5e-4 run measured by benchmarks/main_job.py
+# (defaults-40k) beside the per-update probes (docs/results/main-job/learning-rate/README.md).
+L=$R/main-job/learning-rate
+lr_runs=("$R/main-job/defaults-40k/runs/amn-Boxing-Breakout-CrazyClimber-DemonAttack-Enduro-Pong-Seaquest-SpaceInvaders")
+lr_evals=("$R/main-job/defaults-40k/main-job-eval.json")
+for run in "$L"/runs/*; do lr_runs+=("$run") lr_evals+=("$L/$(basename "$run")-eval.json"); done
+report "$L" --report_runs="$(list "${lr_runs[@]}")" \
+  --report_evals="$(list "${lr_evals[@]}"),$(experts_of Boxing Breakout CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders)"
 # The SavedModel tables need only eval JSONs (docs/results/table1/README.md, five-games/README.md).
 report "$R/table1" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Seaquest),$R/table1/amn-cpu-eval.json"
 report "$R/table1/five-games" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Pong Seaquest),$(
