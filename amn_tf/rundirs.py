@@ -234,10 +234,25 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=No
                     f"{value!r}; pick another --run_dir or remove it"
                 )
         _check_fixed_flags(run_dir, resolved_flags, fixed or {}, replay_flags)
+        _say_changed_flags(run_dir, resolved_flags)
     else:
         checkpoints.write_json_atomically(info_path, identity)
     _snapshot_flags(run_dir, resolved_flags)
     record_flags(run_dir, resolved_flags)
+
+
+def _say_changed_flags(run_dir: str, resolved_flags: dict) -> None:
+    """One line when a resume trains on with flags other than the run's last invocation's (a
+    default changed since, or a flag given anew): the budget aside, nothing else tells."""
+    try:
+        with open(os.path.join(run_dir, "flags.json"), "rb") as handle:
+            changed = _changed_flags(handle.read(), resolved_flags)
+    except FileNotFoundError:
+        return
+    if changed:
+        listed = ", ".join(f"--{flag}={now} (was {was})" for flag, (was, now) in sorted(changed.items()))
+        print(f"[amn_tf] resuming {run_dir} with flags changed since its last invocation: {listed}; "
+              f"{FLAGS_HISTORY} keeps which agent steps each trained", flush=True)
 
 
 # realpath(run_dir) -> what a resume found there before recording its flags (see
@@ -245,7 +260,7 @@ def prepare_run_dir(run_dir: str, identity: dict, resolved_flags: dict, fixed=No
 # flags recorded over them.
 _flag_snapshots: dict = {}
 # Changed by design on a resume, never the reason a checkpoint does not load.
-_RESUME_FLAGS = ("training_steps", "train_minutes")
+_RESUME_FLAGS = ("training_steps", "amn_steps", "train_minutes")
 
 
 def _snapshot_flags(run_dir: str, resolved_flags: dict) -> None:

@@ -258,6 +258,26 @@ def test_flags_history_keeps_each_invocation_that_changed_a_flag(tmp_path):
     assert rundirs.flag_changes(run_dir, ("n_step",)) == []
 
 
+def test_a_resume_with_changed_flags_says_which_in_one_line(tmp_path, capsys):
+    """A resume that trains on with another value (a default changed since the run began, or a
+    flag given anew) names each changed flag and its recorded value; the budget and a plain
+    resume are silent."""
+    identity = {"mode": "amn", "games": ["Pong"]}
+    flags = {"amn_learning_rate": 0.00025, "amn_steps": 40_000, "tau": "auto"}
+    rundirs.prepare_run_dir(str(tmp_path), identity, flags)
+    rundirs.release_run_dir(str(tmp_path))
+    capsys.readouterr()
+    for again, said in (({**flags, "amn_steps": 96_000}, ""),
+                        ({**flags, "amn_steps": 96_000, "amn_learning_rate": 0.001, "tau": "1.0"},
+                         f"[amn_tf] resuming {tmp_path} with flags changed since its last invocation: "
+                         "--amn_learning_rate=0.001 (was 0.00025), --tau=1.0 (was auto); "
+                         "flags_history.jsonl keeps which agent steps each trained\n"),
+                        ({**flags, "amn_steps": 96_000, "amn_learning_rate": 0.001, "tau": "1.0"}, "")):
+        rundirs.prepare_run_dir(str(tmp_path), identity, again)
+        rundirs.release_run_dir(str(tmp_path))
+        assert capsys.readouterr().out == said
+
+
 def _complete_checkpoint(run_dir, step: int) -> None:
     path = run_dir / "checkpoints" / f"{checkpoints.PREFIX}{step:012d}"
     path.mkdir(parents=True)
