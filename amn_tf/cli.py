@@ -30,6 +30,8 @@ from amn_tf.config import (
 )
 
 MODES = ("dqn", "amn", "transfer", "rank_sources", "multitask_dqn", "eval", "report")
+# The main job's budget in agent steps per game (README), with its one test play at the end.
+MAIN_JOB_STEPS = 48_000
 
 FLAGS = flags.FLAGS
 
@@ -173,13 +175,13 @@ flags.DEFINE_float("amn_learning_rate_end", None, "AMN: decay the learning rate 
 flags.DEFINE_enum("amn_optimizer", "adam", ["adam", "authors_adam"], "AMN optimizer: 'adam' (Keras "
                   "Adam, default) or 'authors_adam' (the authors' AMN update: beta1 = beta2 = 0.95, "
                   "epsilon 0.01 inside the root on a batch-summed gradient, no bias correction).")
-flags.DEFINE_integer("amn_steps", 48_000, "AMN training budget in agent steps per game (x4 for "
+flags.DEFINE_integer("amn_steps", MAIN_JOB_STEPS, "AMN training budget in agent steps per game (x4 for "
                      "frames; the default is the README's main job).", lower_bound=1)
 flags.DEFINE_integer("amn_replay_capacity", 100_000, "AMN replay size per game, in transitions.",
                      lower_bound=16)
 flags.DEFINE_integer("amn_learning_starts", 5_000, "Agent steps per game before the first AMN update.",
                      lower_bound=0)
-flags.DEFINE_integer("amn_eval_period", 48_000, "Agent steps per game between AMN test plays (the "
+flags.DEFINE_integer("amn_eval_period", MAIN_JOB_STEPS, "Agent steps per game between AMN test plays (the "
                      "default: one, at the end of the default budget).",
                      lower_bound=1)
 flags.DEFINE_integer("num_actors", 0, "amn: actor processes playing for the one learner (Ray actors, "
