@@ -68,6 +68,12 @@ def test_find_experts_resolves_directories_and_rejects_bad_sets(experts):
     os.makedirs(empty, exist_ok=True)
     with pytest.raises(ValueError, match="no expert SavedModels found"):
         experts_lib.find_experts([empty])
+    with pytest.raises(ValueError, match="does not exist"):
+        experts_lib.find_experts([os.path.join(root, "missing")])
+    a_file = os.path.join(root, "notes.txt")
+    open(a_file, "w").close()
+    with pytest.raises(ValueError, match="notes.txt is a file, not a SavedModel directory"):
+        experts_lib.find_experts([a_file])
 
 
 def _memories_with_states(count, seed=0, expert_outputs=None):

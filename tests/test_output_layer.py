@@ -95,3 +95,12 @@ def test_flag_needs_an_amn_init_and_labels_the_run():
     assert _config("--mode=transfer", "--game=Breakout", f"--init=amn:{AMN}").output_layer == "keep"
     assert setting_label(f"amn:{AMN}", "keep") == "amn-feature"
     assert setting_label(f"amn:{AMN}", "rescale") == "amn-feature-rescale"
+
+
+def test_init_path_missing_or_a_file_is_named_as_such(tmp_path):
+    with pytest.raises(transfer.InitError, match="does not exist"):
+        transfer.build_initial_network(f"amn:{tmp_path / 'missing'}", "Breakout")
+    a_file = tmp_path / "amn.keras"
+    a_file.write_bytes(b"")
+    with pytest.raises(transfer.InitError, match="amn.keras is a file, not a SavedModel directory"):
+        transfer.build_initial_network(f"amn:{a_file}", "Breakout")
