@@ -279,15 +279,20 @@ class AmnAgent(runner.Agent):
     # ------------------------------------------------------------ acting
     def start(self, step: int, restored: bool) -> None:
         c = self.config
-        if c.num_actors:
-            self.ray = cluster.init_ray(c.ray_address)
-            self.play = actors.RemoteActors(self.ray, self.games, self.memories, c.env.num_envs,
-                                            self.protocol, c.env.backend, c.network, c.epsilon, c.seed,
-                                            c.num_actors, c.actor_chunk_steps, c.actor_cpus,
-                                            c.actor_gpus, self.expert_outputs)
+        if c.acting in ("ray", "thread"):
+            if c.acting == "ray":
+                self.ray = cluster.init_ray(c.ray_address)
+                self.play = actors.RemoteActors(self.ray, self.games, self.memories, c.env.num_envs,
+                                                self.protocol, c.env.backend, c.network, c.epsilon, c.seed,
+                                                c.num_actors, c.actor_chunk_steps, c.actor_cpus,
+                                                c.actor_gpus, self.expert_outputs)
+                self.label += f" ({c.num_actors} actor{'s' if c.num_actors > 1 else ''})"
+            else:
+                self.play = actors.ThreadActors(self.games, self.memories, c.env.num_envs, self.protocol,
+                                                c.env.backend, c.network, c.epsilon, c.seed, 1,
+                                                c.actor_chunk_steps, self.expert_outputs)
             self.play.start(self.amn.get_weights())
             self.synced_at = int(self.learner.updates.numpy())
-            self.label += f" ({c.num_actors} actors)"
             return
         self.play = multigame.GamePlay(self.games, self.memories, c.env.num_envs, self.protocol,
                                        c.seed, c.env.backend, self.expert_outputs)
@@ -300,7 +305,7 @@ class AmnAgent(runner.Agent):
         self.play.new_episodes(step)
 
     def act(self, step: int) -> int:
-        if self.ray is not None:  # the actors play while this process learns
+        if self.config.acting != "inline":  # the actors play while this process learns
             return self.play.collect()
         observations = self.play.observations
         if self.config.actor == "student" and step >= self.config.expert_steps:
@@ -322,13 +327,13 @@ class AmnAgent(runner.Agent):
         return legal[np.argmax(q_values[:, legal], axis=1)].astype(np.int32)
 
     def observe(self) -> list:
-        if self.ray is None:
+        if self.config.acting == "inline":
             return self.play.recv()
         updates = int(self.learner.updates.numpy())
         if updates - self.synced_at >= self.config.actor_sync_period:
             self.play.set_weights(self.amn.get_weights())
             self.synced_at = updates
-        return []
+        return self.play.take_finished()
 
     def close(self) -> None:
         if self.play is not None:

@@ -201,6 +201,84 @@ def ingest(chunk, memories, streams, annotate=None) -> None:
                 memory.start_episodes(streams[ended], observations, started.take(len(ended)))
 
 
+class ThreadActors:
+    """``num_actors`` ``ActorWorker``s playing in background threads of this process, with the
+    interface of ``RemoteActors`` (``start``, ``set_weights``, ``collect``, ``close``): each
+    keeps one ``play`` call in flight while the learner ingests the previous chunk and updates,
+    so acting (the emulators, the AMN choosing actions) overlaps the experts' outputs and the
+    learner's steps. TensorFlow and the emulators release the GIL while they compute. Each
+    worker has its own copy of the AMN, loaded with the weights it is given when they change
+    (as a Ray actor's), so the learner's updates never race the actors' forward passes."""
+
+    def __init__(self, games, memories, num_envs, protocol, backend, network, epsilon, seed,
+                 num_actors, chunk_steps, annotate=None):
+        import concurrent.futures
+
+        self.annotate = annotate
+        self.games = list(games)
+        self.memories = memories
+        self.num_envs = num_envs
+        self.chunk_steps = chunk_steps
+        self.workers = [ActorWorker(self.games, num_envs, protocol, backend, network, epsilon,
+                                    seeds.actor(seed, k)) for k in range(num_actors)]
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=num_actors,
+                                                          thread_name_prefix="amn-actor")
+        self.last_returns = {}
+        self._finished = []  # (game, unclipped return) of the episodes ended since take_finished
+        self.pending = {}
+        self.weights = None
+        self.version = 0
+
+    def streams_of(self, k: int) -> np.ndarray:
+        return np.arange(k * self.num_envs, (k + 1) * self.num_envs)
+
+    def take_finished(self) -> list:
+        """``[(game, return)]`` of the episodes the chunks collected since the last call ended
+        (unclipped returns), for the run's progress lines and TensorBoard."""
+        finished, self._finished = self._finished, []
+        return finished
+
+    def set_weights(self, weights) -> None:
+        self.weights = weights
+        self.version += 1
+
+    def start(self, weights) -> None:
+        for worker in self.workers:
+            worker.ready()
+        self.set_weights(weights)
+        for k, worker in enumerate(self.workers):
+            self._launch(k, worker)
+
+    def _launch(self, k, worker) -> None:
+        self.pending[self.pool.submit(worker.play, self.weights, self.version, self.chunk_steps)] = (k, worker)
+
+    def collect(self) -> int:
+        """Waits for the next chunk, records it, relaunches its actor; returns the agent steps
+        per game it added."""
+        import concurrent.futures
+
+        done, _ = concurrent.futures.wait(list(self.pending), return_when=concurrent.futures.FIRST_COMPLETED)
+        future = next(iter(done))
+        k, worker = self.pending.pop(future)
+        chunk = future.result()  # an actor's error is raised here, in the learner's thread
+        ingest(chunk, self.memories, self.streams_of(k), self.annotate)
+        self._finished.extend((game, episode_return) for game, record in zip(self.games, chunk["games"])
+                              for episode_return in record["returns"])
+        for game, record in zip(self.games, chunk["games"]):
+            if record["returns"]:
+                self.last_returns[game] = record["returns"][-1]
+        self._launch(k, worker)
+        return chunk["steps"] * self.num_envs
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        self.pending = {}
+        for worker in self.workers:
+            worker.close()
+
+
 class RemoteActors:
     """``num_actors`` Ray actors playing for one learner (see the module docstring)."""
 
@@ -217,12 +295,19 @@ class RemoteActors:
         self.workers = [cls.remote(self.games, num_envs, protocol, backend, network, epsilon,
                                    seeds.actor(seed, k), threads) for k in range(num_actors)]
         self.last_returns = {}
+        self._finished = []  # (game, unclipped return) of the episodes ended since take_finished
         self.pending = {}
         self.weights_ref = None
         self.version = 0
 
     def streams_of(self, k: int) -> np.ndarray:
         return np.arange(k * self.num_envs, (k + 1) * self.num_envs)
+
+    def take_finished(self) -> list:
+        """``[(game, return)]`` of the episodes the chunks collected since the last call ended
+        (unclipped returns), for the run's progress lines and TensorBoard."""
+        finished, self._finished = self._finished, []
+        return finished
 
     def set_weights(self, weights) -> None:
         """New weights for every later ``play`` call (the workers load them once each)."""
@@ -263,6 +348,8 @@ class RemoteActors:
             raise self._failed("an actor died", error) from None
         k, worker = self.pending.pop(ready)
         ingest(chunk, self.memories, self.streams_of(k), self.annotate)
+        self._finished.extend((game, episode_return) for game, record in zip(self.games, chunk["games"])
+                              for episode_return in record["returns"])
         for game, record in zip(self.games, chunk["games"]):
             if record["returns"]:
                 self.last_returns[game] = record["returns"][-1]

@@ -184,8 +184,17 @@ flags.DEFINE_integer("amn_learning_starts", 5_000, "Agent steps per game before 
 flags.DEFINE_integer("amn_eval_period", MAIN_JOB_STEPS, "Agent steps per game between AMN test plays (the "
                      "default: one, at the end of the default budget).",
                      lower_bound=1)
+flags.DEFINE_enum("amn_acting", "auto", ["auto", "thread", "inline"], "amn with --num_actors=0: where "
+                  "the AMN plays. 'thread': in a background thread of this process (its own copy of "
+                  "the AMN, given the learner's weights every --actor_sync_period updates), so the "
+                  "emulators and the AMN's forward passes overlap the learner's updates (1.09x the "
+                  "main job's frames per second of 'inline' on 2 cores, benchmarks/RESULTS.md). "
+                  "'inline': between the learner's updates in its own thread, as a DQN plays (needed "
+                  "by --deterministic, --amn_actor=expert and --amn_expert_steps). 'auto': 'thread' "
+                  "unless one of those is set.")
 flags.DEFINE_integer("num_actors", 0, "amn: actor processes playing for the one learner (Ray actors, "
-                     "so it needs --ray_address; 0: the learner's own process plays).", lower_bound=0)
+                     "so it needs --ray_address; 0: the learner's own process plays, see --amn_acting).",
+                     lower_bound=0)
 flags.DEFINE_integer("actor_sync_period", 100, "amn: learner updates between pushes of the AMN's "
                      "weights to the actors.", lower_bound=1)
 flags.DEFINE_integer("actor_chunk_steps", 25, "amn: vector steps each actor plays per round trip "
@@ -443,6 +452,7 @@ def _build_amn(values):
     _require(values.amn_expert_steps == 0 or values.amn_actor == "student", "--amn_expert_steps "
              "hands the play from the expert to the AMN, but --amn_actor=expert has the expert play "
              "throughout: drop one of them")
+    acting = _amn_acting(values)
     if values.num_actors:
         _require(values.amn_expert_steps == 0, "--amn_expert_steps needs --num_actors=0: the actors "
                  "play with the AMN from the start")
@@ -457,9 +467,28 @@ def _build_amn(values):
         _require(values.ray_address is None, "--mode=amn uses --ray_address only for its "
                  "actors: add --num_actors=N or drop --ray_address")
     return _from_flags(
-        AmnConfig, values, AMN_FLAGS, experts=tuple(values.experts), games=games, tau=tau,
+        AmnConfig, values, AMN_FLAGS, experts=tuple(values.experts), games=games, tau=tau, acting=acting,
         profile_steps=_profile_steps(values, _updates(values, "amn_steps", "amn_learning_starts")),
         devices=_devices(values, values.batch_per_game, "--batch_per_game"))
+
+
+def _amn_acting(values) -> str:
+    """--amn_acting resolved: 'ray' (--num_actors), 'thread' or 'inline'; 'thread' where a
+    flag needs the learner's own thread to play is refused in one line."""
+    if values.num_actors:
+        _require(values.amn_acting != "thread", "--amn_acting=thread plays in this process; "
+                 f"--num_actors={values.num_actors} has Ray actors play instead: drop one of them")
+        return "ray"
+    needs_inline = [flag for flag, on in (("--deterministic", values.deterministic),
+                                          ("--amn_actor=expert", values.amn_actor == "expert"),
+                                          (f"--amn_expert_steps={values.amn_expert_steps}",
+                                           values.amn_expert_steps > 0)) if on]
+    if values.amn_acting == "thread" and needs_inline:
+        _require(False, f"--amn_acting=thread cannot serve {needs_inline[0]}: the acting thread "
+                 "plays with the AMN, asynchronously; use --amn_acting=inline (or auto)")
+    if values.amn_acting == "inline" or needs_inline:
+        return "inline"
+    return "thread"
 
 
 def _build_multitask_dqn(values):

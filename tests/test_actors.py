@@ -98,6 +98,10 @@ def test_actor_chunks_record_what_in_process_play_records(float32_policy):
         (["--num_actors=2", "--ray_address=local", "--amn_actor=expert"], "drop --amn_actor=expert"),
         (["--num_actors=2", "--ray_address=local", "--amn_expert_steps=100"], "--amn_expert_steps needs --num_actors=0"),
         (["--amn_actor=expert", "--amn_expert_steps=100"], "--amn_actor=expert has the expert play throughout"),
+        (["--amn_acting=thread", "--deterministic"], "--amn_acting=thread cannot serve --deterministic"),
+        (["--amn_acting=thread", "--amn_actor=expert"], "--amn_acting=thread cannot serve --amn_actor=expert"),
+        (["--amn_acting=thread", "--amn_expert_steps=100"], "cannot serve --amn_expert_steps=100"),
+        (["--amn_acting=thread", "--num_actors=2", "--ray_address=local"], "--amn_acting=thread plays in this process"),
     ],
 )
 def test_actor_flags_bad_combinations_one_line(pong_expert, tmp_path, flags, message):
@@ -106,6 +110,78 @@ def test_actor_flags_bad_combinations_one_line(pong_expert, tmp_path, flags, mes
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.parametrize(
+    "flags, acting",
+    [
+        ([], "thread"),  # the default: acting overlaps the learner
+        (["--amn_acting=inline"], "inline"),
+        (["--deterministic"], "inline"),  # auto: the flags that need the learner's thread to play
+        (["--amn_actor=expert"], "inline"),
+        (["--amn_expert_steps=100"], "inline"),
+        (["--num_actors=2", "--ray_address=local"], "ray"),
+    ],
+)
+def test_amn_acting_auto_plays_in_a_thread_unless_a_flag_needs_the_learners_thread(flags, acting):
+    from conftest import parsed_flags
+
+    from amn_tf import cli
+
+    with parsed_flags("--mode=amn", *flags) as values:
+        assert cli.build(values).acting == acting
+
+
+def test_thread_actor_feeds_the_memories_beside_the_learners_thread(float32_policy):
+    """``ThreadActors``: each ``collect`` records the chunk its thread played (every state with
+    its outputs, computed in the caller's thread), relaunches it with the newest weights, and
+    hands over the episodes that ended; a worker's error reaches the caller."""
+    import threading
+
+    protocol = dataclasses.replace(envs.PROTOCOLS["paper"], max_episode_frames=160)
+    memories = [replay.ReplayMemory(400, 2, outputs=OUTPUTS) for _ in GAMES]
+    callers = []
+
+    def annotate(states_per_game):
+        callers.append(threading.current_thread().name)
+        return [fake_outputs(s) for s in states_per_game]
+
+    play = actors.ThreadActors(GAMES, memories, 2, protocol, "vector", "small", 0.5, seed=3,
+                               num_actors=1, chunk_steps=30, annotate=annotate)
+    worker = play.workers[0]
+    weights = [w + 0.01 for w in worker.amn.get_weights()]
+    play.start(weights)
+    assert play.collect() == 60  # 30 vector steps x 2 envs per game
+    newer = [w + 0.02 for w in weights]
+    play.set_weights(newer)  # the chunk in flight keeps the weights it was launched with...
+    assert play.collect() == 60
+    assert play.collect() == 60  # ...the one launched after set_weights plays with the new ones
+    for got, want in zip(worker.amn.get_weights(), newer):
+        np.testing.assert_array_equal(got, want)
+    assert callers == ["MainThread"] * 3  # outputs computed where the learner runs
+    finished = play.take_finished()
+    assert finished and {game for game, _ in finished} <= set(GAMES)  # 160-frame episodes ended
+    assert play.take_finished() == []
+    for memory in memories:
+        # each stream: its first observation's 4 frames, 90 steps, 4 more per episode started
+        assert int(memory.cursor.sum()) >= 2 * 4 + 180
+        states, stored = memory.sample_states(64, outputs=True)
+        for name, value in fake_outputs(states).items():
+            np.testing.assert_array_equal(stored[name], value, err_msg=name)
+    play.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("amn-actor")]
+
+    broken = actors.ThreadActors(GAMES[:1], memories[:1], 2, protocol, "vector", "small", 0.5, seed=4,
+                                 num_actors=1, chunk_steps=5)
+
+    def fail(*args):
+        raise RuntimeError("emulator lost")
+
+    broken.workers[0].play = fail
+    broken.start(weights)
+    with pytest.raises(RuntimeError, match="emulator lost"):
+        broken.collect()
+    broken.close()
 
 
 @pytest.mark.slow
