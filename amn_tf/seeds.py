@@ -1,6 +1,6 @@
 """Every random stream a run derives from ``--seed``, named in one place so that no two
 collide: game ``i``'s emulators, its test plays, ``--mode=eval``'s episodes, the experts'
-reference plays and held-out states, the AMN's Ray actors.
+reference plays and held-out states, the AMN's actors (Ray actors or its acting thread).
 
 An emulator seed names an episode: a batch of ``n`` emulators seeded ``s`` seeds them
 ``s, s + 1, ..., s + n - 1`` (ALE's vector env and the gym back end alike), and ALE's vector
@@ -22,7 +22,7 @@ with the ranges (emulator seeds):
     [2**23, 2**24)           EXPERT_PLAY, HELD_OUT, RANDOM_PLAY, RANK_STATES, RANK_ZERO_SHOT (2**19 each)
     [2**29, 2**30)           TEST_PLAY: the k-th test play of game i during training
     [2**30, 2**30 + 2**29)   EMULATORS: game i's acting emulators, restarted at ``step``
-    [2**30 + 2**29, 2**31)   ACTORS: the AMN's Ray actor k (actors.py seeds its game i at + 1000 i)
+    [2**30 + 2**29, 2**31)   ACTORS: the AMN's actor k, Ray or thread (actors.py seeds its game i at + 1000 i)
 
 So distinct (purpose, seed, game index, k) give disjoint blocks for ``--seed`` 0..255, game
 indices 0..31, test plays 0..1023, Ray actors 0..63 and ``--num_envs`` / ``--eval_envs`` up to
@@ -127,7 +127,8 @@ def rank_zero_shot(seed: int, source_index: int) -> int:
 
 
 def actor(seed: int, k: int) -> int:
-    """Seed of the AMN's Ray actor ``k`` (from 0): its exploration generator, and its emulators
+    """Seed of the AMN's actor ``k`` (from 0; a Ray actor, or the acting thread's worker, k = 0):
+    its exploration generator, and its emulators
     (game i's at ``actor(seed, k) + 1000 i``, actors.py)."""
     return ACTORS_START + ACTOR_SPAN * ((seed % SEEDS) * ACTORS + k % ACTORS)
 
