@@ -31,7 +31,7 @@ from amn_tf.config import (
 
 MODES = ("dqn", "amn", "transfer", "rank_sources", "multitask_dqn", "eval", "report")
 # The main job's budget in agent steps per game (README), with its one test play at the end.
-MAIN_JOB_STEPS = 60_000
+MAIN_JOB_STEPS = 48_000
 
 FLAGS = flags.FLAGS
 
