@@ -201,7 +201,41 @@ def ingest(chunk, memories, streams, annotate=None) -> None:
                 memory.start_episodes(streams[ended], observations, started.take(len(ended)))
 
 
-class ThreadActors:
+class _ChunkFeed:
+    """What both kinds of actors share on the learner's side: each actor's replay streams, the
+    chunks recorded into the memories, and the episodes those chunks ended."""
+
+    def _feed_init(self, games, memories, num_envs, chunk_steps, annotate) -> None:
+        self.annotate = annotate  # see ``ingest``
+        self.games = list(games)
+        self.memories = memories
+        self.num_envs = num_envs
+        self.chunk_steps = chunk_steps
+        self.last_returns = {}
+        self._finished = []  # (game, unclipped return) of the episodes ended since take_finished
+        self.pending = {}
+        self.version = 0
+
+    def streams_of(self, k: int) -> np.ndarray:
+        return np.arange(k * self.num_envs, (k + 1) * self.num_envs)
+
+    def take_finished(self) -> list:
+        """``[(game, return)]`` of the episodes the chunks collected since the last call ended
+        (unclipped returns), for the run's progress lines and TensorBoard."""
+        finished, self._finished = self._finished, []
+        return finished
+
+    def _record(self, k: int, chunk) -> int:
+        """Actor ``k``'s chunk into the memories; returns the agent steps per game it added."""
+        ingest(chunk, self.memories, self.streams_of(k), self.annotate)
+        for game, record in zip(self.games, chunk["games"]):
+            self._finished.extend((game, episode_return) for episode_return in record["returns"])
+            if record["returns"]:
+                self.last_returns[game] = record["returns"][-1]
+        return chunk["steps"] * self.num_envs
+
+
+class ThreadActors(_ChunkFeed):
     """``num_actors`` ``ActorWorker``s playing in background threads of this process, with the
     interface of ``RemoteActors`` (``start``, ``set_weights``, ``collect``, ``close``): each
     keeps one ``play`` call in flight while the learner ingests the previous chunk and updates,
@@ -214,29 +248,12 @@ class ThreadActors:
                  num_actors, chunk_steps, annotate=None):
         import concurrent.futures
 
-        self.annotate = annotate
-        self.games = list(games)
-        self.memories = memories
-        self.num_envs = num_envs
-        self.chunk_steps = chunk_steps
+        self._feed_init(games, memories, num_envs, chunk_steps, annotate)
         self.workers = [ActorWorker(self.games, num_envs, protocol, backend, network, epsilon,
                                     seeds.actor(seed, k)) for k in range(num_actors)]
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=num_actors,
                                                           thread_name_prefix="amn-actor")
-        self.last_returns = {}
-        self._finished = []  # (game, unclipped return) of the episodes ended since take_finished
-        self.pending = {}
         self.weights = None
-        self.version = 0
-
-    def streams_of(self, k: int) -> np.ndarray:
-        return np.arange(k * self.num_envs, (k + 1) * self.num_envs)
-
-    def take_finished(self) -> list:
-        """``[(game, return)]`` of the episodes the chunks collected since the last call ended
-        (unclipped returns), for the run's progress lines and TensorBoard."""
-        finished, self._finished = self._finished, []
-        return finished
 
     def set_weights(self, weights) -> None:
         self.weights = weights
@@ -261,14 +278,9 @@ class ThreadActors:
         future = next(iter(done))
         k, worker = self.pending.pop(future)
         chunk = future.result()  # an actor's error is raised here, in the learner's thread
-        ingest(chunk, self.memories, self.streams_of(k), self.annotate)
-        self._finished.extend((game, episode_return) for game, record in zip(self.games, chunk["games"])
-                              for episode_return in record["returns"])
-        for game, record in zip(self.games, chunk["games"]):
-            if record["returns"]:
-                self.last_returns[game] = record["returns"][-1]
+        added = self._record(k, chunk)
         self._launch(k, worker)
-        return chunk["steps"] * self.num_envs
+        return added
 
     def close(self) -> None:
         for future in self.pending:
@@ -279,35 +291,18 @@ class ThreadActors:
             worker.close()
 
 
-class RemoteActors:
+class RemoteActors(_ChunkFeed):
     """``num_actors`` Ray actors playing for one learner (see the module docstring)."""
 
     def __init__(self, ray, games, memories, num_envs, protocol, backend, network, epsilon,
                  seed, num_actors, chunk_steps, cpus_per_actor, gpus_per_actor=0.0, annotate=None):
         self.ray = ray
-        self.annotate = annotate  # see ``ingest``
-        self.games = list(games)
-        self.memories = memories
-        self.num_envs = num_envs
-        self.chunk_steps = chunk_steps
+        self._feed_init(games, memories, num_envs, chunk_steps, annotate)
         cls = ray.remote(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor, max_restarts=0)(ActorWorker)
         threads = max(1, int(cpus_per_actor)) if cpus_per_actor else 0
         self.workers = [cls.remote(self.games, num_envs, protocol, backend, network, epsilon,
                                    seeds.actor(seed, k), threads) for k in range(num_actors)]
-        self.last_returns = {}
-        self._finished = []  # (game, unclipped return) of the episodes ended since take_finished
-        self.pending = {}
         self.weights_ref = None
-        self.version = 0
-
-    def streams_of(self, k: int) -> np.ndarray:
-        return np.arange(k * self.num_envs, (k + 1) * self.num_envs)
-
-    def take_finished(self) -> list:
-        """``[(game, return)]`` of the episodes the chunks collected since the last call ended
-        (unclipped returns), for the run's progress lines and TensorBoard."""
-        finished, self._finished = self._finished, []
-        return finished
 
     def set_weights(self, weights) -> None:
         """New weights for every later ``play`` call (the workers load them once each)."""
@@ -347,14 +342,9 @@ class RemoteActors:
         except self.ray.exceptions.RayError as error:
             raise self._failed("an actor died", error) from None
         k, worker = self.pending.pop(ready)
-        ingest(chunk, self.memories, self.streams_of(k), self.annotate)
-        self._finished.extend((game, episode_return) for game, record in zip(self.games, chunk["games"])
-                              for episode_return in record["returns"])
-        for game, record in zip(self.games, chunk["games"]):
-            if record["returns"]:
-                self.last_returns[game] = record["returns"][-1]
+        added = self._record(k, chunk)
         self._launch(k, worker)
-        return chunk["steps"] * self.num_envs
+        return added
 
 
     def close(self) -> None:
