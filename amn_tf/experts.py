@@ -32,9 +32,9 @@ def find_experts(paths, games=None) -> list:
     """
     found = []
     for path in paths:
-        if not os.path.isdir(path):
-            what = "is a file, not a SavedModel directory" if os.path.exists(path) else "does not exist"
-            raise ConfigError(f"expert path {path} {what} (pass a <Game>/<version>/ SavedModel "
+        missing = export.missing_directory(path)
+        if missing:
+            raise ConfigError(f"expert path {path} {missing} (pass a <Game>/<version>/ SavedModel "
                               "directory, a <Game>/ directory of versions or a directory of those)")
         if os.path.exists(os.path.join(path, "saved_model.pb")):
             candidates = [path]

@@ -317,6 +317,14 @@ def read_test_play(path: str) -> dict | None:
     return payload
 
 
+def missing_directory(path: str) -> str | None:
+    """Why ``path`` cannot be a SavedModel directory, in words for an error line ('does not
+    exist', 'is a file, not a SavedModel directory'), or None when it is a directory."""
+    if os.path.isdir(path):
+        return None
+    return "is a file, not a SavedModel directory" if os.path.exists(path) else "does not exist"
+
+
 class LoadedPolicy:
     """A SavedModel written by this module, loaded with ``tf.saved_model.load``.
 
@@ -326,8 +334,9 @@ class LoadedPolicy:
 
     def __init__(self, path: str):
         self.path = path
-        if not os.path.isdir(path):
-            raise SavedModelError(f"no SavedModel at {path}: the directory does not exist")
+        missing = missing_directory(path)
+        if missing:
+            raise SavedModelError(f"no SavedModel at {path}: it {missing}")
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             raise SavedModelError(f"{path} is not a SavedModel (no saved_model.pb)")
         if not os.path.exists(os.path.join(path, "variables", "variables.index")):

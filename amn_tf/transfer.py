@@ -94,9 +94,9 @@ def build_initial_network(init: str, game: str, network: str = "small", output_l
         if output_layer != "keep":
             raise InitError(f"--init_output_layer={output_layer} needs --init=amn:PATH")
         return reference, {"init": "random"}
-    if not os.path.isdir(path):
-        what = "is a file, not a SavedModel directory" if os.path.exists(path) else "does not exist"
-        raise InitError(f"--init: {path} {what} (pass --init=amn:<AMN SavedModel version directory>)")
+    missing = export.missing_directory(path)
+    if missing:
+        raise InitError(f"--init: {path} {missing} (pass --init=amn:<AMN SavedModel version directory>)")
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         model, games, architecture = _amn_from_saved_model(path, network)
     else:

@@ -203,6 +203,10 @@ def test_loaded_policy_multitask(multitask):
 def test_loaded_policy_missing_directory(tmp_path):
     with pytest.raises(export.SavedModelError, match="does not exist"):
         export.LoadedPolicy(str(tmp_path / "nothing" / "1"))
+    a_file = tmp_path / "model.keras"
+    a_file.write_bytes(b"")
+    with pytest.raises(export.SavedModelError, match="model.keras: it is a file, not a SavedModel directory"):
+        export.LoadedPolicy(str(a_file))
 
 
 def test_loaded_policy_directory_without_saved_model(tmp_path):
