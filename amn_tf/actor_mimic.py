@@ -279,18 +279,18 @@ class AmnAgent(runner.Agent):
     # ------------------------------------------------------------ acting
     def start(self, step: int, restored: bool) -> None:
         c = self.config
-        if c.acting in ("ray", "thread"):
-            if c.acting == "ray":
-                self.ray = cluster.init_ray(c.ray_address)
-                self.play = actors.RemoteActors(self.ray, self.games, self.memories, c.env.num_envs,
-                                                self.protocol, c.env.backend, c.network, c.epsilon, c.seed,
-                                                c.num_actors, c.actor_chunk_steps, c.actor_cpus,
-                                                c.actor_gpus, self.expert_outputs)
-                self.label += f" ({c.num_actors} actor{'s' if c.num_actors > 1 else ''})"
-            else:
-                self.play = actors.ThreadActors(self.games, self.memories, c.env.num_envs, self.protocol,
-                                                c.env.backend, c.network, c.epsilon, c.seed, 1,
-                                                c.actor_chunk_steps, self.expert_outputs)
+        if c.acting == "ray":
+            self.ray = cluster.init_ray(c.ray_address)
+            self.play = actors.RemoteActors(self.ray, self.games, self.memories, c.env.num_envs,
+                                            self.protocol, c.env.backend, c.network, c.epsilon, c.seed,
+                                            c.num_actors, c.actor_chunk_steps, c.actor_cpus,
+                                            c.actor_gpus, self.expert_outputs)
+            self.label += f" ({c.num_actors} actor{'s' if c.num_actors > 1 else ''})"
+        elif c.acting == "thread":
+            self.play = actors.ThreadActors(self.games, self.memories, c.env.num_envs, self.protocol,
+                                            c.env.backend, c.network, c.epsilon, c.seed, 1,
+                                            c.actor_chunk_steps, self.expert_outputs)
+        if c.acting != "inline":  # chunks from actors that play while this process learns
             self.play.start(self.amn.get_weights())
             self.synced_at = int(self.learner.updates.numpy())
             return

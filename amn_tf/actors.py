@@ -19,6 +19,8 @@ configured one.
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import numpy as np
 import tensorflow as tf
 
@@ -246,8 +248,6 @@ class ThreadActors(_ChunkFeed):
 
     def __init__(self, games, memories, num_envs, protocol, backend, network, epsilon, seed,
                  num_actors, chunk_steps, annotate=None):
-        import concurrent.futures
-
         self._feed_init(games, memories, num_envs, chunk_steps, annotate)
         self.workers = [ActorWorker(self.games, num_envs, protocol, backend, network, epsilon,
                                     seeds.actor(seed, k)) for k in range(num_actors)]
@@ -272,8 +272,6 @@ class ThreadActors(_ChunkFeed):
     def collect(self) -> int:
         """Waits for the next chunk, records it, relaunches its actor; returns the agent steps
         per game it added."""
-        import concurrent.futures
-
         done, _ = concurrent.futures.wait(list(self.pending), return_when=concurrent.futures.FIRST_COMPLETED)
         future = next(iter(done))
         k, worker = self.pending.pop(future)

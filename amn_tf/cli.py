@@ -483,9 +483,9 @@ def _amn_acting(values) -> str:
                                           ("--amn_actor=expert", values.amn_actor == "expert"),
                                           (f"--amn_expert_steps={values.amn_expert_steps}",
                                            values.amn_expert_steps > 0)) if on]
-    if values.amn_acting == "thread" and needs_inline:
-        _require(False, f"--amn_acting=thread cannot serve {needs_inline[0]}: the acting thread "
-                 "plays with the AMN, asynchronously; use --amn_acting=inline (or auto)")
+    _require(values.amn_acting != "thread" or not needs_inline, f"--amn_acting=thread cannot serve "
+             f"{', '.join(needs_inline)}: the acting thread plays with the AMN, asynchronously; use "
+             "--amn_acting=inline (or auto)")
     if values.amn_acting == "inline" or needs_inline:
         return "inline"
     return "thread"
