@@ -240,6 +240,7 @@ class AmnAgent(runner.Agent):
         self.game_of_env = np.repeat(np.arange(len(self.games), dtype=np.int32), config.env.num_envs)
         self.rng = np.random.default_rng(config.seed)
         self.play = self.ray = None
+        self.acting = config.acting  # where the AMN plays now (see start)
         self.reference, self.held_out, self.taus = {}, {}, {}
 
     def _build_learner(self, feature_sizes) -> None:
@@ -279,36 +280,54 @@ class AmnAgent(runner.Agent):
     # ------------------------------------------------------------ acting
     def start(self, step: int, restored: bool) -> None:
         c = self.config
-        if c.acting == "ray":
+        experts_play = c.actor == "student" and step < c.expert_steps
+        # Where the AMN plays now: the experts play their first steps between the updates.
+        self.acting = "inline" if experts_play else c.acting
+        if self.acting == "ray":
             self.ray = cluster.init_ray(c.ray_address)
             self.play = actors.RemoteActors(self.ray, self.games, self.memories, c.env.num_envs,
                                             self.protocol, c.env.backend, c.network, c.epsilon, c.seed,
                                             c.num_actors, c.actor_chunk_steps, c.actor_cpus,
                                             c.actor_gpus, self.expert_outputs)
             self.label += f" ({c.num_actors} actor{'s' if c.num_actors > 1 else ''})"
-        elif c.acting == "thread":
+            self._start_actors()
+            return
+        if self.acting == "thread":
             self.play = actors.ThreadActors(self.games, self.memories, c.env.num_envs, self.protocol,
                                             c.env.backend, c.network, c.epsilon, c.seed, 1,
                                             c.actor_chunk_steps, self.expert_outputs)
-        if c.acting != "inline":  # chunks from actors that play while this process learns
-            self.play.start(self.amn.get_weights())
-            self.synced_at = int(self.learner.updates.numpy())
+            self._start_actors()
             return
         self.play = multigame.GamePlay(self.games, self.memories, c.env.num_envs, self.protocol,
                                        c.seed, c.env.backend, self.expert_outputs)
         self.play.new_episodes(step, restored)
-        if c.actor == "student" and step < c.expert_steps:
+        if experts_play:
+            then = " in its acting thread" if c.acting == "thread" else ""
             print(f"[{self.label}] the experts play each game's agent steps {step:,} to "
-                  f"{c.expert_steps:,} (--amn_expert_steps), then the AMN", flush=True)
+                  f"{c.expert_steps:,} (--amn_expert_steps), then the AMN{then}", flush=True)
+
+    def _start_actors(self) -> None:
+        """Sets the actors (thread or Ray) playing with the learner's weights."""
+        self.play.start(self.amn.get_weights())
+        self.synced_at = int(self.learner.updates.numpy())
 
     def new_episodes(self, step: int) -> None:
         self.play.new_episodes(step)
 
     def act(self, step: int) -> int:
-        if self.config.acting != "inline":  # the actors play while this process learns
+        c = self.config
+        if self.acting == "inline" and c.acting == "thread" and step >= c.expert_steps:
+            # The experts' steps are over: the AMN plays in its thread, on the streams the
+            # experts played (its first chunk starts new episodes there, ending theirs unfinished:
+            # the AMN learns from states, not transitions).
+            self.play.close()
+            self.start(step, False)
+            print(f"[{self.label}] agent step {step:,}: the experts' steps are over, the AMN plays "
+                  "in its acting thread", flush=True)
+        if self.acting != "inline":  # the actors play while this process learns
             return self.play.collect()
         observations = self.play.observations
-        if self.config.actor == "student" and step >= self.config.expert_steps:
+        if c.actor == "student" and step >= c.expert_steps:
             greedy = self.acting_policy(np.concatenate(observations), self.game_of_env).reshape(len(self.games), -1)
         else:
             greedy = [self._expert_greedy(index, obs) for index, obs in enumerate(observations)]
@@ -327,7 +346,7 @@ class AmnAgent(runner.Agent):
         return legal[np.argmax(q_values[:, legal], axis=1)].astype(np.int32)
 
     def observe(self) -> list:
-        if self.config.acting == "inline":
+        if self.acting == "inline":
             return self.play.recv()
         updates = int(self.learner.updates.numpy())
         if updates - self.synced_at >= self.config.actor_sync_period:

@@ -190,8 +190,9 @@ flags.DEFINE_enum("amn_acting", "auto", ["auto", "thread", "inline"], "amn with 
                   "emulators and the AMN's forward passes overlap the learner's updates (1.09x the "
                   "main job's frames per second of 'inline' on 2 cores, benchmarks/RESULTS.md). "
                   "'inline': between the learner's updates in its own thread, as a DQN plays (needed "
-                  "by --deterministic, --amn_actor=expert and --amn_expert_steps). 'auto': 'thread' "
-                  "unless one of those is set.")
+                  "by --deterministic and --amn_actor=expert). 'auto': 'thread' unless one of those is "
+                  "set. With --amn_expert_steps the experts play their steps inline, then the thread "
+                  "takes over.")
 flags.DEFINE_integer("num_actors", 0, "amn: actor processes playing for the one learner (Ray actors, "
                      "so it needs --ray_address; 0: the learner's own process plays, see --amn_acting).",
                      lower_bound=0)
@@ -480,9 +481,7 @@ def _amn_acting(values) -> str:
                  f"--num_actors={values.num_actors} has Ray actors play instead: drop one of them")
         return "ray"
     needs_inline = [flag for flag, on in (("--deterministic", values.deterministic),
-                                          ("--amn_actor=expert", values.amn_actor == "expert"),
-                                          (f"--amn_expert_steps={values.amn_expert_steps}",
-                                           values.amn_expert_steps > 0)) if on]
+                                          ("--amn_actor=expert", values.amn_actor == "expert")) if on]
     _require(values.amn_acting != "thread" or not needs_inline, f"--amn_acting=thread cannot serve "
              f"{', '.join(needs_inline)}: the acting thread plays with the AMN, asynchronously; use "
              "--amn_acting=inline (or auto)")

@@ -160,7 +160,7 @@ class AmnConfig:
     epsilon: float
     actor: str
     num_actors: int  # 0: in-process acting; else Ray actors at ray_address
-    acting: str  # --amn_acting resolved: 'thread' or 'inline' (in this process) or 'ray'
+    acting: str  # --amn_acting resolved: 'thread' (after any expert_steps, played inline), 'inline' or 'ray'
     ray_address: str | None
     actor_sync_period: int
     actor_chunk_steps: int

@@ -30,8 +30,9 @@ read -r -a seeds <<< "${SEEDS:-0 1}"
 # record 2.5e-4, the lr2.5e-4 setting here, in their flags.json, and the report labels each run by
 # its flags, not its name).
 # Since 2026-12-07 the AMN plays in a thread beside its learner (--amn_acting=auto), except where
-# the expert plays (expert-actor, expert-early: inline, about 9% fewer frames per minute); the
-# per-minute table charges them that, as a user running those flags would pay it.
+# an expert plays: expert-actor plays inline throughout (about 9% fewer frames per minute), and
+# expert-early inline for its 20,000 expert steps, then in the thread; the per-minute table charges
+# them that, as a user running those flags would pay it.
 declare -A setting_flags=(
   [reference]=""
   [lr2.5e-4]="--amn_learning_rate=0.00025"

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from conftest import main_in_process
 
-from amn_tf import actor_mimic, config, envs, export, losses, networks, replay
+from amn_tf import actor_mimic, actors, config, envs, export, losses, networks, replay
 from amn_tf import experts as experts_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -379,15 +379,15 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
 
 
 def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path, capsys):
-    """--amn_expert_steps=8 (epsilon 0): at agent steps 0-7 every game's actions are its expert's
-    greedy actions on the current observations, from step 8 the AMN's."""
+    """--amn_expert_steps=8 (epsilon 0, --amn_acting=inline): at agent steps 0-7 every game's
+    actions are its expert's greedy actions on the current observations, from step 8 the AMN's."""
     from conftest import parsed_flags
 
     from amn_tf import cli
 
     root, _ = experts
     with parsed_flags("--mode=amn", f"--experts={root}/experts", "--amn_epsilon=0", "--num_envs=3",
-                      "--amn_expert_steps=8", f"--run_dir={tmp_path / 'r'}") as values:
+                      "--amn_expert_steps=8", "--amn_acting=inline", f"--run_dir={tmp_path / 'r'}") as values:
         config = cli.build(values)
     found = experts_lib.find_experts(config.experts, config.games)
     keras.utils.set_random_seed(3)  # the AMN's initial weights: the same whatever ran before
@@ -409,6 +409,50 @@ def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path, c
             told_apart[player] += any(not np.array_equal(e, a) for e, a in zip(by_expert, by_amn))
             agent.observe()
         assert told_apart["expert"] >= 1 and told_apart["amn"] >= 1, told_apart
+    finally:
+        agent.close()
+
+
+def test_after_the_experts_steps_the_amn_plays_in_its_acting_thread(experts, tmp_path, capsys):
+    """--amn_expert_steps=8 with the default acting: the experts play steps 0-7 in this thread
+    (their greedy actions sent, as above); at step 8 the emulators they played close and the AMN's
+    acting thread takes over the same replay streams, its chunks recorded with their outputs."""
+    import threading
+
+    from conftest import parsed_flags
+
+    from amn_tf import cli
+
+    root, _ = experts
+    with parsed_flags("--mode=amn", f"--experts={root}/experts", "--amn_epsilon=0", "--num_envs=3",
+                      "--amn_expert_steps=8", "--actor_chunk_steps=5", f"--run_dir={tmp_path / 'r'}") as values:
+        config = cli.build(values)
+    assert config.acting == "thread"
+    found = experts_lib.find_experts(config.experts, config.games)
+    agent = actor_mimic.AmnAgent(config, found, str(tmp_path / "r"))
+    agent.start(0, False)
+    assert "(--amn_expert_steps), then the AMN in its acting thread" in capsys.readouterr().out
+    try:
+        step = 0
+        while step < 8:
+            inline = agent.play
+            by_expert = [agent.loaded[g].act(obs, g) for g, obs in zip(agent.games, inline.observations)]
+            step += agent.act(step)
+            for actions, expected in zip(inline._actions, by_expert):
+                np.testing.assert_array_equal(actions, expected)
+            agent.observe()
+        assert agent.acting == "inline" and step == 9  # 3 vector steps of 3 envs
+        cursors = [memory.cursor.copy() for memory in agent.memories]
+        assert agent.act(step) == 5 * 3  # one chunk: 5 vector steps of 3 envs, played in the thread
+        assert agent.acting == "thread" and isinstance(agent.play, actors.ThreadActors)
+        assert "agent step 9: the experts' steps are over" in capsys.readouterr().out
+        assert [t for t in threading.enumerate() if t.name.startswith("amn-actor")]
+        for memory, before in zip(agent.memories, cursors):
+            # the same streams: a new first observation (4 entries) and 5 steps on each
+            np.testing.assert_array_equal(memory.cursor, before + 4 + 5)
+            states, stored = memory.sample_states(16, outputs=True)
+            assert stored["q_values"].shape == (16, 18)
+        agent.observe()
     finally:
         agent.close()
 
