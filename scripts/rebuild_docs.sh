@@ -74,6 +74,9 @@ A=$R/transfer-Breakout/ablation  # every kept Breakout transfer run, one row per
 report "$A" --report_ablation --report_runs="$(ls -d "$R"/transfer-Breakout/runs/* "$A"/runs/* | paste -sd,)" \
   --report_evals="$(ls "$R"/transfer-Breakout/*-seed?-eval.json "$R"/transfer-Breakout/random-play-eval.json "$A"/*-eval.json | paste -sd,)"
 
+# the rung-2 source AMN (tau 1): its own test plays
+report "$A/amn-tau1" --report_runs="$A/amn-tau1/runs/amn-feature-tau1"
+
 T=$R/transfer-SpaceInvaders
 cannot "$T/table2.md and transfer_curves.png" "runs/transfer-SpaceInvaders-{random,amn-cpu-policy,amn-cpu}-seed{0,1}"
 cannot "$T/1.2M/table2.md and transfer_curves.png" "the same random and amn-cpu runs trained on to 1.2M frames"
