@@ -407,8 +407,6 @@ class AmnAgent(runner.Agent):
 
 def train(config) -> dict:
     """``--mode=amn``: distills the experts into an AMN; resumable from ``run_dir``."""
-    if config.run_dir:  # refused at once if another process trains there, before the experts load
-        rundirs.check_run_dir_free(config.run_dir)
     found = experts.find_experts(config.experts, config.games)
     games = [game for game, _ in found]
     check_tau_target(config, games)

@@ -59,12 +59,10 @@ def dispatch(config):
         return fanout.run(config, evaluate.evaluate)
     if type(config) not in MODES:
         raise config_lib.ConfigError(f"no handler for {type(config).__name__}")
-    run_dir = getattr(config, "run_dir", None)
-    if run_dir:  # a directory another process has claimed is refused now, before TensorFlow loads
+    if getattr(config, "run_dir", None):  # another process's run is refused before TensorFlow loads
         from amn_tf import rundirs
 
-        if os.path.isfile(os.path.join(run_dir, rundirs.LOCK_FILE)):
-            rundirs.check_run_dir_free(run_dir)
+        rundirs.check_run_dir_free(config.run_dir)
     return _mode(type(config))(config)
 
 

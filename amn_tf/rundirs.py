@@ -208,8 +208,10 @@ def run_dir_claims():
 
 def check_run_dir_free(run_dir: str) -> None:
     """Raises RunError, as ``lock_run_dir`` would, if another process holds ``run_dir`` now;
-    claims nothing (a fan-out checks every job's directory before starting any)."""
-    if os.path.realpath(run_dir) in _held_run_dirs or not os.path.isdir(run_dir):
+    claims nothing (a fan-out checks every job's directory before starting any, main every run's
+    before TensorFlow loads). Without a lock file nobody holds it, and none is created here."""
+    lock = os.path.join(run_dir, LOCK_FILE)
+    if os.path.realpath(run_dir) in _held_run_dirs or not os.path.isfile(lock):
         return
     with run_dir_claims():
         lock_run_dir(run_dir)
