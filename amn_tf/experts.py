@@ -24,6 +24,17 @@ def _newest_version(directory: str) -> str | None:
     return os.path.join(directory, max(versions, key=int)) if versions else None
 
 
+def _expert_game_on_disk(path: str) -> str | None:
+    """The game an expert SavedModel's ``assets/amn_tf.json`` names (read without TensorFlow), or
+    None when the file is missing, unreadable or not an expert's: then the SavedModel is loaded."""
+    try:
+        with open(os.path.join(path, "assets", export.METADATA_FILE)) as handle:
+            metadata = json.load(handle)
+        return metadata["games"][0] if metadata.get("kind") == "expert" else None
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
 def find_experts(paths, games=None) -> list:
     """Resolves ``--experts`` into ``[(game, SavedModel path)]`` in a stable order.
 
@@ -49,13 +60,17 @@ def find_experts(paths, games=None) -> list:
                 f"no expert SavedModels found in {path} (expected <Game>/<version>/saved_model.pb); "
                 "train one with --mode=dqn or pass --experts=PATH")
         found.extend(candidates)
-    experts = []
+    experts, names = [], []
     for path in found:
+        game = _expert_game_on_disk(path)
+        if games and game is not None and game not in games:
+            names.append(game)  # not asked for: its file names its game, no need to load it
+            continue
         loaded = export.LoadedPolicy(path)
         if loaded.kind != "expert":
             raise ConfigError(f"{path} is a {loaded.kind} SavedModel, not an expert")
         experts.append((loaded.games[0], loaded))
-    names = [game for game, _ in experts]
+        names.append(loaded.games[0])
     twice = sorted({g for g in names if names.count(g) > 1})
     if twice:
         raise ConfigError(f"more than one expert for {', '.join(twice)}: pass one "

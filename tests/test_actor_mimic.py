@@ -76,6 +76,27 @@ def test_find_experts_resolves_directories_and_rejects_bad_sets(experts):
         experts_lib.find_experts([a_file])
 
 
+def test_find_experts_loads_only_the_games_asked_for(experts, tmp_path):
+    """With --games, an expert whose assets/amn_tf.json names another game is not loaded (eight
+    shipped experts, two games: two SavedModels loaded, not eight); one asked for still is, and
+    its own errors still stop the run."""
+    import shutil
+
+    root, _ = experts
+    copy = tmp_path / "experts"
+    shutil.copytree(os.path.join(root, "experts"), copy)
+    (copy / "Breakout" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    only = experts_lib.find_experts([str(copy)], ["Pong"])  # Breakout's broken file is never read
+    assert [(g, loaded.games) for g, loaded in only] == [("Pong", ["Pong"])]
+    with pytest.raises(export.SavedModelError, match="could not be loaded"):
+        experts_lib.find_experts([str(copy)], ["Breakout"])
+    with pytest.raises(ValueError, match="no expert for Seaquest among Breakout, Pong"):
+        experts_lib.find_experts([str(copy)], ["Seaquest"])
+    # Without the metadata file the SavedModel is loaded to learn its game, as before.
+    os.remove(copy / "Pong" / "1" / "assets" / export.METADATA_FILE)
+    assert [g for g, _ in experts_lib.find_experts([str(copy / "Pong")], ["Pong"])] == ["Pong"]
+
+
 def _memories_with_states(count, seed=0, expert_outputs=None):
     """``count`` one-stream memories of random states; with ``expert_outputs`` they store
     each state's expert outputs, computed as the state is written (as training does)."""
