@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,18 +167,28 @@ def test_amn_crash_and_resume_matches_uninterrupted(tmp_path):
     assert len(events) == len(set(events)) and sorted(events) == sorted(scalar_events(tmp_path / "a"))
 
 
+@pytest.fixture(scope="module")
+def crashed_at_second_evaluation(tmp_path_factory):
+    """A run that left good checkpoints: stopped by a crash in its second evaluation (one run,
+    copied by each full-disk case; the run directory names no absolute path of its own)."""
+    root = tmp_path_factory.mktemp("crashed")
+    first = subprocess.run(command(root / "run", root / "export"), cwd=ROOT,
+                           env=environment(AMN_TF_CRASH_AT="evaluation:2"), capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 137
+    assert not (root / "export").exists()
+    return root / "run"
+
+
 @pytest.mark.parametrize("site, code, message", [
     ("checkpoint_write", "ENOSPC", "disk full while writing"),
     ("checkpoint_write", "EROFS", "cannot write"),
     ("export_write", "ENOSPC", "could not write SavedModel"),
 ])
-def test_full_disk_or_read_only_keeps_last_good_state(tmp_path, site, code, message):
+def test_full_disk_or_read_only_keeps_last_good_state(crashed_at_second_evaluation, tmp_path, site,
+                                                     code, message):
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
-    # A first run leaves good checkpoints (it is stopped by a crash in its second evaluation).
-    first = subprocess.run(command(run_dir, export_dir), cwd=ROOT,
-                           env=environment(AMN_TF_CRASH_AT="evaluation:2"), capture_output=True,
-                           text=True, timeout=300)
-    assert first.returncode == 137
+    shutil.copytree(crashed_at_second_evaluation, run_dir)  # good checkpoints, nothing exported
     good = sorted(os.listdir(run_dir / "checkpoints"))
     failed = subprocess.run(command(run_dir, export_dir), cwd=ROOT,
                             env=environment(AMN_TF_OSERROR_AT=f"{site}:{code}"),

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import assert_clean_error, main_in_process
 
 from amn_tf import checkpoints, dqn_agent, envs, export, networks, policies, replay, transfer
 
@@ -166,8 +167,9 @@ def test_a_run_named_before_the_label_change_resumes_under_its_old_default_dir(t
     assert _default_run_dir(tmp_path, "amn:runs/cpu")[0] == os.path.join("runs", "transfer-Breakout-amn-cpu-seed1")
 
 
-@pytest.mark.slow
 def test_bad_init_one_line(amn, tmp_path):
+    """Through main's own error handling in-process (a real process prints the same:
+    test_dqn_main's test_main_process_prints_a_bad_input_as_one_clean_error_line)."""
     _, saved, _ = amn
     keras.mixed_precision.set_global_policy("float32")
     expert_path = tmp_path / "expert"
@@ -182,14 +184,13 @@ def test_bad_init_one_line(amn, tmp_path):
         ("--init=imagenet", "use 'random' or 'amn:PATH'"),
     ]
     for init, message in cases:
-        result = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Breakout",
-                          init, f"--run_dir={tmp_path / 'r'}", f"--export_dir={tmp_path / 'e'}")
-        assert result.returncode != 0, init
-        assert message in result.stderr, (init, result.stderr[-500:])
-        assert "Traceback" not in result.stderr
-    unknown = run_main("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Brekout",
-                       f"--init=amn:{saved}")
-    assert unknown.returncode != 0 and "Breakout" in unknown.stderr
+        result = main_in_process("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Breakout",
+                                 init, f"--run_dir={tmp_path / 'r'}", f"--export_dir={tmp_path / 'e'}")
+        assert message in assert_clean_error(result), (init, result.stderr[-500:])
+        assert not (tmp_path / "e").exists()
+    unknown = main_in_process("--flagfile=flags/smoke.flags", "--mode=transfer", "--game=Brekout",
+                              f"--init=amn:{saved}", f"--run_dir={tmp_path / 'r2'}")
+    assert "Breakout" in assert_clean_error(unknown)
 
 
 @pytest.mark.slow
@@ -323,11 +324,11 @@ def test_eval_of_a_run_directory_that_exported_nothing_one_line(amn, tmp_path):
     shutil.move(tmp_path / "export", tmp_path / "export-elsewhere")
     cases = [(unfinished, "has not finished (step 100)"), (empty, "has no complete checkpoint yet"),
              (moved, "which no longer exists")]
-    for path, message in cases:
-        result = run_main("--mode=eval", f"--saved_model={path}", "--eval_episodes=1",
-                          f"--output_json={tmp_path / 'out.json'}")
-        assert result.returncode != 0 and message in result.stderr, (path, result.stderr[-500:])
-        assert "Traceback" not in result.stderr and not (tmp_path / "out.json").exists()
+    for path, message in cases:  # main's own error handling, in-process
+        result = main_in_process("--mode=eval", f"--saved_model={path}", "--eval_episodes=1",
+                                 f"--output_json={tmp_path / 'out.json'}")
+        assert message in assert_clean_error(result), (path, result.stderr[-500:])
+        assert not (tmp_path / "out.json").exists()
 
 
 @pytest.mark.slow
