@@ -61,6 +61,20 @@ def pong_expert(tmp_path_factory, float32_policy) -> TinyExpert:
     return TinyExpert(model, path, "Pong", legal)
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One smoke DQN run (``flags/smoke.flags``: Pong, 600 agent steps) through main in a
+    subprocess, once per test worker: tests read it, or copy it before they change it."""
+    import types
+
+    base = tmp_path_factory.mktemp("smoke")
+    run_dir, export_dir = str(base / "run"), str(base / "exports")
+    args = (f"--flagfile={os.path.join(FLAGS_DIR, 'smoke.flags')}", f"--run_dir={run_dir}",
+            f"--export_dir={export_dir}")
+    result = run_main(*args)
+    return types.SimpleNamespace(args=args, run_dir=run_dir, export_dir=export_dir, result=result)
+
+
 def frames_batch(batch: int, seed: int = 0) -> np.ndarray:
     """Random uint8 observations [batch, 84, 84, 4]."""
     return np.random.default_rng(seed).integers(0, 256, (batch, 84, 84, 4), dtype=np.uint8)

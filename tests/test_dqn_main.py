@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 from conftest import (
@@ -68,15 +67,6 @@ def event_tags(directory) -> set:
 
 
 # ------------------------------------------------------------------ smoke run
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("smoke")
-    run_dir, export_dir = str(base / "run"), str(base / "exports")
-    args = (f"--flagfile={SMOKE}", f"--run_dir={run_dir}", f"--export_dir={export_dir}")
-    result = run_main(*args)
-    return types.SimpleNamespace(args=args, run_dir=run_dir, export_dir=export_dir, result=result)
-
-
 @pytest.mark.slow
 def test_smoke_run_trains_evaluates_and_exports(smoke_run):
     result, run_dir = smoke_run.result, smoke_run.run_dir
@@ -336,7 +326,7 @@ def test_run_dir_of_another_game_is_refused(smoke_run):
     flags_path = os.path.join(smoke_run.run_dir, "flags.json")
     with open(flags_path) as handle:
         before = handle.read()
-    result = run_main(*smoke_run.args, "--game=Breakout")
+    result = main_in_process(*smoke_run.args, "--game=Breakout")
     line = assert_clean_error(result)
     assert "game='Pong'" in line and "Breakout" in line
     with open(flags_path) as handle:
