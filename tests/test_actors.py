@@ -197,7 +197,7 @@ def test_two_ray_actors_feed_one_learner_and_resume_after_a_crash(pong_expert, t
     env = dict(subprocess_env(), AMN_TF_CRASH_AT=f"evaluation:3:{marker}")
     # The learner dies (as by SIGKILL) in its first AMN evaluation, at step 200 per game
     # (evaluation 3 of the process: 1 measures the expert, 2 random play)...
-    first = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
+    first = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 137 and marker.exists(), first.stderr[-3000:]
     assert "(2 actors)" in first.stdout
     checkpoint = sorted(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("ckpt"))[-1]
@@ -210,7 +210,7 @@ def test_two_ray_actors_feed_one_learner_and_resume_after_a_crash(pong_expert, t
     assert cursor.shape == (4,) and started in (2, 4)
     assert int(cursor.sum()) == 4 * started + 100
     # ...and the same command resumes from the step-100 checkpoint and finishes.
-    second = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
+    second = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stdout and "at frame 400 per game" in second.stdout
     history = [json.loads(line) for line in open(run_dir / "eval.jsonl")]

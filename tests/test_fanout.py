@@ -15,7 +15,7 @@ TINY = ["--flagfile=flags/smoke.flags", "--game=", "--training_steps=600", "--le
         "--eval_period=400"]
 
 
-def run_main(*args, env_extra=None, timeout=400):
+def run_main(*args, env_extra=None, timeout=600):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "amn_tf.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
