@@ -169,8 +169,9 @@ def test_amn_crash_and_resume_matches_uninterrupted(tmp_path):
 
 @pytest.fixture(scope="module")
 def crashed_at_second_evaluation(tmp_path_factory):
-    """A run that left good checkpoints: stopped by a crash in its second evaluation (one run,
-    copied by each full-disk case; the run directory names no absolute path of its own)."""
+    """A run that left good checkpoints: stopped by a crash in its second evaluation, nothing
+    exported. Made once and copied by each full-disk case; a copy resumes under its own
+    --run_dir as a moved run directory does (test_dqn_main's larger-budget test copies one too)."""
     root = tmp_path_factory.mktemp("crashed")
     first = subprocess.run(command(root / "run", root / "export"), cwd=ROOT,
                            env=environment(AMN_TF_CRASH_AT="evaluation:2"), capture_output=True,
