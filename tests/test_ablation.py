@@ -32,16 +32,17 @@ def _amn(tmp_path, name, tau):
     return f"amn:{path}"
 
 
-def _run(tmp_path, name, init, seed, recipe, scores, output_layer=None):
-    """Kept records of a transfer run with test plays every 100k frames scoring ``scores``."""
+def _run(tmp_path, name, init, seed, recipe, scores, output_layer=None, training_steps=None):
+    """Kept records of a transfer run with test plays every 100k frames scoring ``scores``,
+    finished (its budget is its last test play) unless ``training_steps`` says more."""
     path = tmp_path / "runs" / name
     path.mkdir(parents=True)
     info = {"mode": "transfer", "game": "Breakout", "init": init}
     if output_layer:
         info["output_layer"] = output_layer
     (path / "run.json").write_text(json.dumps(info))
-    (path / "flags.json").write_text(json.dumps({"seed": seed, "training_steps": 25000 * len(scores),
-                                                 **recipe}))
+    (path / "flags.json").write_text(json.dumps(
+        {"seed": seed, "training_steps": training_steps or 25000 * len(scores), **recipe}))
     (path / "eval.jsonl").write_text("".join(
         json.dumps({"step": 25000 * (i + 1), "frames": 100000 * (i + 1), "mean": s}) + "\n"
         for i, s in enumerate(scores)))
@@ -89,6 +90,36 @@ def test_rows_against_random_init_of_the_same_recipe(tmp_path, monkeypatch):
     row = next(line for line in paper.splitlines() if line.startswith("| amn-feature |"))
     assert row.split(" | ")[3:9] == ["1", "-", "-", "-", "-", "1.5 (1.5)"]
     assert os.path.exists(written["ablation_plot"])
+
+
+def test_an_unfinished_run_is_listed_apart_and_does_not_cut_the_recipes_budget(tmp_path):
+    flags = _flagfiles(tmp_path)
+    amn = _amn(tmp_path, "amn-feature", "auto")
+    other = _amn(tmp_path, "amn7-feature", "auto")
+    dirs = [
+        _run(tmp_path, "r0", "random", 0, PAPER, [0, 1, 2, 6, 8, 10]),  # reach 5.0 at 400k
+        _run(tmp_path, "a0", amn, 0, PAPER, [1, 6, 6, 7, 8, 9]),
+        # cut short at 300k of its 600k: at the reach score from 200k; and one not there yet
+        _run(tmp_path, "u0", other, 0, PAPER, [2, 5, 3], training_steps=150000),
+        _run(tmp_path, "u1", other, 1, PAPER, [1, 2], training_steps=150000),
+        # a recipe whose only run is unfinished
+        _run(tmp_path, "f0", amn, 0, FAST, [3], training_steps=150000),
+    ]
+    text = open(ablation.write(dirs, [], str(tmp_path / "out"), flag_root=flags)["ablation"]).read()
+    paper = text[text.index("recipe " + os.path.join(flags, "transfer_paper.flags")):]
+    assert paper.splitlines()[0].endswith("budget 0.60M frames, reach score 5.0")  # not cut to 300k
+    table, unfinished = paper.split("Unfinished")
+    assert [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")][2:] == [
+        "| random", "| amn-feature"]
+    rows = [line.split(" | ") for line in unfinished.splitlines() if line.startswith("| amn7")]
+    assert [row[3:7] for row in rows] == [
+        ["0", "0.30M (0.60M)", "2.0, 5.0, 3.0", "0.20M (0.50)"],  # against random seed 0's 400k
+        ["1", "0.20M (0.60M)", "1.0, 2.0", "not by 0.20M"]]  # (no random seed 1: no ratio anyway)
+    assert "--init=" + other + " --training_steps=150000 --seed={0}" in rows[0][7]
+    fast = text[text.index("recipe " + os.path.join(flags, "transfer_fast.flags")):].split("\n## ")[0]
+    assert fast.splitlines()[0].endswith("no finished run yet")
+    assert [line.split(" | ")[3:6] for line in fast.splitlines() if line.startswith("| amn-feature")] == [
+        ["0", "0.10M (0.60M)", "3.0"]]
 
 
 def test_stays_above_ignores_a_lucky_early_test_play():

@@ -14,6 +14,11 @@ Per row: frames to the reach score of the seeds' mean curve and its ratio to ran
 same seed, the mean test score over the whole run (the area under the curve divided by its
 length: every test play weighs the same), and the final SavedModel's score from the eval JSONs
 (``--report_evals``) whose ``run_dir`` names the run.
+
+Rows are made from finished runs (their last test play at their ``--training_steps``): a run cut
+short (by a session's end, say) would otherwise cut every run of its recipe to its frames. Such a
+run is listed under its recipe's rows with its test plays so far and, where it has already
+reached the recipe's reach score, its frames and ratio against the random-init run of its seed.
 """
 
 from __future__ import annotations
@@ -118,6 +123,12 @@ def load(run_dir: str, flagfiles: dict) -> AblationRun:
     return AblationRun(**fields, **amn_of(info["init"]), init_flag=info["init"],
                        output_layer=info.get("output_layer", "keep"),
                        recipe_name=recipe_name(run.recipe, flagfiles), flags=flags)
+
+
+def finished(run: AblationRun) -> bool:
+    """Whether the run's last test play is at its ``--training_steps`` (the budget it was given)."""
+    budget = run.flags.get("training_steps")
+    return budget is None or not run.history or run.history[-1].get("step", 0) >= budget
 
 
 def setting_key(run: AblationRun) -> tuple:
@@ -239,13 +250,41 @@ def rows(runs: list, finals: dict) -> tuple:
     return table, reach, budget
 
 
+def unfinished_lines(unfinished: list, table: list, reach) -> list:
+    """Markdown lines listing runs cut short (not in ``table``'s rows): test plays so far and,
+    against the reach score of the finished runs, where each first reached it."""
+    if not unfinished:
+        return []
+    random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach)
+                      for row in table if row.key[2] == "random" for r in row.runs} if reach is not None else {}
+    lines = ["Unfinished (not in the rows above, which are made from finished runs):\n",
+             "| init | AMN tau | AMN sources | seed | frames so far (budget) | test plays so far | "
+             "first at the reach score (ratio to random init, same seed) | command |",
+             "| --- | --- | --- | ---: | ---: | --- | --- | --- |"]
+    for run in sorted(unfinished, key=lambda r: (r.init, r.seed)):
+        last = run.history[-1] if run.history else {}
+        frames = last.get("frames", 0)
+        budget = run.flags.get("training_steps", 0) * (frames // last["step"] if last.get("step") else 0)
+        plays = ", ".join(f"{score:.1f}" for _, score in run.points)
+        if reach is None:
+            first = "-"
+        else:
+            own = curves.frames_to_reach(run.points, reach)
+            first = f"not by {frames / 1e6:.2f}M" if own is None else f"{own / 1e6:.2f}M"
+            if own is not None and run.seed in random_by_seed:
+                first += f" ({_ratio_text(own, random_by_seed[run.seed])})"
+        lines.append(f"| {run.init} | {run.tau} | {run.sources} | {run.seed} | {frames / 1e6:.2f}M "
+                     f"({budget / 1e6:.2f}M) | {plays or '-'} | {first} | {command([run])} |")
+    return lines + [""]
+
+
 def random_play(evals: list) -> dict:
     """game -> random play's mean, from the eval payloads of ``--random_policy``."""
     return {game: result["mean"] for item in map(EvalResult.of, evals) if item.name == "random"
             for game, result in item.results.items()}
 
 
-def markdown(by_recipe: dict, random_means: dict | None = None) -> str:
+def markdown(by_recipe: dict, random_means: dict | None = None, unfinished: dict | None = None) -> str:
     lines = ["# Transfer ablation\n",
              "One row per setting: init (with the AMN output-layer treatment), the AMN's "
              "temperature and sources, the target recipe (the flagfile that sets its learning "
@@ -260,6 +299,10 @@ def markdown(by_recipe: dict, random_means: dict | None = None) -> str:
              "seed. 'mean test score': over every test play of the run (area under the curve "
              "over its length), mean over seeds (per seed). 'SavedModel': the final export over "
              "30 episodes (`--mode=eval --output_json`, matched by run directory), mean (per seed).\n"]
+    unfinished = unfinished or {}
+    for game, recipe in sorted(set(unfinished) - set(by_recipe)):
+        lines.append(f"## {game}, recipe {recipe}: no finished run yet\n")
+        lines += unfinished_lines(unfinished[(game, recipe)], [], None)
     for (game, recipe), (table, reach, budget) in sorted(by_recipe.items()):
         lines.append(f"## {game}, recipe {recipe}: budget {budget / 1e6:.2f}M frames"
                      + (f", reach score {reach:.1f}\n" if reach is not None else
@@ -276,6 +319,7 @@ def markdown(by_recipe: dict, random_means: dict | None = None) -> str:
             lines.append(f"| {init} | {tau} | {sources} | {row.seeds} | {row.frames} | {row.ratio} | "
                          f"{row.stays} | {row.per_seed} | {row.area} | {row.saved} | {row.command} |")
         lines.append("")
+        lines += unfinished_lines(unfinished.get((game, recipe), []), table, reach)
     return "\n".join(lines)
 
 
@@ -296,11 +340,11 @@ def write(run_dirs, evals, output_dir: str, flag_root: str = "flags") -> dict:
     flagfiles = transfer_flagfiles(flag_root)
     runs = [load(d, flagfiles) for d in run_dirs]
     finals = final_scores(evals)
-    groups = {}
+    groups, unfinished = {}, {}
     for run in runs:
-        groups.setdefault((run.game, run.recipe_name), []).append(run)
+        (groups if finished(run) else unfinished).setdefault((run.game, run.recipe_name), []).append(run)
     by_recipe = {key: rows(group, finals) for key, group in groups.items()}
-    text = markdown(by_recipe, random_play(evals))
+    text = markdown(by_recipe, random_play(evals), unfinished)
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "ablation.md")
     with open(path, "w") as handle:
