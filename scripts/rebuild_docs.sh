@@ -76,6 +76,9 @@ report "$A" --report_ablation --report_runs="$(ls -d "$R"/transfer-Breakout/runs
 
 # the rung-2 source AMN (tau 1): its own test plays
 report "$A/amn-tau1" --report_runs="$A/amn-tau1/runs/amn-feature-tau1"
+# the rung-4 source AMN (seven experts): its own test plays
+report "$A/amn7" --report_runs="$A/amn7/runs/amn7-feature" --report_evals="$A/amn7/amn7-feature-eval.json,$(
+  experts_of Boxing CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders)"
 
 T=$R/transfer-SpaceInvaders
 cannot "$T/table2.md and transfer_curves.png" "runs/transfer-SpaceInvaders-{random,amn-cpu-policy,amn-cpu}-seed{0,1}"
