@@ -117,7 +117,7 @@ def test_an_unfinished_run_is_listed_apart_and_does_not_cut_the_recipes_budget(t
         ["1", "0.20M (0.60M)", "1.0, 2.0", "not by 0.20M"]]  # (no random seed 1: no ratio anyway)
     assert "--init=" + other + " --training_steps=150000 --seed={0}" in rows[0][7]
     fast = text[text.index("recipe " + os.path.join(flags, "transfer_fast.flags")):].split("\n## ")[0]
-    assert fast.splitlines()[0].endswith("no finished run yet")
+    assert fast.splitlines()[0].endswith("no finished run yet") and "this recipe has none yet" in fast
     assert [line.split(" | ")[3:6] for line in fast.splitlines() if line.startswith("| amn-feature")] == [
         ["0", "0.10M (0.60M)", "3.0"]]
 

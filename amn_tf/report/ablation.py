@@ -257,7 +257,8 @@ def unfinished_lines(unfinished: list, table: list, reach) -> list:
         return []
     random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach)
                       for row in table if row.key[2] == "random" for r in row.runs} if reach is not None else {}
-    lines = ["Unfinished (not in the rows above, which are made from finished runs):\n",
+    lines = [("Unfinished (not in the rows above, which are made from finished runs):\n" if table else
+              "Unfinished (the rows are made from finished runs, and this recipe has none yet):\n"),
              "| init | AMN tau | AMN sources | seed | frames so far (budget) | test plays so far | "
              "first at the reach score (ratio to random init, same seed) | command |",
              "| --- | --- | --- | ---: | ---: | --- | --- | --- |"]
