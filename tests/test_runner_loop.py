@@ -126,7 +126,7 @@ def test_each_test_play_records_what_it_took_so_training_time_can_be_told_apart(
         assert record["wall_seconds"] >= 0.15 * (index + 1) - 0.05
 
 
-class SlowActs(SlowTestPlays):
+class SlowActs(CountingAgent):
     """Each act takes 20 ms of training time; each test play 200 ms (not training time). Both
     wait on the ``fake_clock`` fixture's clock, which only they move: the runner's time budget is
     then exact arithmetic, whatever else the machine is doing (with real sleeps, a worker of a
@@ -142,7 +142,7 @@ class SlowActs(SlowTestPlays):
 
     def evaluate(self, step, plays_so_far):
         self.clock.sleep(0.2)
-        return CountingAgent.evaluate(self, step, plays_so_far)
+        return super().evaluate(step, plays_so_far)
 
 
 class FakeClock:

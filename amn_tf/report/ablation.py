@@ -30,6 +30,7 @@ import os
 
 import numpy as np
 
+from amn_tf import envs
 from amn_tf.report import curves, plots
 from amn_tf.report.records import (
     RECIPE_FLAGS,
@@ -228,6 +229,11 @@ def _row(key, group, reach, random_frames, random_by_seed, finals, random_stays=
                command(group))
 
 
+def frames_by_seed(runs: list, reach: float) -> dict:
+    """seed -> frames of that seed's run to the reach score (None where it never got there)."""
+    return {r.seed: curves.frames_to_reach(r.points, reach) for r in runs}
+
+
 def rows(runs: list, finals: dict) -> tuple:
     """Rows of one game and recipe (random init first), the reach score and the budget."""
     budget = min(r.points[-1][0] for r in runs)
@@ -243,7 +249,7 @@ def rows(runs: list, finals: dict) -> tuple:
         random_curve = curves.mean_curve(random_runs)
         random_frames = curves.frames_to_reach(random_curve, reach)
         random_stays = curves.frames_staying_above(random_curve, reach)
-        random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach) for r in random_runs}
+        random_by_seed = frames_by_seed(random_runs, reach)
     table = [_row(key, sorted(group, key=lambda r: r.seed), reach, random_frames, random_by_seed, finals,
                   random_stays)
              for key, group in sorted(settings.items(), key=lambda item: (item[0][2] != "random", item[0]))]
@@ -255,17 +261,16 @@ def unfinished_lines(unfinished: list, table: list, reach) -> list:
     against the reach score of the finished runs, where each first reached it."""
     if not unfinished:
         return []
-    random_by_seed = {r.seed: curves.frames_to_reach(r.points, reach)
-                      for row in table if row.key[2] == "random" for r in row.runs} if reach is not None else {}
+    random_by_seed = (frames_by_seed([r for row in table if row.key[2] == "random" for r in row.runs], reach)
+                      if reach is not None else {})
     lines = [("Unfinished (not in the rows above, which are made from finished runs):\n" if table else
               "Unfinished (the rows are made from finished runs, and this recipe has none yet):\n"),
              "| init | AMN tau | AMN sources | seed | frames so far (budget) | test plays so far | "
              "first at the reach score (ratio to random init, same seed) | command |",
              "| --- | --- | --- | ---: | ---: | --- | --- | --- |"]
     for run in sorted(unfinished, key=lambda r: (r.init, r.seed)):
-        last = run.history[-1] if run.history else {}
-        frames = last.get("frames", 0)
-        budget = run.flags.get("training_steps", 0) * (frames // last["step"] if last.get("step") else 0)
+        frames = run.points[-1][0] if run.points else 0
+        budget = run.flags.get("training_steps", 0) * envs.FRAMES_PER_STEP
         plays = ", ".join(f"{score:.1f}" for _, score in run.points)
         if reach is None:
             first = "-"
