@@ -152,7 +152,8 @@ done
 fresh+=("amn/amn-table1/1=$R/table1/paper-games/1.2M/amn-beta0.01-seed1-eval.json=$X/amn-amn-table1-1-fresh-eval.json"
         "amn/amn-policy/1=$R/table1/five-games/amn-policy-eval.json=$X/amn-amn-policy-1-fresh-eval.json"
         "amn/amn-feature/1=$R/table1/five-games/amn-feature-eval.json=$X/amn-amn-feature-1-fresh-eval.json"
-        "transfer/Breakout-amn-policy/1=$R/transfer-Breakout/amn-policy-seed1-eval.json=$X/transfer-Breakout-amn-policy-1-fresh-eval.json")
+        "transfer/Breakout-amn-policy/1=$R/transfer-Breakout/amn-policy-seed1-eval.json=$X/transfer-Breakout-amn-policy-1-fresh-eval.json"
+        "transfer/Breakout-amn-feature-tau1/1=$R/transfer-Breakout/ablation/amn-feature-tau1-seed1-eval.json=$X/transfer-Breakout-amn-feature-tau1-1-fresh-eval.json")
 dest=$X; [ -z "$out" ] || dest="$out/$X"
 mkdir -p "$dest"
 "$python" scripts/fresh_episodes.py "${fresh[@]}" > "$dest/fresh_vs_published.md"
