@@ -138,13 +138,15 @@ class CheckpointManager:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def restore(self, trackables: dict, replays=(), validate=None):
+    def restore(self, trackables: dict, replays=(), validate=None, replay_wanted=None):
         """Restores the newest checkpoint that loads; returns its state dict or None.
 
         A checkpoint that fails to load (truncated, garbage) is reported and skipped in
         favour of the previous one; it is not deleted. ``validate(state)`` may refuse a
         readable state with a ``CheckpointError``, which stops the restore (a checkpoint of
-        a newer format is not a damaged one to skip).
+        a newer format is not a damaged one to skip). ``replay_wanted(state)`` False skips
+        reading the saved replay (a finished run that will not train again: a 1M-transition
+        replay is gigabytes); the state then says ``replay_restored`` False.
         """
         import tensorflow as tf
 
@@ -164,7 +166,7 @@ class CheckpointManager:
             try:
                 status = tf.train.Checkpoint(**trackables).read(os.path.join(path, "weights"))
                 status.assert_existing_objects_matched()
-                if state.get("replay_saved") and replays:
+                if state.get("replay_saved") and replays and (replay_wanted is None or replay_wanted(state)):
                     for index, memory in enumerate(replays):
                         memory.restore(os.path.join(path, f"replay-{index}.npz"))
                     state["replay_restored"] = True

@@ -245,14 +245,16 @@ class Runner:
     # ------------------------------------------------------------ checkpoints
     def restore(self) -> None:
         memories = self.agent.memories if self.schedule.save_replay else ()
-        payload = self.manager.restore(self.agent.trackables, memories, validate=check_version)
+        payload = self.manager.restore(self.agent.trackables, memories, validate=check_version,
+                                       replay_wanted=lambda state: not self._stays_finished(RunState.from_json(state)))
         if payload is None:
             return
         self.state = RunState.from_json(payload)
         self.agent.rng.bit_generator.state = self.state.actor_rng
         for memory, rng_state in zip(self.agent.memories, self.state.replay_rngs):
             memory.rng.bit_generator.state = rng_state
-        refill = "" if self.state.replay_restored else " (replay refills before learning resumes)"
+        refill = ("" if self.state.replay_restored or self._stays_finished(self.state)
+                  else " (replay refills before learning resumes)")
         print(f"[{self.agent.label}] resumed from {self.state.path} at frame "
               f"{self.frames(self.state.step):,}{self.per_game}{refill}", flush=True)
 
@@ -331,13 +333,24 @@ class Runner:
             return {"stopped": True, "run_dir": self.run_dir}
         return self._finish()
 
+    def _stays_finished(self, state: RunState) -> bool:
+        """``state`` is a finished run's that this schedule does not train further: its step
+        budget is not past the state's step, or its ``--train_minutes`` are spent."""
+        if not state.finished:
+            return False
+        if self.schedule.total_steps <= state.step:
+            return True
+        if not state.summary.get("time_budget_minutes") or self.schedule.train_seconds is None \
+                or state.wall_seconds is None:
+            return False
+        return self.schedule.train_seconds - (state.wall_seconds - state.test_play_seconds) <= 0
+
     def _finished(self) -> bool:
         """A finished run stays finished unless the budget goes past its step; then it is
         reopened (a fresh export version follows)."""
         if not self.state.finished:
             return False
-        if self.schedule.total_steps <= self.state.step or (self.state.summary.get("time_budget_minutes")
-                                                            and self._out_of_time()):
+        if self._stays_finished(self.state):
             return True
         print(f"[{self.agent.label}] extending the finished run from {self.frames(self.state.step):,} "
               f"to {self.frames(self.schedule.total_steps):,} frames{self.per_game} (exports a new "

@@ -322,6 +322,24 @@ def test_a_finished_run_exports_once_and_a_larger_budget_exports_a_new_version(t
     assert sorted(os.listdir(tmp_path / "exports" / "run")) == ["1", "2"]
 
 
+def test_a_finished_run_rerun_does_not_read_its_saved_replay_unless_it_trains_again(tmp_path, capsys, monkeypatch):
+    """Rerunning a finished run only to hear it is finished must not read its replay (the
+    authors' 1M-transition replay is about 7 GB on disk and in memory); a larger budget, which
+    trains on, restores it as a resume does."""
+    _run(tmp_path, "run", _schedule())
+    reads = []
+    restore = replay.ReplayMemory.restore
+    monkeypatch.setattr(replay.ReplayMemory, "restore",
+                        lambda memory, path: (reads.append(os.path.basename(path)), restore(memory, path))[1])
+    again, _ = _run(tmp_path, "run", _schedule())
+    out = capsys.readouterr().out
+    assert "run already finished" in out and "refills" not in out
+    assert reads == [] and again.exports == []
+    _run(tmp_path, "run", _schedule(total_steps=36))
+    assert reads == ["replay-0.npz"]
+    assert "extending the finished run" in capsys.readouterr().out
+
+
 def test_an_agent_missing_part_of_the_interface_is_refused_by_name(tmp_path):
     class Partial:
         label, games, memories, trackables = "partial", ["Pong"], [], {}
