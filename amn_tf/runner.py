@@ -280,10 +280,12 @@ class Runner:
     def training_seconds_left(self) -> float | None:
         """Seconds of ``--train_minutes`` left: the budget less the run loop's wall clock without
         its test plays; None without a budget (or for a run that did not keep its wall clock)."""
-        wall = self.wall_seconds()
+        return self._seconds_left(self.wall_seconds(), self.state.test_play_seconds)
+
+    def _seconds_left(self, wall: float | None, test_play_seconds: float) -> float | None:
         if self.schedule.train_seconds is None or wall is None:
             return None
-        return self.schedule.train_seconds - (wall - self.state.test_play_seconds)
+        return self.schedule.train_seconds - (wall - test_play_seconds)
 
     def _test_plays_ahead(self, step: int, end: int) -> tuple:
         """Test plays between ``step`` and the end at ``end`` (the periodic ones, then the
@@ -340,10 +342,8 @@ class Runner:
             return False
         if self.schedule.total_steps <= state.step:
             return True
-        if not state.summary.get("time_budget_minutes") or self.schedule.train_seconds is None \
-                or state.wall_seconds is None:
-            return False
-        return self.schedule.train_seconds - (state.wall_seconds - state.test_play_seconds) <= 0
+        left = self._seconds_left(state.wall_seconds, state.test_play_seconds)
+        return bool(state.summary.get("time_budget_minutes")) and left is not None and left <= 0
 
     def _finished(self) -> bool:
         """A finished run stays finished unless the budget goes past its step; then it is
