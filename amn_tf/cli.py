@@ -545,6 +545,11 @@ def _build_report(values):
                  "with --mode=rank_sources --game=G --init=amn:PATH --output_json=FILE)")
     _require(not values.report_rankings or values.report_runs, "--report_rankings goes beside "
              "transfer runs: add --report_runs=DIR,... (their Table 2)")
+    if values.report_rates:
+        _require(values.report_per_minute, "--report_rates goes with --report_per_minute (the AMN "
+                 "settings trained by step budgets whose minutes it gives)")
+        _require(os.path.isfile(values.report_rates), f"--report_rates: {values.report_rates} does not "
+                 "exist (measure the settings alone first: scripts/amn_sweep.sh rates)")
     reach_scores = []
     for text in values.report_reach_scores or ():
         try:
@@ -556,7 +561,8 @@ def _build_report(values):
     return ReportConfig(tuple(values.report_runs or ()), values.report_dir,
                         values.report_blocks, values.reach_score,
                         tuple(values.report_evals or ()), tuple(values.report_rankings or ()),
-                        tuple(reach_scores), values.report_ablation, values.report_per_minute)
+                        tuple(reach_scores), values.report_ablation, values.report_per_minute,
+                        values.report_rates)
 
 
 flags.DEFINE_list("report_runs", None, "report: run directories to tabulate (AMN runs, with their "
@@ -571,9 +577,12 @@ flags.DEFINE_boolean("report_ablation", False, "report: with transfer runs, the 
                      "output-layer treatment, AMN tau and sources, target recipe, budget) against "
                      "random init of the same recipe, instead of Table 2.")
 flags.DEFINE_boolean("report_per_minute", False, "report: with AMN runs of several settings trained "
-                     "for the same --train_minutes, amn_per_minute.md: per setting (the AMN flags "
+                     "for the same minutes (--train_minutes, or step budgets: --report_rates), amn_per_minute.md: per setting (the AMN flags "
                      "that differ from the first run's), its seeds' final test plays against the "
                      "experts: games at >= 80% of the expert, mean capped random-relative score.")
+flags.DEFINE_string("report_rates", None, "report: with --report_per_minute, the rates JSON of "
+                    "benchmarks/amn_rate.py (each setting's frames/s measured alone): runs trained "
+                    "by a step budget read their minutes from their setting's rate, not their clock.")
 flags.DEFINE_integer("report_blocks", 4, "report: blocks of frames in Table 2 (transfer).", lower_bound=1)
 flags.DEFINE_list("report_reach_scores", None, "report: expert recipes compared (several "
                   "dqn runs of one game): scores whose first test play each recipe is timed to, "

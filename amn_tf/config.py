@@ -293,4 +293,5 @@ class ReportConfig:
     reach_scores: tuple = ()  # expert recipes: scores whose first test play the table times
     ablation: bool = False  # transfer runs: the ablation table (one row per setting) instead of Table 2
     per_minute: bool = False  # AMN runs: amn_per_minute.md, settings trained for the same minutes
+    rates: str | None = None  # with per_minute: benchmarks/amn_rate.py's JSON, for step-budget runs
 

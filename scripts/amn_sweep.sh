@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # Distillation per minute: the main job's AMN (`--mode=amn` defaults, the shipped experts) with
-# one setting changed at a time, each trained for the same training time (--train_minutes=MINUTES:
-# the loop's wall clock less its test plays), every seed in SEEDS (all settings for the first
-# seed, then the next seed); then amn_per_minute.md (--report_per_minute: games at >= 80% of
-# the expert and the mean capped random-relative score per setting) beside Table 1 and curves.
-# A budget in minutes is only fair alone on the machine: run nothing else beside it (a
-# SIGSTOPped process is fine).
+# one setting changed at a time, each trained for the same training time, every seed in SEEDS
+# (all settings for the first seed, then the next seed); then amn_per_minute.md
+# (--report_per_minute: games at >= 80% of the expert and the mean capped random-relative score
+# per setting) beside Table 1 and curves.
+# Two budgets (BUDGET):
+#   steps (default): the `rates` step measures, alone on the machine, what MINUTES of training buy
+#     each setting (benchmarks/amn_rate.py: a PROBE_MINUTES probe, its frames and steady frames/s,
+#     into RATES); `train` then gives each setting that many agent steps (--amn_steps), which
+#     learns the same beside anything else, so the trainings can share the machine (a background
+#     queue, tests); the report reads each run's minutes back through its setting's rate.
+#   minutes: --train_minutes=MINUTES (the loop's wall clock less its test plays): only fair alone
+#     on the machine, trainings included; run nothing else beside it (a SIGSTOPped process is fine).
+# Run `rates` alone (pause any training with SIGSTOP): its figures are the budget of every run.
 # Each training's records (scripts/keep_records.sh) are kept in REPORT_DIR/runs/<name>.
-# Usage: scripts/amn_sweep.sh [train|evals|report ...]   (default: train report)
-# A finished run is skipped when the command is run again. A run interrupted before its end starts
-# over: its run directory is removed first (no periodic checkpoint, but a stop signal leaves one,
-# and a resume would refill the replay on the clock and learn from a different history than an
-# uninterrupted run; each run is only MINUTES long).
-# Env: SEEDS ("0 1"), MINUTES (10), EVAL_PERIOD (agent steps per game between test plays, 25000),
+# Usage: scripts/amn_sweep.sh [rates|train|evals|report ...]   (default: rates train report)
+# A finished run is skipped when the command is run again, and a setting whose rate is in RATES
+# is not measured again (remove its entry, or the file, to measure anew). A run interrupted before
+# its end starts over: its run directory is removed first (no periodic checkpoint, but a stop
+# signal leaves one, and a resume would refill the replay and learn from a different history than
+# an uninterrupted run; each run is only MINUTES long).
+# Env: SEEDS ("0 1"), MINUTES (10), BUDGET (steps), PROBE_MINUTES (3; expert-early gets 7: its
+# experts play inline for its first 20,000 steps, a different speed), RATES
+# (REPORT_DIR/rates.json), EVAL_PERIOD (agent steps per game between test plays, 25000),
 # SETTINGS (names from the list below, space-separated; default all), RUN_ROOT (runs/amn-sweep),
 # EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/amn-per-minute), PYTHON, EXTRA_FLAGS
-# (every training), EVAL_FLAGS (--eval_episodes=30, the evals step: every setting's SavedModels).
+# (every training and probe), EVAL_FLAGS (--eval_episodes=30, the evals step: every setting's SavedModels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/runs_lib.sh
@@ -24,6 +34,10 @@ root=${RUN_ROOT:-runs/amn-sweep}
 exports=${EXPORT_DIR:-runs/exports}
 report_dir=${REPORT_DIR:-docs/results/amn-per-minute}
 minutes=${MINUTES:-10}
+budget=${BUDGET:-steps}
+rates=${RATES:-$report_dir/rates.json}
+probe_minutes=${PROBE_MINUTES:-3}
+case $budget in steps|minutes) ;; *) echo "BUDGET=$budget: use steps or minutes" >&2; exit 2 ;; esac
 eval_period=${EVAL_PERIOD:-25000}
 read -r -a seeds <<< "${SEEDS:-0 1}"
 # The reference is the defaults (learning rate 1e-3 since 2026-12-06; runs kept from before then
@@ -49,21 +63,44 @@ for name in "${settings[@]}"; do
   [ -n "${setting_flags[$name]+set}" ] || { echo "unknown setting $name: use ${!setting_flags[*]}" >&2; exit 2; }
 done
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(train report)
+if [ ${#steps[@]} -eq 0 ]; then
+  steps=(train report)
+  [ "$budget" = minutes ] || steps=(rates "${steps[@]}")
+fi
+rates_flag=()
+[ "$budget" = minutes ] || rates_flag=(--report_rates="$rates")
 
 for step in "${steps[@]}"; do
   case $step in
+    rates)
+      if [ "$budget" = minutes ]; then echo "BUDGET=minutes trains by the clock: there are no rates to measure" >&2; exit 2; fi
+      for name in "${settings[@]}"; do
+        if [ -f "$rates" ] && "$python" benchmarks/amn_rate.py --name="$name" --rates_json="$rates" --measured; then
+          echo "$name: rate measured already ($rates)"; continue
+        fi
+        probe=$probe_minutes
+        [ "$name" != expert-early ] || probe=$(awk -v p="$probe_minutes" 'BEGIN { print (p > 7 ? p : 7) }')
+        # shellcheck disable=SC2086  # the setting's flags are words
+        "$python" benchmarks/amn_rate.py --name="$name" --rates_json="$rates" --probe_minutes="$probe" \
+          -- ${setting_flags[$name]} ${EXTRA_FLAGS:-}
+      done ;;
     train)
       for seed in "${seeds[@]}"; do
         for name in "${settings[@]}"; do
           run="$name-seed$seed"
           trained_elsewhere "$root/$run" "$report_dir/$run-eval.json" && continue
           if [ -d "$root/$run" ] && ! grep -qs '"finished": true' "$root/$run"/checkpoints/*/state.json; then
-            echo "$run: interrupted before its end: starting over (a resume would refill its replay on the clock)"
+            echo "$run: interrupted before its end: starting over (a resume would refill its replay and learn from another history)"
             rm -rf "${root:?}/$run"
           fi
+          if [ "$budget" = steps ]; then
+            amn_steps=$("$python" benchmarks/amn_rate.py --name="$name" --rates_json="$rates" --steps_for="$minutes")
+            run_budget=(--amn_steps="$amn_steps")
+          else
+            run_budget=(--train_minutes="$minutes" --amn_steps=2000000)
+          fi
           # shellcheck disable=SC2086  # the setting's flags are words
-          "$python" -m amn_tf.main --mode=amn --train_minutes="$minutes" --amn_steps=2000000 \
+          "$python" -m amn_tf.main --mode=amn "${run_budget[@]}" \
             --checkpoint_period=100000000 --amn_eval_period="$eval_period" --seed="$seed" --run_dir="$root/$run" --amn_name="$run" \
             --export_dir="$exports" ${setting_flags[$name]} ${EXTRA_FLAGS:-}
           scripts/keep_records.sh "$root/$run" "$(kept "$run")"
@@ -91,7 +128,8 @@ for step in "${steps[@]}"; do
       [ ${#runs[@]} -gt 0 ] || { echo "no kept runs in $report_dir/runs yet: train first" >&2; exit 2; }
       "$python" -m amn_tf.main --mode=report --report_runs="$(IFS=,; echo "${runs[*]}")" \
         ${evals[0]:+--report_evals="$(IFS=,; echo "${evals[*]}")"} --report_per_minute \
+        "${rates_flag[@]}" \
         --report_dir="$report_dir" ;;
-    *) echo "unknown step $step: use train, evals or report" >&2; exit 2 ;;
+    *) echo "unknown step $step: use rates, train, evals or report" >&2; exit 2 ;;
   esac
 done

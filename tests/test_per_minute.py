@@ -79,6 +79,88 @@ def test_the_table_through_report(tmp_path):
     assert "| reference | 45% | 100% |" in text  # Pong (90 + 0) / 2, Boxing (125 + 75) / 2
 
 
+RATE = {"probe_minutes": 3.0, "probe_frames": 60_000, "frames_per_second": 400.0}
+
+
+def test_a_rate_gives_frames_for_minutes_and_minutes_back_for_frames():
+    # 3 minutes reached 60,000 frames per game; 7 more minutes at 400 frames/s add 168,000
+    assert per_minute.frames_in(RATE, 10.0) == pytest.approx(228_000)
+    assert per_minute.minutes_for(RATE, 228_000) == pytest.approx(10.0)
+    assert per_minute.minutes_for(RATE, 60_000 + 24_000) == pytest.approx(4.0)
+    assert per_minute.setting_name("batch32-seed11") == "batch32"
+    assert per_minute.setting_name("lr2.5e-4-seed0") == "lr2.5e-4"
+
+
+def _rates(tmp_path, **settings):
+    path = tmp_path / "rates.json"
+    path.write_text(json.dumps({"settings": settings}))
+    return str(path)
+
+
+def test_step_budget_runs_read_their_minutes_through_their_settings_rate(tmp_path):
+    """Runs trained by step budgets beside other work: their wall clocks (here 3,000 s) say
+    nothing; their frames through the setting's rate measured alone give the minutes."""
+    runs = [_run(tmp_path, "reference-seed0", 0, {"Pong": 18.0, "Boxing": 50.0}, 3000.0, (30.0, 30.0),
+                 train_minutes=None, amn_steps=20_000),
+            _run(tmp_path, "batch32-seed0", 0, {"Pong": 16.0, "Boxing": 32.0}, 3000.0, (15.0, 15.0),
+                 train_minutes=None, amn_steps=20_000, batch_per_game=32)]
+    # both reached 80,000 frames: reference at 400 frames/s from 60,000 at 3 minutes (3 + 20,000 / 24,000
+    # = 3.83 minutes); batch32 at 200 frames/s from 20,000 at 2 minutes (2 + 60,000 / 12,000 = 7.0)
+    rates = _rates(tmp_path, reference=RATE,
+                   batch32={"probe_minutes": 2.0, "probe_frames": 20_000, "frames_per_second": 200.0})
+    out = tmp_path / "out"
+    entry.run(config_lib.ReportConfig(tuple(runs), str(out), per_minute=True, rates=rates))
+    text = (out / "amn_per_minute.md").read_text()
+    assert "| reference | 1 | 3.8 | 400 | 80,000 | 3,000 | 2.0 | 98% |" in text
+    assert "| batch_per_game 32 | 1 | 7.0 | 200 | 80,000 | 3,000 | 2.0 | 85% |" in text
+    assert "measured alone on the machine by `benchmarks/amn_rate.py`" in text
+
+
+def test_a_step_budget_run_without_its_settings_rate_is_refused_before_writing(tmp_path):
+    runs = [_run(tmp_path, "reference-seed0", 0, {"Pong": 18.0, "Boxing": 50.0}, 600.0, (30.0, 30.0),
+                 train_minutes=None),
+            _run(tmp_path, "envs8-seed0", 0, {"Pong": 18.0, "Boxing": 50.0}, 600.0, (30.0, 30.0),
+                 train_minutes=None, num_envs=8)]
+    out = tmp_path / "out"
+    with pytest.raises(config_lib.ConfigError, match="no rate for setting 'envs8'.*scripts/amn_sweep.sh rates"):
+        entry.run(config_lib.ReportConfig(tuple(runs), str(out), per_minute=True,
+                                          rates=_rates(tmp_path, reference=RATE)))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", ["{}", '{"settings": {"reference": {"probe_minutes": 3}}}',
+                                     '{"settings": {"reference": {"probe_minutes": 3, "probe_frames": 1, '
+                                     '"frames_per_second": 0}}}', "not json"])
+def test_a_bad_rates_file_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "rates.json"
+    path.write_text(content)
+    with pytest.raises(config_lib.ConfigError, match="is not a rates JSON of benchmarks/amn_rate.py"):
+        per_minute.load_rates(str(path))
+
+
+def test_the_probe_reads_its_steady_rate_from_the_second_half_of_its_progress_lines():
+    loop_fps = _loop_fps()
+    # (seconds, frames per game): the first lines still run fast; the second half, from the third
+    # of six, gains 3 x 4,000 frames in 30 s = 400 frames/s
+    marks = [(0.0, 4_000), (5.0, 8_000), (10.0, 12_000), (20.0, 16_000), (30.0, 20_000), (40.0, 24_000)]
+    assert loop_fps.steady_rate(marks) == pytest.approx((24_000 - 16_000) / (40 - 20))
+    assert loop_fps.steady_rate(marks[:5]) == pytest.approx((20_000 - 12_000) / (30 - 10))
+    with pytest.raises(ValueError, match="only 3 progress lines"):
+        loop_fps.steady_rate(marks[:3])
+
+
+def _loop_fps():
+    """benchmarks/loop_fps.py (no flags of its own: safe to import beside main's)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "loop_fps.py")
+    spec = importlib.util.spec_from_file_location("loop_fps", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_per_minute_needs_amn_runs(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="--report_per_minute compares AMN runs"):
         run = tmp_path / "t"
@@ -124,7 +206,81 @@ def test_the_sweep_starts_an_interrupted_run_over_and_keeps_a_finished_one(tmp_p
     recorder = tmp_path / "python"
     recorder.write_text(f"#!/bin/sh\necho \"$@\" > {called}\nexit 1\n")
     recorder.chmod(0o755)
-    result = _sweep(tmp_path, "train", SETTINGS="reference", SEEDS="0", PYTHON=str(recorder))
+    result = _sweep(tmp_path, "train", SETTINGS="reference", SEEDS="0", PYTHON=str(recorder), BUDGET="minutes")
     assert result.returncode != 0 and f"--run_dir={run}" in called.read_text()
     assert ("interrupted before its end: starting over" in result.stdout) is not finished
     assert (run / "checkpoints").exists() is finished
+
+
+def _recorder(tmp_path):
+    """A PYTHON for the sweep script that runs benchmarks/amn_rate.py's lookups (--steps_for,
+    --measured) for real and, for anything else (a training, a probe), records its arguments in
+    ``called`` and fails (ending the script)."""
+    import sys
+
+    called = tmp_path / "called"
+    recorder = tmp_path / "python"
+    recorder.write_text(f"""#!/bin/sh
+case "$*" in *--steps_for=*|*--measured*) exec {sys.executable} "$@" ;; esac
+echo "$@" >> {called}
+exit 1
+""")
+    recorder.chmod(0o755)
+    return str(recorder), called
+
+
+def test_the_sweep_trains_each_setting_for_the_steps_its_rate_gives(tmp_path):
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "rates.json").write_text(json.dumps({"settings": {"reference": RATE}}))
+    recorder, called = _recorder(tmp_path)
+    result = _sweep(tmp_path, "train", SETTINGS="reference", SEEDS="0", PYTHON=recorder)
+    # 10 minutes at RATE: 228,000 frames per game = 57,000 agent steps
+    assert result.returncode != 0, result.stderr
+    command = called.read_text()
+    assert "--mode=amn --amn_steps=57000 " in command and "--train_minutes" not in command
+
+
+def test_the_sweep_without_a_settings_rate_stops_before_training(tmp_path):
+    recorder, called = _recorder(tmp_path)
+    result = _sweep(tmp_path, "train", SETTINGS="reference", SEEDS="0", PYTHON=recorder)
+    assert result.returncode != 0 and "scripts/amn_sweep.sh rates" in result.stderr
+    assert not called.exists() and not (tmp_path / "runs" / "reference-seed0").exists()
+
+
+def test_the_sweep_measures_only_the_rates_it_lacks(tmp_path):
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "rates.json").write_text(json.dumps({"settings": {"reference": RATE}}))
+    recorder, called = _recorder(tmp_path)
+    result = _sweep(tmp_path, "rates", SETTINGS="reference batch32", PYTHON=recorder)
+    assert "reference: rate measured already" in result.stdout
+    probe = called.read_text()  # the one probe run (the recorder fails it, ending the script)
+    assert probe.startswith("benchmarks/amn_rate.py --name=batch32 ") and probe.rstrip().endswith(
+        "-- --batch_per_game=32"), probe
+
+
+def test_the_sweep_by_the_clock_has_no_rates_to_measure(tmp_path):
+    result = _sweep(tmp_path, "rates", BUDGET="minutes")
+    assert result.returncode == 2 and "no rates to measure" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_probe_measures_a_real_amn_and_its_rate_gives_the_sweeps_steps(tmp_path):
+    """benchmarks/amn_rate.py on two shipped experts for a few seconds of training: a rate entry
+    the report and the sweep read, and --steps_for equal to frames_in / 4."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rates = tmp_path / "rates.json"
+    flags = ["--experts=saved_models/experts/Pong/1,saved_models/experts/Boxing/1", "--amn_learning_starts=50"]
+    base = [sys.executable, "benchmarks/amn_rate.py", "--name=tiny", f"--rates_json={rates}"]
+    probe = subprocess.run([*base, "--probe_minutes=0.5", "--log_steps=10", "--", *flags], cwd=root,
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    rate = per_minute.load_rates(str(rates))["tiny"]
+    assert rate["probe_minutes"] >= 0.5 and rate["probe_frames"] > 0 and rate["frames_per_second"] > 0
+    assert rate["progress_lines"] >= 4 and rate["flags"] == " ".join(flags)
+    steps = subprocess.run([*base, "--steps_for=2"], cwd=root, capture_output=True, text=True)
+    assert int(steps.stdout) == round(per_minute.frames_in(rate, 2.0) / 4)
+    assert not list(tmp_path.glob("*.partial"))

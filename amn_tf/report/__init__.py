@@ -23,7 +23,7 @@ curves the tables share), one module per table (``amn_table``: Table 1 of AMN ru
 ``transfer_table``: Table 2 and the rankings; ``saved_models``: Table 1 through the SavedModels;
 ``recipes``: the expert runs and recipes; ``ablation``: the transfer ablation; ``readout``: Table 1
 read the paper's way, last 10% of test plays and max, beside the SavedModels; ``per_minute``:
-AMN settings trained for the same ``--train_minutes``, with ``--report_per_minute``), ``plots`` (every
+AMN settings trained for the same minutes, with ``--report_per_minute``), ``plots`` (every
 figure) and ``entry`` (``run``, what ``--mode=report`` calls).
 """
 

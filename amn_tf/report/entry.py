@@ -48,6 +48,7 @@ def run(config) -> dict:
     """Every table and plot ``config`` (a ``ReportConfig``) asks for; the paths written."""
     evals = [item for p in config.evals for item in load_eval(p)]  # bad JSON: before writing
     rankings = [load_ranking(p) for p in config.rankings]
+    rates = per_minute.load_rates(config.rates) if config.rates else None
     if evals and not config.run_dirs:
         os.makedirs(config.output_dir, exist_ok=True)
         return saved_models.report_evals(evals, config.output_dir)
@@ -57,16 +58,20 @@ def run(config) -> dict:
     if rankings and not transfer_dirs:
         raise config_lib.ConfigError("--report_rankings goes beside transfer runs: none of "
                                      "--report_runs is one")
+    amn_runs = [load_run(d) for d in amn_dirs]
+    if config.per_minute:
+        for amn_run in amn_runs:  # a run without its setting's rate: refused before anything is written
+            per_minute.rate_of(amn_run, rates)
     os.makedirs(config.output_dir, exist_ok=True)
     written = {}
     if amn_dirs:  # expert DQN runs beside AMN runs are the records of their experts
-        amn_runs = [load_run(d) for d in amn_dirs]
         written.update(amn_table.report_amn(amn_runs, config.output_dir))
         written["readout"] = readout.write(amn_runs, [load_dqn_run(d) for d in dqn_dirs], evals,
                                            os.path.join(config.output_dir, "table1_paper_readout.md"))
         print(f"[report] the paper's readout: {written['readout']}")
         if config.per_minute:
-            written["per_minute"] = per_minute.write(amn_runs, os.path.join(config.output_dir, "amn_per_minute.md"))
+            written["per_minute"] = per_minute.write(amn_runs, os.path.join(config.output_dir, "amn_per_minute.md"),
+                                                  rates)
             print(f"[report] distillation per minute: {written['per_minute']}")
     elif dqn_dirs:
         written.update(recipes.report_experts(dqn_dirs, config.output_dir, evals, config.reach_scores))
