@@ -20,8 +20,8 @@
 # its end starts over: its run directory is removed first (no periodic checkpoint, but a stop
 # signal leaves one, and a resume would refill the replay and learn from a different history than
 # an uninterrupted run; each run is only MINUTES long).
-# Env: SEEDS ("0 1"), MINUTES (10), BUDGET (steps), PROBE_MINUTES (3; expert-early gets 7: its
-# experts play inline for its first 20,000 steps, a different speed), RATES
+# Env: SEEDS ("0 1"), MINUTES (10), BUDGET (steps), PROBE_MINUTES (3; expert-early is probed for
+# MINUTES: its experts play inline for its first 20,000 steps, at another speed), RATES
 # (REPORT_DIR/rates.json), EVAL_PERIOD (agent steps per game between test plays, 25000),
 # SETTINGS (names from the list below, space-separated; default all), RUN_ROOT (runs/amn-sweep),
 # EXPORT_DIR (runs/exports), REPORT_DIR (docs/results/amn-per-minute), PYTHON, EXTRA_FLAGS
@@ -79,7 +79,7 @@ for step in "${steps[@]}"; do
           echo "$name: rate measured already ($rates)"; continue
         fi
         probe=$probe_minutes
-        [ "$name" != expert-early ] || probe=$(awk -v p="$probe_minutes" 'BEGIN { print (p > 7 ? p : 7) }')
+        [ "$name" != expert-early ] || probe=$minutes  # its speed changes part-way: probe the whole budget
         # shellcheck disable=SC2086  # the setting's flags are words
         "$python" benchmarks/amn_rate.py --name="$name" --rates_json="$rates" --probe_minutes="$probe" \
           -- ${setting_flags[$name]} ${EXTRA_FLAGS:-}
