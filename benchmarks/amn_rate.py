@@ -21,6 +21,8 @@ Usage: python benchmarks/amn_rate.py --name=reference --rates_json=RATES [--prob
        python benchmarks/amn_rate.py --name=reference --rates_json=RATES --steps_for=10
          (prints the agent steps per game for 10 training minutes at the measured rate)
        python benchmarks/amn_rate.py --name=reference --rates_json=RATES --measured  (exit 0: measured)
+       python benchmarks/amn_rate.py --name=lr5e-4 --rates_json=RATES --same_as=reference -- FLAGS
+         (a setting that changes nothing the speed depends on takes another's rate)
 Run the probes alone on the machine (pause any training with SIGSTOP first): the rate is the point.
 A setting whose speed changes part-way (``--amn_expert_steps``: the experts play inline first)
 needs a probe longer than that phase (the sweep gives it one).
@@ -54,6 +56,8 @@ flags.DEFINE_float("probe_minutes", 3.0, "Training minutes of the probe.", lower
 flags.DEFINE_integer("log_steps", 1000, "Agent steps per game between the probe's progress lines.", lower_bound=1)
 flags.DEFINE_boolean("measured", False, "Exit 0 when --rates_json has the setting's rate, 1 when not; "
                      "measure nothing.")
+flags.DEFINE_string("same_as", None, "Record --name with the rate measured for this setting (one that "
+                    "differs only in what does not change the speed, e.g. the learning rate); measure nothing.")
 flags.DEFINE_float("steps_for", None, "Print the agent steps per game that this many training minutes "
                    "buy the setting at its measured rate, and measure nothing.", lower_bound=0.1)
 
@@ -111,11 +115,16 @@ def main(argv):
         frames = per_minute.frames_in(rates[FLAGS.name], FLAGS.steps_for)
         print(max(1, round(frames / FRAMES_PER_STEP)))
         return
-    try:
-        entry = probe(argv[1:], FLAGS.probe_minutes, FLAGS.log_steps)
-    except (RuntimeError, ValueError) as error:
-        sys.exit(f"{FLAGS.name}: the probe failed, no rate written: {error}")
     rates = _read(FLAGS.rates_json)
+    if FLAGS.same_as:
+        if FLAGS.same_as not in rates["settings"]:
+            sys.exit(f"{FLAGS.rates_json} has no rate for {FLAGS.same_as} yet: measure it before {FLAGS.name}")
+        entry = {**rates["settings"][FLAGS.same_as], "same_as": FLAGS.same_as, "flags": shlex.join(argv[1:])}
+    else:
+        try:
+            entry = probe(argv[1:], FLAGS.probe_minutes, FLAGS.log_steps)
+        except (RuntimeError, ValueError) as error:
+            sys.exit(f"{FLAGS.name}: the probe failed, no rate written: {error}")
     rates["settings"][FLAGS.name] = entry
     rates["about"] = ("per setting: probe_frames per game reached in probe_minutes of training and the steady "
                       "frames_per_second per game after, measured alone by benchmarks/amn_rate.py; M minutes "
@@ -126,6 +135,9 @@ def main(argv):
         json.dump(rates, handle, indent=2)
         handle.write("\n")
     os.replace(partial, FLAGS.rates_json)
+    if FLAGS.same_as:
+        print(f"{FLAGS.name}: the rate of {FLAGS.same_as} ({entry['frames_per_second']:.1f} frames/s per game)")
+        return
     print(f"{FLAGS.name}: {entry['probe_frames']:,} frames per game in {entry['probe_minutes']:.2f} training "
           f"minutes, then {entry['frames_per_second']:.1f} frames/s per game ({entry['progress_lines']} "
           f"progress lines); 10 minutes buy {per_minute.frames_in(entry, 10):,.0f} frames per game "

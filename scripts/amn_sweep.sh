@@ -12,7 +12,8 @@
 #     queue, tests); the report reads each run's minutes back through its setting's rate.
 #   minutes: --train_minutes=MINUTES (the loop's wall clock less its test plays): only fair alone
 #     on the machine, trainings included; run nothing else beside it (a SIGSTOPped process is fine).
-# Run `rates` alone (pause any training with SIGSTOP): its figures are the budget of every run.
+# Run `rates` alone (pause any training with SIGSTOP): its figures are the budget of every run
+# (the learning-rate settings take the reference's rate: same FLOPs per update, no probe).
 # Each training's records (scripts/keep_records.sh) are kept in REPORT_DIR/runs/<name>.
 # Usage: scripts/amn_sweep.sh [rates|train|evals|report ...]   (default: rates train report)
 # A finished run is skipped when the command is run again, and a setting whose rate is in RATES
@@ -58,6 +59,9 @@ declare -A setting_flags=(
   [expert-actor]="--amn_actor=expert"
   [expert-early]="--amn_expert_steps=20000"
 )
+# Settings that change nothing the speed depends on (the learning rate and its schedule: the same
+# FLOPs per update) take the reference's rate in the rates step instead of a probe of their own.
+declare -A same_rate_as=([lr2.5e-4]=reference [lr5e-4]=reference [decay]=reference)
 read -r -a settings <<< "${SETTINGS:-reference lr2.5e-4 lr5e-4 decay batch32 period2 envs8 expert-actor expert-early}"
 for name in "${settings[@]}"; do
   [ -n "${setting_flags[$name]+set}" ] || { echo "unknown setting $name: use ${!setting_flags[*]}" >&2; exit 2; }
@@ -78,10 +82,11 @@ for step in "${steps[@]}"; do
         if [ -f "$rates" ] && "$python" benchmarks/amn_rate.py --name="$name" --rates_json="$rates" --measured; then
           echo "$name: rate measured already ($rates)"; continue
         fi
-        probe=$probe_minutes
-        [ "$name" != expert-early ] || probe=$minutes  # its speed changes part-way: probe the whole budget
+        probe=(--probe_minutes="$probe_minutes")
+        [ "$name" != expert-early ] || probe=(--probe_minutes="$minutes")  # its speed changes part-way: the whole budget
+        [ -z "${same_rate_as[$name]:-}" ] || probe=(--same_as="${same_rate_as[$name]}")
         # shellcheck disable=SC2086  # the setting's flags are words
-        "$python" benchmarks/amn_rate.py --name="$name" --rates_json="$rates" --probe_minutes="$probe" \
+        "$python" benchmarks/amn_rate.py --name="$name" --rates_json="$rates" "${probe[@]}" \
           -- ${setting_flags[$name]} ${EXTRA_FLAGS:-}
       done ;;
     train)

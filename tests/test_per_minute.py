@@ -214,14 +214,14 @@ def test_the_sweep_starts_an_interrupted_run_over_and_keeps_a_finished_one(tmp_p
 
 def _recorder(tmp_path):
     """A PYTHON for the sweep script that runs benchmarks/amn_rate.py's lookups (--steps_for,
-    --measured) for real and, for anything else (a training, a probe), records its arguments in
+    --measured, --same_as) for real and, for anything else (a training, a probe), records its arguments in
     ``called`` and fails (ending the script)."""
     import sys
 
     called = tmp_path / "called"
     recorder = tmp_path / "python"
     recorder.write_text(f"""#!/bin/sh
-case "$*" in *--steps_for=*|*--measured*) exec {sys.executable} "$@" ;; esac
+case "$*" in *--steps_for=*|*--measured*|*--same_as=*) exec {sys.executable} "$@" ;; esac
 echo "$@" >> {called}
 exit 1
 """)
@@ -256,6 +256,19 @@ def test_the_sweep_measures_only_the_rates_it_lacks(tmp_path):
     probe = called.read_text()  # the one probe run (the recorder fails it, ending the script)
     assert probe.startswith("benchmarks/amn_rate.py --name=batch32 ") and probe.rstrip().endswith(
         "-- --batch_per_game=32"), probe
+
+
+def test_a_learning_rate_setting_takes_the_references_rate_without_a_probe(tmp_path):
+    (tmp_path / "report").mkdir()
+    rates = tmp_path / "report" / "rates.json"
+    rates.write_text(json.dumps({"settings": {"reference": RATE}}))
+    recorder, called = _recorder(tmp_path)
+    result = _sweep(tmp_path, "rates", SETTINGS="reference lr5e-4", PYTHON=recorder)
+    assert result.returncode == 0, result.stderr
+    assert not called.exists()  # no probe ran
+    entry = json.loads(rates.read_text())["settings"]["lr5e-4"]
+    assert entry["same_as"] == "reference" and entry["flags"] == "--amn_learning_rate=0.0005"
+    assert {k: entry[k] for k in RATE} == RATE
 
 
 def test_the_sweep_by_the_clock_has_no_rates_to_measure(tmp_path):
