@@ -577,7 +577,8 @@ flags.DEFINE_boolean("report_ablation", False, "report: with transfer runs, the 
                      "output-layer treatment, AMN tau and sources, target recipe, budget) against "
                      "random init of the same recipe, instead of Table 2.")
 flags.DEFINE_boolean("report_per_minute", False, "report: with AMN runs of several settings trained "
-                     "for the same minutes (--train_minutes, or step budgets: --report_rates), amn_per_minute.md: per setting (the AMN flags "
+                     "for the same minutes (--train_minutes, or step budgets: --report_rates), "
+                     "amn_per_minute.md: per setting (the AMN flags "
                      "that differ from the first run's), its seeds' final test plays against the "
                      "experts: games at >= 80% of the expert, mean capped random-relative score.")
 flags.DEFINE_string("report_rates", None, "report: with --report_per_minute, the rates JSON of "
