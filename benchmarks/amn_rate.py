@@ -119,7 +119,9 @@ def main(argv):
     if FLAGS.same_as:
         if FLAGS.same_as not in rates["settings"]:
             sys.exit(f"{FLAGS.rates_json} has no rate for {FLAGS.same_as} yet: measure it before {FLAGS.name}")
-        entry = {**rates["settings"][FLAGS.same_as], "same_as": FLAGS.same_as, "flags": shlex.join(argv[1:])}
+        command = ["python", "benchmarks/amn_rate.py", f"--name={FLAGS.name}", f"--same_as={FLAGS.same_as}", "--", *argv[1:]]
+        entry = {**rates["settings"][FLAGS.same_as], "same_as": FLAGS.same_as, "flags": shlex.join(argv[1:]),
+                 "command": shlex.join(command)}
     else:
         try:
             entry = probe(argv[1:], FLAGS.probe_minutes, FLAGS.log_steps)
