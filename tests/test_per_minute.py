@@ -6,7 +6,7 @@ import pytest
 
 from amn_tf import config as config_lib
 from amn_tf.report import entry, per_minute
-from amn_tf.report.records import load_run
+from amn_tf.report.records import load_run, without_seed
 
 EXPERTS = {"Pong": {"mean": 20.0, "max": 21.0, "episodes": 30, "random_mean": -20.0},
            "Boxing": {"mean": 40.0, "max": 60.0, "episodes": 30, "random_mean": 0.0}}
@@ -87,8 +87,7 @@ def test_a_rate_gives_frames_for_minutes_and_minutes_back_for_frames():
     assert per_minute.frames_in(RATE, 10.0) == pytest.approx(228_000)
     assert per_minute.minutes_for(RATE, 228_000) == pytest.approx(10.0)
     assert per_minute.minutes_for(RATE, 60_000 + 24_000) == pytest.approx(4.0)
-    assert per_minute.setting_name("batch32-seed11") == "batch32"
-    assert per_minute.setting_name("lr2.5e-4-seed0") == "lr2.5e-4"
+    assert without_seed("batch32-seed11") == "batch32" and without_seed("lr2.5e-4-seed0") == "lr2.5e-4"
 
 
 def _rates(tmp_path, **settings):

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 import numpy as np
 
 from amn_tf import config as config_lib
 from amn_tf import rundirs, tables
-from amn_tf.report.records import AmnRun
+from amn_tf.report.records import AmnRun, without_seed
 
 SETTING_FLAGS = ("batch_per_game", "update_period", "amn_learning_rate", "amn_learning_rate_end", "num_envs",
                  "amn_actor", "amn_expert_steps", "amn_epsilon", "amn_network", "tau", "beta", "amn_optimizer",
@@ -51,11 +50,6 @@ def minutes_for(rate: dict, frames: float) -> float:
     return rate["probe_minutes"] + (frames - rate["probe_frames"]) / (60.0 * rate["frames_per_second"])
 
 
-def setting_name(run_name: str) -> str:
-    """The sweep's setting of a run named ``<setting>-seed<N>``."""
-    return re.sub(r"-seed\d+$", "", run_name)
-
-
 def load_rates(path: str, given_as: str = "--report_rates") -> dict:
     """``{setting: rate}`` of a rates JSON (``benchmarks/amn_rate.py``), each rate checked;
     ``given_as`` names where the path came from in the error."""
@@ -76,7 +70,7 @@ def rate_of(run: AmnRun, rates: dict | None) -> dict | None:
     a step budget (no ``--train_minutes``) and rates were given; None otherwise."""
     if not rates or run.flags.get("train_minutes") is not None:
         return None
-    name = setting_name(run.name)
+    name = without_seed(run.name)  # the sweep names its runs <setting>-seed<N>
     if name not in rates:
         raise config_lib.ConfigError(
             f"--report_rates: no rate for setting {name!r} (run {run.name}, trained by a step budget): "

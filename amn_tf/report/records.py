@@ -123,6 +123,11 @@ def run_name(run_dir: str) -> str:
     return os.path.basename(os.path.normpath(run_dir))
 
 
+def without_seed(name: str) -> str:
+    """A run's name without a trailing ``-seed<N>``: its recipe or setting."""
+    return re.sub(r"-seed[0-9]+$", "", name)
+
+
 def _json(path: str):
     with open(path) as handle:
         return json.load(handle)
@@ -173,7 +178,7 @@ def load_dqn_run(run_dir: str) -> ExpertRun:
     test plays; its label is the directory name without a trailing ``-seed<N>``."""
     _, fields = _dqn_records(run_dir, "expert", "test plays")
     name = run_name(run_dir)
-    return ExpertRun(name=name, dir=run_dir, label=re.sub(r"-seed[0-9]+$", "", name),
+    return ExpertRun(name=name, dir=run_dir, label=without_seed(name),
                      recipe_changes=rundirs.flag_changes(run_dir, RECIPE_FLAGS, RECIPE_DEFAULTS),
                      **fields)
 
