@@ -67,6 +67,12 @@ for game in Breakout RoadRunner; do  # scripts/transfer_compare.sh's report step
     --report_evals="$(ls "$D"/*-seed?-eval.json "$D"/random-play-eval.json | paste -sd,)" \
     --report_rankings="$D/rank_sources-amn-policy.json,$D/rank_sources-amn-feature.json"
 done
+# The authors' DQN recipe on RoadRunner (Table 2's first column, 4M frames), blocks of 1M frames
+RRP=$R/transfer-RoadRunner/paper
+# shellcheck disable=SC2012
+report "$RRP" --report_blocks=4 --report_runs="$(ls -d "$RRP"/runs/* | paste -sd,)" \
+  --report_evals="$(ls "$RRP"/*-seed?-eval.json | paste -sd,),$R/transfer-RoadRunner/random-play-eval.json" \
+  --report_rankings="$R/transfer-RoadRunner/rank_sources-amn-feature.json"
 
 # ---------------------------------------------------------------- the transfer ablation (Breakout)
 A=$R/transfer-Breakout/ablation  # every kept Breakout transfer run, one row per setting
