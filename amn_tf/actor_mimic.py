@@ -377,7 +377,7 @@ class AmnAgent(runner.Agent):
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
         scalars = {}
         played = evaluation.test_plays(self.students, self.games, self.protocol, c.evaluation, c.seed,
-                                       plays_so_far, c.env.backend)
+                                       plays_so_far, c.env.backend, self.label)
         for student, game, result in zip(self.students, self.games, played):
             match = experts.agreement(student, self.loaded[game], game, self.held_out[game])
             record["games"][game] = {**result.as_dict(), "agreement": match}

@@ -161,7 +161,8 @@ class DqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
         c = self.config
         result = evaluation.play(self.policy, self.game, c.env.protocol, c.evaluation.episodes,
                                  c.evaluation.epsilon, c.evaluation.num_envs, c.evaluation.max_steps,
-                                 seeds.test_play(c.seed, plays_so_far), c.env.backend)
+                                 seeds.test_play(c.seed, plays_so_far), c.env.backend,
+                                 progress=evaluation.PlayProgress(f"[{self.label}] test play"))
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, **result.as_dict()}
         return record, {"eval/mean_return": result.mean, "eval/max_return": result.max}
 

@@ -15,7 +15,7 @@ import sys
 
 from amn_tf import checkpoints, export, rundirs, seeds
 from amn_tf.config import ConfigError
-from amn_tf.evaluation import in_parallel, play, saved_model_policy
+from amn_tf.evaluation import PlayProgress, in_parallel, play, saved_model_policy
 
 
 def evaluate(config) -> dict:
@@ -74,10 +74,11 @@ def episodes(config) -> dict:
 
 def _play(config, policy, game):
     """One play of ``game`` under the run's protocol on the eval stream of ``--seed``
-    (``policy`` None: random)."""
+    (``policy`` None: random), with progress lines while it lasts long."""
+    who = "random policy" if policy is None else "eval"
     return play(policy, game, config.env.protocol, config.evaluation.episodes, config.evaluation.epsilon,
                 config.evaluation.num_envs, config.evaluation.max_steps, seeds.eval_play(config.seed),
-                config.env.backend)
+                config.env.backend, progress=PlayProgress(f"[eval] {game} ({who})"))
 
 
 def store_test_play(config, loaded, result) -> str:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import time
 from concurrent import futures
 
 import numpy as np
 
-from amn_tf import envs, faults, seeds
+from amn_tf import envs, faults, parts, seeds
 
 IDLE_ACTION = 0  # NOOP, sent to emulators that have played their quota
+PROGRESS_SECONDS = 30.0  # a play that lasts longer prints a progress line this often
 
 
 @dataclasses.dataclass
@@ -54,6 +57,71 @@ def episode_quotas(episodes: int, num_envs: int) -> list:
     return [base + (index < extra) for index in range(num_envs)]
 
 
+def steps_left(quotas, played, running, lengths, max_steps) -> tuple:
+    """The vector steps a play still needs, and whether that is only the cap's bound.
+
+    Each emulator still playing has ``quota - played`` episodes left, the first of them begun
+    ``running`` agent steps ago; the play ends with the slowest emulator. From the lengths of the
+    episodes that ended (``lengths``, agent steps): an episode not yet begun lasts their mean; the
+    running one, begun ``running`` steps ago, lasts the mean of those that outlasted it. Where no
+    ended episode tells (none ended, or none lasted as long as the running one), only the bound
+    the cap sets is known: that emulator's episodes lasting ``max_steps`` each. Returns (vector
+    steps, True when the slowest emulator's figure is that bound)."""
+    mean = min(sum(lengths) / len(lengths), max_steps) if len(lengths) else None
+    left, bound = 0.0, False
+    for quota, done, steps in zip(quotas, played, running):
+        episodes = int(quota) - int(done)
+        if episodes <= 0:
+            continue
+        longer = [length for length in lengths if length > steps]
+        if mean is None or not longer:
+            this, capped = episodes * max_steps - steps, True
+        else:
+            this, capped = sum(longer) / len(longer) - steps + (episodes - 1) * mean, False
+        if this > left or (this == left and capped):
+            left, bound = this, capped
+    return int(math.ceil(left)), bound
+
+
+class PlayProgress:
+    """Progress lines of one long play, so that a test play or an evaluation of long episodes
+    (Atlantis, Enduro, CrazyClimber: minutes) is never silent: episodes scored of the total,
+    frames played, frames/s, the ETA (``steps_left`` at the play's own vector-step rate; "at
+    most" where only the episode cap bounds it) and the latest return. At most one line
+    every ``every`` seconds, the first after ``every`` seconds: a play that ends sooner prints
+    nothing. ``write`` takes the line (print); ``clock`` (seconds) is injectable for tests."""
+
+    def __init__(self, label: str, write=print, every: float = PROGRESS_SECONDS, clock=time.monotonic):
+        self.label = label
+        self._write = write
+        self._every = every
+        self._clock = clock
+        self._start = self._last = None
+
+    def begin(self) -> None:
+        self._start = self._last = self._clock()
+
+    def update(self, iterations, quotas, played, running, returns, lengths, max_steps) -> str | None:
+        """After ``iterations`` vector steps: writes (and returns) a line when one is due."""
+        now = self._clock()
+        if self._start is None:
+            self._start = self._last = now
+        if now - self._last < self._every:
+            return None
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        active = np.asarray(played) < np.asarray(quotas)
+        frames = (int(sum(lengths)) + int(np.asarray(running)[active].sum())) * envs.FRAMES_PER_STEP
+        left, bound = steps_left(quotas, played, running, lengths, max_steps)
+        eta = parts.duration(left * elapsed / max(iterations, 1))
+        eta = f"at most {eta} (episodes to the cap)" if bound else eta
+        last = f"{returns[-1]:,.1f}" if returns else "-"
+        line = (f"{self.label}: {len(returns)}/{int(sum(quotas))} episodes | frames {frames:,} | "
+                f"{frames / elapsed:,.0f} frames/s | ETA {eta} | last episode {last}")
+        self._write(line)
+        return line
+
+
 def _test_actions(policy, obs, rng, legal, epsilon) -> np.ndarray:
     """Test play's epsilon-greedy ids (``policy`` None: uniformly random). It draws the random
     actions before the exploration coins, unlike ``policies.epsilon_greedy``, and keeps that
@@ -81,18 +149,20 @@ def in_parallel(calls: list, done=None) -> list:
     return [future.result() for future in running]
 
 
-def test_plays(policies, games, protocol, test_play, seed, plays_so_far, backend) -> list:
+def test_plays(policies, games, protocol, test_play, seed, plays_so_far, backend, label=None) -> list:
     """A training run's test play number ``plays_so_far`` of several games, ``policies[i]``
     playing ``games[i]`` under ``test_play`` (a ``config.EvalConfig``) on that game's own
-    test-play seeds, the games in parallel threads (``in_parallel``): the EvalResults in game order."""
+    test-play seeds, the games in parallel threads (``in_parallel``): the EvalResults in game order.
+    With ``label`` (the run's), a game whose play lasts long prints progress lines (``PlayProgress``)."""
     return in_parallel([functools.partial(play, policy, game, protocol, test_play.episodes, test_play.epsilon,
                                           test_play.num_envs, test_play.max_steps,
-                                          seeds.test_play(seed, plays_so_far, index), backend)
+                                          seeds.test_play(seed, plays_so_far, index), backend,
+                                          progress=PlayProgress(f"[{label}] test play of {game}") if label else None)
                         for index, (policy, game) in enumerate(zip(policies, games))])
 
 
 def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend="vector",
-         make_env=envs.make_env):
+         make_env=envs.make_env, progress=None):
     """Plays ``episodes`` episodes of ``game`` on up to ``num_envs`` emulators.
 
     Emulator k plays ``episode_quotas(episodes, num_envs)[k]`` episodes and then idles (its
@@ -109,6 +179,7 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
         (``seeds.test_play`` during training, ``seeds.eval_play`` for ``--mode=eval``):
         emulator k is seeded ``seed + k``, the exploration generator ``seed + 7919``.
       make_env: builds the batched game, ``envs.make_env``'s signature (tests pass fakes).
+      progress: a ``PlayProgress`` for this play's progress lines, or None (silent).
     Returns:
       EvalResult over the ``episodes`` scored episodes (returns in the order they ended).
     """
@@ -121,10 +192,13 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
     env = make_env(game, num_envs, dataclasses.replace(protocol, max_episode_frames=cap_frames),
                    seed, backend)
     played = np.zeros(num_envs, np.int64)
-    returns, agent_steps, capped = [], 0, 0
+    running = np.zeros(num_envs, np.int64)  # agent steps of each emulator's running episode
+    returns, lengths, capped = [], [], 0
     try:
         legal = env.legal_actions
         obs = env.reset()
+        if progress is not None:
+            progress.begin()
         # Every episode ends within max_steps agent steps, so this bounds the loop.
         for iteration in range(1, int(quotas.max()) * max_steps + 1):
             active = played < quotas
@@ -134,13 +208,17 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
             result = env.step(np.where(active, actions, IDLE_ACTION).astype(np.int32))
             if iteration == 2:
                 faults.fault_point("evaluation")
+            running += active
             for index, episode_return, length in result.episode_returns:
+                running[index] = 0
                 if played[index] < quotas[index]:
                     played[index] += 1
                     returns.append(episode_return)
-                    agent_steps += length
+                    lengths.append(length)
                     capped += bool(result.truncated[index])
             obs = result.obs
+            if progress is not None:
+                progress.update(iteration, quotas, played, running, returns, lengths, max_steps)
     finally:
         env.close()
     if (played < quotas).any():
@@ -148,7 +226,7 @@ def play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, b
                            f"agent steps (played {played.tolist()} of {quotas.tolist()})")
     array = np.asarray(returns, np.float64)
     return EvalResult(envs.canonical_game(game), float(array.mean()), float(array.std()),
-                      float(array.max()), float(array.min()), len(returns), agent_steps,
+                      float(array.max()), float(array.min()), len(returns), int(sum(lengths)),
                       [float(v) for v in returns], capped)
 
 

@@ -268,9 +268,11 @@ def _measure(loaded, game, index, protocol, test_play, seed, backend, label, rem
                                f"(stored test play: {row['stored_test_play']})")
     result = evaluation.play(evaluation.saved_model_policy(loaded, game), game, protocol,
                              test_play.episodes, test_play.epsilon, test_play.num_envs,
-                             test_play.max_steps, seeds.expert_play(seed, index), backend)
+                             test_play.max_steps, seeds.expert_play(seed, index), backend,
+                             progress=evaluation.PlayProgress(f"[{label}] expert {game}"))
     random_play = evaluation.play(None, game, protocol, test_play.episodes, 1.0, test_play.num_envs,
-                                  test_play.max_steps, seeds.random_play(seed, index), backend)
+                                  test_play.max_steps, seeds.random_play(seed, index), backend,
+                                  progress=evaluation.PlayProgress(f"[{label}] random play of {game}"))
     row = {"path": loaded.path, **result.as_dict(), "random_mean": random_play.mean}
     return row, held_out, f"expert {result.line()} | random play {random_play.mean:.1f}"
 

@@ -168,7 +168,7 @@ class MultitaskDqnAgent(multigame.EpsilonGreedyPlay, runner.Agent):
         c = self.config
         record = {"step": step, "frames": step * envs.FRAMES_PER_STEP, "games": {}}
         played = evaluation.test_plays(self.policies, self.games, c.env.protocol, c.evaluation, c.seed,
-                                       plays_so_far, c.env.backend)
+                                       plays_so_far, c.env.backend, self.label)
         for game, result in zip(self.games, played):
             record["games"][game] = {**result.as_dict(), "agreement": float("nan")}
         return record, {f"eval/{g}/mean_return": record["games"][g]["mean"] for g in self.games}

@@ -56,7 +56,7 @@ def crossed(before: int, after: int, period: int) -> bool:
     return before // period != after // period
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -123,12 +123,12 @@ class Progress:
         if eta == float("inf"):
             return "?"
         if self._test_plays is None:
-            return _duration(eta)
+            return duration(eta)
         count, each = self._test_plays(step, min(self.total_steps, int(step + self._rate * eta)))
         if not count:
-            return _duration(eta)
+            return duration(eta)
         plays = f"{count} test play{'s' if count != 1 else ''}"
-        return f"{_duration(eta + count * each)} incl. {plays}" if each else f"{_duration(eta)} + {plays}"
+        return f"{duration(eta + count * each)} incl. {plays}" if each else f"{duration(eta)} + {plays}"
 
     def line(self, step: int, fps: float, extra: str = "") -> str:
         frames = step * envs.FRAMES_PER_STEP

@@ -206,7 +206,8 @@ def _rank_row(model, game, source, index, target_features, random_mean, config) 
     else:
         result = evaluation.play(policies.amn_policy(model, head), game, config.protocol,
                                  config.episodes, config.epsilon, config.num_envs, config.max_steps,
-                                 seeds.rank_zero_shot(config.seed, index), config.backend)
+                                 seeds.rank_zero_shot(config.seed, index), config.backend,
+                                 progress=evaluation.PlayProgress(f"[rank_sources] {game}, {source}'s head"))
         score = result.mean
         gain = (score - random_mean) / (abs(random_mean) + 1.0)
     return {"source": source, "shared_actions": int(head.sum()), "zero_shot": score,
@@ -258,7 +259,8 @@ def rank_sources(config) -> list:
     target_states, _ = random_play_states(game, config.protocol, config.states, config.seed, config.backend)
     target_features = model(target_states, training=False)[1].numpy().mean(0)
     random_result = evaluation.play(None, game, config.protocol, config.episodes, 1.0, config.num_envs,
-                                    config.max_steps, config.seed, config.backend)
+                                    config.max_steps, config.seed, config.backend,
+                                    progress=evaluation.PlayProgress(f"[rank_sources] {game}, random play"))
     rows = _rank([_rank_row(model, game, source, index, target_features, random_result.mean, config)
                   for index, source in enumerate(origin["source_games"])])
     related = tables.related_sources(rows)

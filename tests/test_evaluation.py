@@ -206,19 +206,21 @@ def test_mode_eval_plays_and_names_the_eval_stream_of_its_seed(tmp_path, monkeyp
     seeds, and its eval JSON names that stream ("episodes": stream, seed, first emulator seed)."""
     from amn_tf import config, evaluate, seeds
 
-    played = []
+    played, labels = [], []
 
-    def recording_play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend):
+    def recording_play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed, backend,
+                       progress=None):
         played.append(seed)
+        labels.append(progress.label)  # long plays print progress lines
         return evaluation.play(policy, game, protocol, episodes, epsilon, num_envs, max_steps, seed,
-                               backend, make_env=fake_factory([]))
+                               backend, make_env=fake_factory([]), progress=progress)
 
     monkeypatch.setattr(evaluate, "play", recording_play)
     output = tmp_path / "eval.json"
     run = config.EvalRunConfig(None, "Pong", True, config.EnvConfig("paper", "vector", 4, 5),
                                config.EvalConfig(0.05, 3, 10, 2), str(output), 5)
     payload = evaluate.run(run)
-    assert played == [seeds.eval_play(5)]
+    assert played == [seeds.eval_play(5)] and labels == ["[eval] Pong (random policy)"]
     assert payload["episodes"] == {"stream": "eval", "seed": 5, "emulator_seed": seeds.eval_play(5)}
     assert json.loads(output.read_text())["episodes"] == payload["episodes"]
     # None of the emulators it seeded (2 here, up to seeds.BLOCK) is any training test play's
@@ -287,3 +289,82 @@ def test_games_played_in_parallel_score_as_when_played_one_after_another():
     together = evaluation.in_parallel([lambda i=i, g=g: one(i, g) for i, g in enumerate(games)])
     assert [r.as_dict() for r in together] == [r.as_dict() for r in alone]
     assert len({tuple(r.returns) for r in alone}) > 1 or len({r.agent_steps for r in alone}) > 1
+
+
+# ---------------------------------------------------------------- progress lines of long plays
+@pytest.mark.parametrize("quotas,played,running,lengths,max_steps,expected", [
+    # no episode ended yet: the cap's bound, the slowest emulator's: 2 episodes x 10 - 3 steps
+    ([2, 1], [0, 0], [3, 3], [], 10, (17, True)),
+    # ended lengths 3 and 5 (mean 4): emulator 0 has 1 episode left, begun 1 step ago: the mean
+    # of those longer than 1 step (4) - 1 = 3; emulator 1 has 2 left, the first begun 2 ago:
+    # 4 - 2 + 4 = 6
+    ([2, 2], [1, 0], [1, 2], [3, 5], 10, (6, False)),
+    # begun 5 ago: only the episodes that outlasted 5 steps tell (6 and 10: 8 - 5 = 3), the next
+    # one the mean of all (6): 9
+    ([2], [0], [5], [2, 6, 10], 20, (9, False)),
+    # running longer than any ended episode: only the cap bounds it (10 - 9)
+    ([1], [0], [9], [3, 5], 10, (1, True)),
+    # an estimate above another emulator's bound is the figure (not "at most")
+    ([2, 2], [1, 1], [9, 0], [4, 4], 10, (4, False)),
+    # emulators done with their quota count for nothing
+    ([1, 1], [1, 0], [50, 0], [4], 10, (4, False)),
+    ([1, 1], [1, 1], [0, 0], [4, 4], 10, (0, False)),
+])
+def test_steps_left_by_hand(quotas, played, running, lengths, max_steps, expected):
+    assert evaluation.steps_left(quotas, played, running, lengths, max_steps) == expected
+
+
+class Clock:
+    """Seconds that move by ``tick`` at each reading."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def test_a_long_play_prints_progress_and_a_short_one_nothing():
+    """FakeGames, 7 episodes on 3 emulators, cap 10 (quotas 3, 2, 2): emulator 0's episodes end
+    at vector steps 2, 5 and 9, emulator 1's at 6 and 13, emulator 2's at 10 and 20 (capped).
+    The clock moves 1 s per reading and a line is due every 5 s: lines at vector steps 5, 10, 15
+    and 20, with 2, 5, 6 and 7 episodes scored."""
+    lines = []
+    progress = evaluation.PlayProgress("[eval] Pong", write=lines.append, every=5.0, clock=Clock(1.0))
+    result = evaluation.play(None, "Pong", "paper", 7, 1.0, 3, 10, seed=0, make_env=fake_factory([]),
+                             progress=progress)
+    assert sorted(result.returns) == [2, 3, 4, 6, 7, 10, 10]
+    assert len(lines) == 4
+    # By vector step 5: emulator 0 ended episodes of 2 and 3 steps, nothing else: 2 of 7 scored,
+    # frames = (2 + 3 scored + 0 running on emulator 0 + 5 + 5 running) x 4 = 60, in 5 s.
+    # Emulator 0 has 1 left (mean of the ended 2 and 3: 2.5 steps); emulators 1 and 2 have run
+    # 5 steps into their first episodes, longer than any that ended: only the cap bounds them,
+    # 2 x 10 - 5 = 15 vector steps at 1 s each.
+    assert lines[0] == ("[eval] Pong: 2/7 episodes | frames 60 | 12 frames/s | "
+                        "ETA at most 0m15s (episodes to the cap) | last episode 3.0")
+    # By step 10 (ended: 2, 3, 4 on emulator 0, 6 on 1, 10 on 2): emulator 1 has 1 left, begun
+    # 4 steps ago: those longer than 4 (6, 10) -> 8 - 4 = 4; emulator 2 has 1 left, just begun:
+    # the mean of all 5 (5) -> 5 vector steps: ETA 5 s. Frames: (25 scored + 4 running) x 4.
+    assert lines[1] == ("[eval] Pong: 5/7 episodes | frames 116 | 12 frames/s | ETA 0m05s | "
+                        "last episode 10.0")
+    assert all(line.startswith("[eval] Pong: ") for line in lines)
+    scored = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    assert scored == [2, 5, 6, 7]
+    assert lines[-1].endswith("| ETA 0m00s | last episode 10.0")
+
+    quiet = []
+    evaluation.play(None, "Pong", "paper", 7, 1.0, 3, 10, seed=0, make_env=fake_factory([]),
+                    progress=evaluation.PlayProgress("[eval] Pong", write=quiet.append, every=100.0,
+                                                     clock=Clock(1.0)))
+    assert quiet == []  # a play shorter than the interval prints nothing
+
+
+def test_before_any_episode_ends_the_eta_is_the_caps_bound():
+    lines = []
+    progress = evaluation.PlayProgress("[dqn Pong] test play", write=lines.append, every=1.0, clock=Clock(1.0))
+    # One emulator, 1 episode, cap 10: its episode lasts 2 steps (FakeGames), so the first
+    # line (vector step 1) comes before it ends: 10 - 1 = 9 steps left at most, 1 s each.
+    evaluation.play(None, "Pong", "paper", 1, 1.0, 1, 10, seed=0, make_env=fake_factory([]), progress=progress)
+    assert lines[0] == ("[dqn Pong] test play: 0/1 episodes | frames 4 | 4 frames/s | "
+                        "ETA at most 0m09s (episodes to the cap) | last episode -")
