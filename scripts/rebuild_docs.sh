@@ -67,6 +67,12 @@ for game in Breakout RoadRunner; do  # scripts/transfer_compare.sh's report step
     --report_evals="$(ls "$D"/*-seed?-eval.json "$D"/random-play-eval.json | paste -sd,)" \
     --report_rankings="$D/rank_sources-amn-policy.json,$D/rank_sources-amn-feature.json"
 done
+# The authors' DQN recipe on Breakout in Table 2's form (the ablation's rung-3 runs), blocks of 1M frames
+BP=$R/transfer-Breakout/paper BA=$R/transfer-Breakout/ablation
+# shellcheck disable=SC2012
+report "$BP" --report_blocks=4 --report_runs="$(ls -d "$BA"/runs/transfer-Breakout-paper-* | paste -sd,)" \
+  --report_evals="$(ls "$BA"/paper-*-seed?-eval.json | paste -sd,),$R/transfer-Breakout/random-play-eval.json" \
+  --report_rankings="$R/transfer-Breakout/rank_sources-amn-feature.json"
 # The authors' DQN recipe on RoadRunner (Table 2's first column, 4M frames), blocks of 1M frames
 RRP=$R/transfer-RoadRunner/paper
 # shellcheck disable=SC2012
