@@ -40,6 +40,9 @@ FLAGS = flags.FLAGS
 
 BAR = 80.0  # % of the expert's mean
 ETA = re.compile(r"\| ETA (?:(\d+)h)?(?:(\d+)m)?(?:([\d.]+)s)?")
+# A test play's own progress line (evaluation.PlayProgress: "...: 3/8 episodes | ... | ETA ..."): its
+# ETA is that play's, not the run's, so it is never held against the run's clock.
+PLAY_LINE = re.compile(r": \d+/\d+ episodes \|")
 
 
 def eta_seconds(line: str) -> float | None:
@@ -52,8 +55,8 @@ def eta_seconds(line: str) -> float | None:
 
 
 def eta_errors(timed_lines: list, end: float, final_play_seconds: float | None = None) -> list:
-    """[(elapsed, predicted seconds left, actual seconds left)] of every progress line whose ETA
-    can be held against the clock; ``timed_lines`` are (seconds since start, line), ``end`` when
+    """[(elapsed, predicted seconds left, actual seconds left)] of every progress line of the run
+    whose ETA can be held against the clock (a test play's own lines are not the run's); ``timed_lines`` are (seconds since start, line), ``end`` when
     the final test play was printed. An ETA that counts everything to come is held against
     ``end``; one that leaves the untimed final test play out ("ETA 3m10s + 1 test play") against
     the training still to come, up to ``end`` less that test play's ``final_play_seconds`` (its
@@ -61,6 +64,8 @@ def eta_errors(timed_lines: list, end: float, final_play_seconds: float | None =
     plays ahead)."""
     out = []
     for at, line in timed_lines:
+        if PLAY_LINE.search(line):
+            continue
         predicted = eta_seconds(line)
         plays = re.search(r"\| ETA [^|]* \+ (\d+) test play", line)
         if predicted is None:

@@ -16,6 +16,8 @@ def test_eta_is_read_as_the_progress_line_prints_it():
     assert main_job.eta_seconds("| 900 frames/s | ETA 3m10s incl. 2 test plays | x") == 190
     assert main_job.eta_seconds("| ETA ? | x") is None and main_job.eta_seconds("no eta here") is None
     lines = [(10.0, "| ETA 5m00s | a"), (20.0, "| ETA 4m00s + 1 test play | b"), (70.0, "| ETA 1m00s incl. 1 test play")]
+    # A test play's own progress line (during the final test play) is that play's ETA, not the run's.
+    lines.append((300.0, "[amn a+b] test play of a: 3/8 episodes | frames 9,000 | 300 frames/s | ETA 0m20s | x"))
     # The line that leaves its untimed test play out is not held against the ETA ...
     assert main_job.eta_errors(lines, 310.0) == [(10.0, 300.0, 300.0), (70.0, 60.0, 240.0)]
     # ... unless the final test play's seconds are known: then against the training left before it
