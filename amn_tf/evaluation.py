@@ -63,21 +63,25 @@ def steps_left(quotas, played, running, lengths, max_steps) -> tuple:
     Each emulator still playing has ``quota - played`` episodes left, the first of them begun
     ``running`` agent steps ago; the play ends with the slowest emulator. From the lengths of the
     episodes that ended (``lengths``, agent steps): an episode not yet begun lasts their mean; the
-    running one, begun ``running`` steps ago, lasts the mean of those that outlasted it. Where no
-    ended episode tells (none ended, or none lasted as long as the running one), only the bound
-    the cap sets is known: that emulator's episodes lasting ``max_steps`` each. Returns (vector
-    steps, True when the slowest emulator's figure is that bound)."""
+    running one, begun ``running`` steps ago, lasts the mean of those that outlasted it, or, when
+    it has outlasted them all, one mean more (the memoryless guess: nothing ended tells how much
+    longer it runs). No emulator's figure passes the bound the episode cap sets (its episodes
+    lasting ``max_steps`` each), which is all that is known before any episode has ended.
+    Returns (vector steps, True when the slowest emulator's figure is that bound)."""
     mean = min(sum(lengths) / len(lengths), max_steps) if len(lengths) else None
     left, bound = 0.0, False
     for quota, done, steps in zip(quotas, played, running):
         episodes = int(quota) - int(done)
         if episodes <= 0:
             continue
-        longer = [length for length in lengths if length > steps]
-        if mean is None or not longer:
-            this, capped = episodes * max_steps - steps, True
+        cap = episodes * max_steps - steps
+        if mean is None:
+            this, capped = cap, True
         else:
-            this, capped = sum(longer) / len(longer) - steps + (episodes - 1) * mean, False
+            longer = [length for length in lengths if length > steps]
+            running_left = sum(longer) / len(longer) - steps if longer else mean
+            guess = running_left + (episodes - 1) * mean
+            this, capped = (cap, True) if cap <= guess else (guess, False)
         if this > left or (this == left and capped):
             left, bound = this, capped
     return int(math.ceil(left)), bound
@@ -87,7 +91,7 @@ class PlayProgress:
     """Progress lines of one long play, so that a test play or an evaluation of long episodes
     (Atlantis, Enduro, CrazyClimber: minutes) is never silent: episodes scored of the total,
     frames played, frames/s, the ETA (``steps_left`` at the play's own vector-step rate; "at
-    most" where only the episode cap bounds it) and the latest return. At most one line
+    most" where the episode cap bounds it, as before any episode has ended) and the latest return. At most one line
     every ``every`` seconds, the first after ``every`` seconds: a play that ends sooner prints
     nothing. ``write`` takes the line (print); ``clock`` (seconds) is injectable for tests."""
 

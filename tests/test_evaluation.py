@@ -302,7 +302,8 @@ def test_games_played_in_parallel_score_as_when_played_one_after_another():
     # begun 5 ago: only the episodes that outlasted 5 steps tell (6 and 10: 8 - 5 = 3), the next
     # one the mean of all (6): 9
     ([2], [0], [5], [2, 6, 10], 20, (9, False)),
-    # running longer than any ended episode: only the cap bounds it (10 - 9)
+    # running longer than any ended episode: one mean more (4), unless the cap comes first (10 - 9)
+    ([1], [0], [9], [3, 5], 20, (4, False)),
     ([1], [0], [9], [3, 5], 10, (1, True)),
     # an estimate above another emulator's bound is the figure (not "at most")
     ([2, 2], [1, 1], [9, 0], [4, 4], 10, (4, False)),
@@ -339,10 +340,10 @@ def test_a_long_play_prints_progress_and_a_short_one_nothing():
     # By vector step 5: emulator 0 ended episodes of 2 and 3 steps, nothing else: 2 of 7 scored,
     # frames = (2 + 3 scored + 0 running on emulator 0 + 5 + 5 running) x 4 = 60, in 5 s.
     # Emulator 0 has 1 left (mean of the ended 2 and 3: 2.5 steps); emulators 1 and 2 have run
-    # 5 steps into their first episodes, longer than any that ended: only the cap bounds them,
-    # 2 x 10 - 5 = 15 vector steps at 1 s each.
-    assert lines[0] == ("[eval] Pong: 2/7 episodes | frames 60 | 12 frames/s | "
-                        "ETA at most 0m15s (episodes to the cap) | last episode 3.0")
+    # 5 steps into their first episodes, longer than any that ended: one mean more (2.5) and
+    # their second episode (2.5): 5 vector steps at 1 s each (under the cap's 2 x 10 - 5).
+    assert lines[0] == ("[eval] Pong: 2/7 episodes | frames 60 | 12 frames/s | ETA 0m05s | "
+                        "last episode 3.0")
     # By step 10 (ended: 2, 3, 4 on emulator 0, 6 on 1, 10 on 2): emulator 1 has 1 left, begun
     # 4 steps ago: those longer than 4 (6, 10) -> 8 - 4 = 4; emulator 2 has 1 left, just begun:
     # the mean of all 5 (5) -> 5 vector steps: ETA 5 s. Frames: (25 scored + 4 running) x 4.
