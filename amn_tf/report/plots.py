@@ -113,8 +113,16 @@ def amn_curves(runs, path: str) -> None:
         axis.set_xlabel("frames per game (millions)")
         axis.set_ylabel("mean test return")
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    _save(figure, path)
+    # One legend for the figure, below the panels: inside a panel, a run's long name (the main
+    # job's is every game's) covered the curves and stretched the grid apart.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    columns = min(len(labels), 2)
+    legend_rows = -(-len(labels) // columns)
+    reserve = (0.22 * legend_rows + 0.15) / figure.get_figheight()
+    figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, reserve, 1, 1))
+    figure.savefig(path, dpi=110)
+    pyplot().close(figure)
 
 
 def expert_curves(runs, path: str) -> None:
