@@ -123,6 +123,11 @@ lr_evals=("$R/main-job/defaults-40k/main-job-eval.json")
 for run in "$L"/runs/*; do lr_runs+=("$run") lr_evals+=("$L/$(basename "$run")-eval.json"); done
 report "$L" --report_runs="$(list "${lr_runs[@]}")" \
   --report_evals="$(list "${lr_evals[@]}"),$(experts_of Boxing Breakout CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders)"
+# Today's defaults given 15 minutes' worth of agent steps, beside the 48k-step default (its README)
+M=$R/main-job
+report "$M/defaults-76k-steps" --report_runs="$(list "$M/defaults-48k-thread/runs/amn-Boxing-Breakout-CrazyClimber-DemonAttack-Enduro-Pong-Seaquest-SpaceInvaders" "$M/defaults-76k-steps/runs/mainjob-76k")" \
+  --report_evals="$(list "$M/defaults-48k-thread/main-job-eval.json" "$M/defaults-76k-steps/main-job-eval.json"),$(
+  experts_of Boxing Breakout CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders)"
 # The SavedModel tables need only eval JSONs (docs/results/table1/README.md, five-games/README.md).
 report "$R/table1" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Seaquest),$R/table1/amn-cpu-eval.json"
 report "$R/table1/five-games" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Pong Seaquest),$(
