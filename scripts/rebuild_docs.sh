@@ -67,18 +67,18 @@ for game in Breakout RoadRunner; do  # scripts/transfer_compare.sh's report step
     --report_evals="$(ls "$D"/*-seed?-eval.json "$D"/random-play-eval.json | paste -sd,)" \
     --report_rankings="$D/rank_sources-amn-policy.json,$D/rank_sources-amn-feature.json"
 done
-# The authors' DQN recipe on Breakout in Table 2's form (the ablation's rung-3 runs), blocks of 1M frames
-BP=$R/transfer-Breakout/paper BA=$R/transfer-Breakout/ablation
+# The authors' DQN recipe (Table 2's first column, 4M frames) in blocks of 1M frames, with the
+# AMN-feature ranking: Breakout's from the ablation's rung-3 runs, RoadRunner's from its own folder.
+paper_table2() {  # game, published dir, run dirs (comma list), eval JSONs (comma list)
+  report "$2" --report_blocks=4 --report_runs="$3" --report_evals="$4,$R/transfer-$1/random-play-eval.json" \
+    --report_rankings="$R/transfer-$1/rank_sources-amn-feature.json"
+}
+BA=$R/transfer-Breakout/ablation RRP=$R/transfer-RoadRunner/paper
 # shellcheck disable=SC2012
-report "$BP" --report_blocks=4 --report_runs="$(ls -d "$BA"/runs/transfer-Breakout-paper-* | paste -sd,)" \
-  --report_evals="$(ls "$BA"/paper-*-seed?-eval.json | paste -sd,),$R/transfer-Breakout/random-play-eval.json" \
-  --report_rankings="$R/transfer-Breakout/rank_sources-amn-feature.json"
-# The authors' DQN recipe on RoadRunner (Table 2's first column, 4M frames), blocks of 1M frames
-RRP=$R/transfer-RoadRunner/paper
+paper_table2 Breakout "$R/transfer-Breakout/paper" "$(ls -d "$BA"/runs/transfer-Breakout-paper-* | paste -sd,)" \
+  "$(ls "$BA"/paper-*-seed?-eval.json | paste -sd,)"
 # shellcheck disable=SC2012
-report "$RRP" --report_blocks=4 --report_runs="$(ls -d "$RRP"/runs/* | paste -sd,)" \
-  --report_evals="$(ls "$RRP"/*-seed?-eval.json | paste -sd,),$R/transfer-RoadRunner/random-play-eval.json" \
-  --report_rankings="$R/transfer-RoadRunner/rank_sources-amn-feature.json"
+paper_table2 RoadRunner "$RRP" "$(ls -d "$RRP"/runs/* | paste -sd,)" "$(ls "$RRP"/*-seed?-eval.json | paste -sd,)"
 
 # ---------------------------------------------------------------- the transfer ablation (Breakout)
 A=$R/transfer-Breakout/ablation  # every kept Breakout transfer run, one row per setting
