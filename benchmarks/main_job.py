@@ -59,9 +59,9 @@ def eta_errors(timed_lines: list, end: float, final_play_seconds: float | None =
     whose ETA can be held against the clock (a test play's own lines are not the run's);
     ``timed_lines`` are (seconds since start, line), ``end`` when the final test play was printed.
     An ETA that counts everything to come is held against ``end``; one that leaves the untimed
-    final test play out ("ETA 3m10s + 1 test play") against the training still to come, up to ``end`` less that test play's ``final_play_seconds`` (its
-    record's ``test_play_seconds``; None: such lines are left out, as are lines with more test
-    plays ahead)."""
+    final test play out ("ETA 3m10s + 1 test play") against the training still to come, up to
+    ``end`` less that test play's ``final_play_seconds`` (its record's ``test_play_seconds``;
+    None: such lines are left out, as are lines with more test plays ahead)."""
     out = []
     for at, line in timed_lines:
         if PLAY_LINE.search(line):
