@@ -103,13 +103,12 @@ class PlayProgress:
         self._start = self._last = None
 
     def begin(self) -> None:
+        """The play starts now (``play`` calls it once its emulators are reset)."""
         self._start = self._last = self._clock()
 
     def update(self, iterations, quotas, played, running, returns, lengths, max_steps) -> str | None:
         """After ``iterations`` vector steps: writes (and returns) a line when one is due."""
         now = self._clock()
-        if self._start is None:
-            self._start = self._last = now
         if now - self._last < self._every:
             return None
         self._last = now

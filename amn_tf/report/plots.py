@@ -33,8 +33,9 @@ def _grid(count: int, most: int, width: float, height: float):
     return figure, axes
 
 
-def _save(figure, path):
-    figure.tight_layout()
+def _save(figure, path, rect=None):
+    """Laid out (within ``rect`` of the figure, when given), written, closed."""
+    figure.tight_layout(rect=rect)
     figure.savefig(path, dpi=110)
     pyplot().close(figure)
 
@@ -120,9 +121,7 @@ def amn_curves(runs, path: str) -> None:
     legend_rows = -(-len(labels) // columns)
     reserve = (0.22 * legend_rows + 0.15) / figure.get_figheight()
     figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, reserve, 1, 1))
-    figure.savefig(path, dpi=110)
-    pyplot().close(figure)
+    _save(figure, path, rect=(0, reserve, 1, 1))
 
 
 def expert_curves(runs, path: str) -> None:
