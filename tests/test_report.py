@@ -60,22 +60,37 @@ def test_table2_blocks_spread_reach_and_ratio():
     # Blocks of 200k frames: random seed 0 -> (1.5, 7), seed 1 -> (2.5, 10): mean 2.0 +- 0.5, 8.5 +- 1.5.
     # Random init's mean curve 1, 3, 5, 12 reaches 6 at 400k; amn-policy's 2, 5, 10, 18 at 300k.
     # Per seed: random seed 0 first reaches 6 at 400k, seed 1 (6.0 at 300k) at 300k.
-    assert _row(table, "random") == "| random | 2 | 2.0 +- 0.5 | 8.5 +- 1.5 | 400,000 | - | 400,000, 300,000 |"
+    # Random init's mean curve stays above 6 from 400k (its only test play there); amn-policy's from
+    # 300k: 0.75 of random init's.
+    assert _row(table, "random") == ("| random | 2 | 2.0 +- 0.5 | 8.5 +- 1.5 | 400,000 | - | 400,000 "
+                                     "| 400,000, 300,000 |")
     # amn-policy blocks: seed 0 (5, 14.5), seed 1 (2, 13.5): 3.5 +- 1.5, 14.0 +- 0.5, best in both.
     assert _row(table, "amn-policy") == ("| amn-policy | 2 | **3.5 +- 1.5** | **14.0 +- 0.5** |"
-                                         " 300,000 | 0.75 | 200,000, 300,000 |")
+                                         " 300,000 | 0.75 | 300,000 (0.75) | 200,000, 300,000 |")
     # amn-feature: mean curve 1, 1, 1, 15.5 reaches 6 at 400k (only thanks to seed 1).
-    assert _row(table, "amn-feature").endswith("| 400,000 | 1.00 | -, 400,000 |")
+    assert _row(table, "amn-feature").endswith("| 400,000 | 1.00 | 400,000 (1.00) | -, 400,000 |")
     assert "Random play (uniform legal actions): 1.2." in table
     assert "not above random play" not in table
 
 
 def test_table2_when_random_init_never_reaches_the_score():
     table = report.table2(report._group(RUNS), blocks=2, reach=16.0, random_play={"Breakout": 20.0})
-    assert _row(table, "random").endswith("| not reached | - | -, - |")
-    assert _row(table, "amn-policy").endswith("| 400,000 | < 1 (random init never reached it) | 400,000, 400,000 |")
-    assert _row(table, "amn-feature").endswith("| not reached | - | -, 400,000 |")
+    assert _row(table, "random").endswith("| not reached | - | not reached | -, - |")
+    assert _row(table, "amn-policy").endswith("| 400,000 | < 1 (random init never reached it) "
+                                              "| 400,000 (< 1: random init never stays above it) | 400,000, 400,000 |")
+    assert _row(table, "amn-feature").endswith("| not reached | - | not reached | -, 400,000 |")
     assert "The reach score 16.0 is not above random play" in table
+
+
+def test_table2_stays_above_from_does_not_count_a_reach_the_curve_falls_back_from():
+    # Zero-shot play above the reach score that learning then wipes out: its mean curve 8, 3, 3, 9
+    # first reaches 6 at 100k (0.25 of random init's 400k) but stays above it only from 400k (1.00).
+    runs = RUNS + [_run("amn-zs", 0, [9.0, 2.0, 3.0, 10.0]), _run("amn-zs", 1, [7.0, 4.0, 3.0, 8.0])]
+    table = report.table2(report._group(runs), blocks=2)
+    assert "| 100,000 | 0.25 | 400,000 (1.00) | 100,000, 100,000 |" in _row(table, "amn-zs")
+    # A curve whose last test play is under the reach score never stays above it.
+    dips = RUNS + [_run("amn-dip", 0, [7.0, 8.0, 9.0, 5.0])]
+    assert "| 100,000 | 0.25 | not reached | 100,000 |" in _row(report.table2(report._group(dips), blocks=2), "amn-dip")
 
 
 def test_table2_single_seed_has_no_spread_and_missing_blocks_show_a_dash():

@@ -28,8 +28,10 @@ INTRO = ("# Table 2 at CPU scale\n",
          "frames (emulator frames), mean over seeds +- their standard deviation; best mean "
          "per column in bold. 'frames to reach': the first evaluation at which the seeds' "
          "mean test score is at or above the reach score, and its ratio to random init's "
-         "(under 1: fewer frames than random init); 'per seed': each seed's own first "
-         "evaluation at or above it ('-': never).\n")
+         "(under 1: fewer frames than random init); 'stays above from': the first evaluation "
+         "of the seeds' mean curve after which it never falls under the reach score, and its "
+         "ratio to random init's (a reach that zero-shot play or one lucky test play cannot "
+         "fake); 'per seed': each seed's own first evaluation at or above it ('-': never).\n")
 FINALS_NOTE = ("'final, SavedModel': each seed's exported DQN evaluated afterwards "
                "(`--mode=eval --output_json`, --report_evals), mean over seeds of the "
                "per-seed means, with the per-seed means in brackets.\n")
@@ -89,6 +91,7 @@ class Game:
     target: float
     why: str
     reached: dict
+    stays: dict
     finals: dict  # (game, init) -> per-seed SavedModel results
     random_play: float | None
 
@@ -106,8 +109,10 @@ def figures(game, by_init, blocks, reach=None, saved_finals=None, random_play=No
             spreads[init] = np.nanstd(per_seed, axis=0)
         best = np.nanmax(np.stack(list(means.values())), axis=0)
     target, why = reach_score(by_init, reach)
-    reached = {init: curves.frames_to_reach(curves.mean_curve(runs), target) for init, runs in by_init.items()}
-    return Game(game, by_init, blocks, block_frames, means, spreads, best, target, why, reached,
+    mean_curves = {init: curves.mean_curve(runs) for init, runs in by_init.items()}
+    reached = {init: curves.frames_to_reach(curve, target) for init, curve in mean_curves.items()}
+    stays = {init: curves.frames_staying_above(curve, target) for init, curve in mean_curves.items()}
+    return Game(game, by_init, blocks, block_frames, means, spreads, best, target, why, reached, stays,
                 saved_finals or {}, (random_play or {}).get(game))
 
 
@@ -151,13 +156,27 @@ def _reach_cell(row: Row) -> str:
     return f"{frames:,.0f}" if frames is not None else "not reached"
 
 
-def _ratio_cell(row: Row) -> str:
-    frames, reached = row.game.reached[row.init], row.game.reached
-    if row.init == "random" or "random" not in reached or frames is None:
+def _ratio_to_random(init: str, frames_by_init: dict, never: str = "< 1 (random init never reached it)") -> str:
+    """``init``'s frames against random init's in ``frames_by_init`` ('-': random init itself,
+    no random-init runs, or ``init`` never got there; ``never``: the cell when random init never got there)."""
+    frames = frames_by_init[init]
+    if init == "random" or "random" not in frames_by_init or frames is None:
         return "-"
-    if reached["random"] is None:
-        return "< 1 (random init never reached it)"
-    return f"{frames / reached['random']:.2f}"
+    if frames_by_init["random"] is None:
+        return never
+    return f"{frames / frames_by_init['random']:.2f}"
+
+
+def _ratio_cell(row: Row) -> str:
+    return _ratio_to_random(row.init, row.game.reached)
+
+
+def _stays_cell(row: Row) -> str:
+    frames = row.game.stays[row.init]
+    if frames is None:
+        return "not reached"
+    ratio = _ratio_to_random(row.init, row.game.stays, "< 1: random init never stays above it")
+    return f"{frames:,.0f}" + ("" if ratio == "-" else f" ({ratio})")
 
 
 def _per_seed_cell(row: Row) -> str:
@@ -178,6 +197,7 @@ def columns(game: Game) -> list:
               Column("seeds", "---:", lambda row: str(len(row.runs))), *blocks,
               Column("frames to reach", "---:", _reach_cell),
               Column("ratio to random init", "---:", _ratio_cell),
+              Column("stays above from (ratio)", "---:", _stays_cell),
               Column("per seed", "---:", _per_seed_cell)]
     if any(g == game.name for g, _ in game.finals):
         listed.append(Column("final, SavedModel", "---:", _final_cell, lambda g: f"{g.random_play:.1f}"))
