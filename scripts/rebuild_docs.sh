@@ -142,6 +142,7 @@ done
 
 # ---------------------------------------------------------------- expert DQN runs and recipes
 report "$E/enduro" --report_runs="$E/enduro/runs/Enduro-seed0" --report_evals="$E/Enduro-expert.json"
+report "$E/atlantis" --report_runs="$E/atlantis/runs/Atlantis-seed0" --report_evals="$E/Atlantis-expert.json"
 report "$E/SpaceInvaders-replay1M-dueling" \
   --report_runs="$E/SpaceInvaders-replay1M-dueling/runs/SpaceInvaders-replay1M-dueling-seed0"
 X=$E/recipes-Pong-2.4M  # scripts/recipe_compare.sh's report step: seeds, then variants
@@ -163,7 +164,7 @@ X=$R/fresh-episodes  # every shipped model re-scored on --mode=eval's stream of 
 report "$X" --report_evals="$(list "$X"/experts-{Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest}-1-fresh-eval.json \
   "$E"/{Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest}-random.json "$X"/amn-amn-table1-1-fresh-eval.json)"
 fresh=()
-for game in Boxing Breakout CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders; do
+for game in Atlantis Boxing Breakout CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders; do
   fresh+=("experts/$game/1=$E/$game-expert.json=$X/experts-$game-1-fresh-eval.json")
 done
 fresh+=("amn/amn-table1/1=$R/table1/paper-games/1.2M/amn-beta0.01-seed1-eval.json=$X/amn-amn-table1-1-fresh-eval.json"
