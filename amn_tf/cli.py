@@ -135,7 +135,9 @@ flags.DEFINE_boolean("skip_nonfinite", False, "Skip updates whose loss or gradie
 # ----------------------------------------------------------------------------- AMN
 flags.DEFINE_list("experts", ["saved_models/experts"], "Expert SavedModels: paths of versions, or "
                   "directories holding <Game>/<version>/ (the newest version of each game is taken).")
-flags.DEFINE_list("games", None, "Subset of the experts' games to distill (default: all found).")
+flags.DEFINE_list("games", None, "Subset of the experts' games to distill (default: every game "
+                  "of --experts; with --experts left at the shipped directory, the paper's eight "
+                  f"Table 1 source games, {','.join(envs.TABLE1_GAMES)}).")
 flags.DEFINE_enum("amn_network", "small", ["small", "large"], "'small' (Nature DQN shape) or "
                   "'large' (the authors' transfer network).")
 flags.DEFINE_string("tau", "auto", "Temperature of the experts' Boltzmann policies softmax(Q/tau): "
@@ -446,6 +448,8 @@ def _build_amn(values):
     _require(values.batch_per_game >= 1, f"--batch_per_game must be >= 1, got {values.batch_per_game}")
     _require(bool(values.experts), "--experts is empty: give SavedModel paths or a directory")
     games = _games(values) if values.games else None
+    if games is None and not values["experts"].present:
+        games = envs.TABLE1_GAMES  # the shipped directory also holds experts the paper did not distill
     _require(values.amn_learning_rate_end is None or values.amn_learning_rate_end <= values.amn_learning_rate,
              f"--amn_learning_rate_end={values.amn_learning_rate_end} is above --amn_learning_rate="
              f"{values.amn_learning_rate}: the schedule decays from the one to the other; give a smaller "

@@ -34,6 +34,9 @@ FRAME_SHAPE = (84, 84)
 STACK = 4
 OBSERVATION_SHAPE = (84, 84, STACK)
 FRAMES_PER_STEP = 4  # action repeat: one agent step is 4 emulator frames
+# The paper's eight Table 1 source games: what --mode=amn distills from the shipped experts when
+# neither --games nor --experts is given (saved_models/experts/ ships others too, e.g. DemonAttack).
+TABLE1_GAMES = ("Atlantis", "Boxing", "Breakout", "CrazyClimber", "Enduro", "Pong", "Seaquest", "SpaceInvaders")
 
 
 class UnknownGameError(ValueError):

@@ -399,6 +399,23 @@ def test_amn_run_through_main_exports_and_reloads(experts, tmp_path):
     assert bad.returncode != 0 and "not Seaquest" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_amn_games_default_to_the_papers_eight_only_from_the_shipped_directory(experts):
+    """With --experts left at saved_models/experts (it ships DemonAttack too) --mode=amn distills
+    the paper's eight Table 1 source games; with --experts given, every game found there;
+    --games always wins."""
+    from conftest import parsed_flags
+
+    from amn_tf import cli
+
+    root, _ = experts
+    with parsed_flags("--mode=amn") as values:
+        assert cli.build(values).games == envs.TABLE1_GAMES
+    with parsed_flags("--mode=amn", f"--experts={root}/experts") as values:
+        assert cli.build(values).games is None
+    with parsed_flags("--mode=amn", "--games=pong,BOXING") as values:
+        assert cli.build(values).games == ("Pong", "Boxing")
+
+
 def test_experts_play_their_first_expert_steps_then_the_amn(experts, tmp_path, capsys):
     """--amn_expert_steps=8 (epsilon 0, --amn_acting=inline): at agent steps 0-7 every game's
     actions are its expert's greedy actions on the current observations, from step 8 the AMN's."""
