@@ -156,9 +156,10 @@ def _reach_cell(row: Row) -> str:
     return f"{frames:,.0f}" if frames is not None else "not reached"
 
 
-def _ratio_to_random(init: str, frames_by_init: dict, never: str = "< 1 (random init never reached it)") -> str:
+def _ratio_to_random(init: str, frames_by_init: dict,
+                     never: str = "< 1 (random init never reached it)") -> str:
     """``init``'s frames against random init's in ``frames_by_init`` ('-': random init itself,
-    no random-init runs, or ``init`` never got there; ``never``: the cell when random init never got there)."""
+    no random-init runs, or ``init`` never got there; ``never`` when only random init never did)."""
     frames = frames_by_init[init]
     if init == "random" or "random" not in frames_by_init or frames is None:
         return "-"
