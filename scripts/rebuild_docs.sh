@@ -128,6 +128,10 @@ M=$R/main-job
 report "$M/defaults-76k-steps" --report_runs="$(list "$M/defaults-48k-thread/runs/amn-Boxing-Breakout-CrazyClimber-DemonAttack-Enduro-Pong-Seaquest-SpaceInvaders" "$M/defaults-76k-steps/runs/mainjob-76k")" \
   --report_evals="$(list "$M/defaults-48k-thread/main-job-eval.json" "$M/defaults-76k-steps/main-job-eval.json"),$(
   experts_of Boxing Breakout CrazyClimber DemonAttack Enduro Pong Seaquest SpaceInvaders)"
+# The main job on the paper's eight source games (Atlantis in, DemonAttack out), the 48k-step default
+report "$M/paper-eight-48k" \
+  --report_runs="$M/paper-eight-48k/runs/amn-Atlantis-Boxing-Breakout-CrazyClimber-Enduro-Pong-Seaquest-SpaceInvaders" \
+  --report_evals="$M/paper-eight-48k/main-job-eval.json,$(experts_of Atlantis Boxing Breakout CrazyClimber Enduro Pong Seaquest SpaceInvaders)"
 # The SavedModel tables need only eval JSONs (docs/results/table1/README.md, five-games/README.md).
 report "$R/table1" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Seaquest),$R/table1/amn-cpu-eval.json"
 report "$R/table1/five-games" --report_evals="$(experts_of Boxing CrazyClimber DemonAttack Pong Seaquest),$(
