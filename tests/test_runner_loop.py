@@ -6,6 +6,7 @@ whose "network" is a pair of variables."""
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -362,3 +363,28 @@ def test_the_progress_rate_restarts_once_when_learning_starts(tmp_path, monkeypa
     marked.clear()
     _run(tmp_path, "more", _schedule(learning_starts=0))
     assert marked == []
+
+
+def test_checkpoint_space_warning_counts_the_checkpoints_still_to_come():
+    gb = 1_000_000_000
+    # A fresh run keeping 2 checkpoints of 7 GB of replay: saving the third holds 3 at once, 21 GB.
+    assert runner.checkpoint_space_warning(21 * gb, 7 * gb, existing=0, keep=2) is None
+    warning = runner.checkpoint_space_warning(int(2.6 * gb), 7 * gb, existing=0, keep=2)
+    assert warning.startswith("2.6 GB free under the run, but each checkpoint keeps the replay "
+                              "(--save_replay, 7.0 GB) and saving one holds up to 3 at once: 21.0 GB")
+    # Resumed with both kept checkpoints on disk: only the one being written needs room, 7 GB.
+    assert runner.checkpoint_space_warning(7 * gb, 7 * gb, existing=2, keep=2) is None
+    assert "7.0 GB are needed" in runner.checkpoint_space_warning(6 * gb, 7 * gb, existing=2, keep=2)
+    # One on disk: two more, 14 GB.
+    assert "14.0 GB are needed" in runner.checkpoint_space_warning(10 * gb, 7 * gb, existing=1, keep=2)
+
+
+def test_a_run_short_of_disk_for_its_replay_checkpoints_warns_at_its_start_and_runs(tmp_path, monkeypatch, capsys):
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(runner.shutil, "disk_usage", lambda path: usage._replace(free=0))
+    agent, summary = _run(tmp_path, "short", _schedule())
+    out = capsys.readouterr().out
+    assert out.count("[counting] warning: 0.0 GB free under the run") == 1
+    assert agent.exports == [(30, 6)]  # a warning, not a refusal: the run trains to its end
+    _run(tmp_path, "small", _schedule(save_replay=False))  # no replay in its checkpoints: no warning
+    assert "warning" not in capsys.readouterr().out
