@@ -93,6 +93,21 @@ def write_json_atomically(path: str, payload) -> None:
         raise
 
 
+def space_warning(free: int, replay_bytes: int, existing: int, keep: int) -> str | None:
+    """What to tell a run whose checkpoints carry ``replay_bytes`` of replay each when ``free``
+    bytes are free and ``existing`` complete checkpoints are on disk (None: room enough). Saving a
+    checkpoint writes it whole before the oldest beyond ``keep`` goes, so the disk holds up to
+    ``keep + 1`` at once: the checkpoints not yet on disk need ``keep + 1 - existing`` more."""
+    need = replay_bytes * (keep + 1 - min(existing, keep))
+    if free >= need:
+        return None
+    return (f"{free / 1e9:.1f} GB free under the run, but each checkpoint keeps the replay "
+            f"(--save_replay, {replay_bytes / 1e9:.1f} GB) and saving one holds up to {keep + 1} at "
+            f"once: {need / 1e9:.1f} GB are needed, or the run stops with 'disk full' at a "
+            "checkpoint (nothing is lost: free space and rerun to resume; without --save_replay "
+            "checkpoints are small and a resume refills the replay)")
+
+
 class CheckpointManager:
     """Saves and restores ``ckpt-<step>`` directories under ``directory``."""
 

@@ -222,21 +222,6 @@ def launch(run_dir: str, identity: dict, config, schedule: Schedule, make_agent,
         return Runner(run_dir, make_agent(prepared), schedule).run()
 
 
-def checkpoint_space_warning(free: int, replay_bytes: int, existing: int, keep: int) -> str | None:
-    """What to tell a run whose checkpoints carry ``replay_bytes`` of replay each when ``free``
-    bytes are free and ``existing`` complete checkpoints are on disk (None: room enough). Saving a
-    checkpoint writes it whole before the oldest beyond ``keep`` goes, so the disk holds up to
-    ``keep + 1`` at once: the checkpoints not yet on disk need ``keep + 1 - existing`` more."""
-    need = replay_bytes * (keep + 1 - min(existing, keep))
-    if free >= need:
-        return None
-    return (f"{free / 1e9:.1f} GB free under the run, but each checkpoint keeps the replay "
-            f"(--save_replay, {replay_bytes / 1e9:.1f} GB) and saving one holds up to {keep + 1} at "
-            f"once: {need / 1e9:.1f} GB are needed, or the run stops with 'disk full' at a "
-            "checkpoint (nothing is lost: free space and rerun to resume; without --save_replay "
-            "checkpoints are small and a resume refills the replay)")
-
-
 class Runner:
     """Runs ``agent`` on ``schedule`` in ``run_dir`` to the end, or to a stop signal; returns
     the run's summary dict. ``launch`` claims the directory and builds the agent; a test may
@@ -294,7 +279,7 @@ class Runner:
             return
         each = sum(memory.nbytes() for memory in self.agent.memories)
         free = shutil.disk_usage(self.manager.directory).free
-        warning = checkpoint_space_warning(free, each, len(self.manager.complete()), self.manager.keep)
+        warning = checkpoints.space_warning(free, each, len(self.manager.complete()), self.manager.keep)
         if warning:
             print(f"[{self.agent.label}] warning: {warning}", flush=True)
 

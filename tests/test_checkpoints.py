@@ -182,3 +182,18 @@ def test_write_json_atomically(tmp_path):
     assert os.listdir(tmp_path) == ["x.json"]  # no temporary file left behind
     with open(path) as handle:
         assert json.load(handle) == {"a": 2}
+
+
+def test_checkpoint_space_warning_counts_the_checkpoints_still_to_come():
+    gb = 1_000_000_000
+    # A fresh run keeping 2 checkpoints of 7 GB of replay: saving the third holds 3 at once, 21 GB.
+    assert checkpoints.space_warning(21 * gb, 7 * gb, existing=0, keep=2) is None
+    warning = checkpoints.space_warning(int(2.6 * gb), 7 * gb, existing=0, keep=2)
+    assert warning.startswith("2.6 GB free under the run, but each checkpoint keeps the replay "
+                              "(--save_replay, 7.0 GB) and saving one holds up to 3 at once: 21.0 GB")
+    # Resumed with both kept checkpoints on disk: only the one being written needs room, 7 GB.
+    assert checkpoints.space_warning(7 * gb, 7 * gb, existing=2, keep=2) is None
+    assert "7.0 GB are needed" in checkpoints.space_warning(6 * gb, 7 * gb, existing=2, keep=2)
+    # One on disk: two more, 14 GB.
+    assert "14.0 GB are needed" in checkpoints.space_warning(10 * gb, 7 * gb, existing=1, keep=2)
+

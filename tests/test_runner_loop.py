@@ -365,20 +365,6 @@ def test_the_progress_rate_restarts_once_when_learning_starts(tmp_path, monkeypa
     assert marked == []
 
 
-def test_checkpoint_space_warning_counts_the_checkpoints_still_to_come():
-    gb = 1_000_000_000
-    # A fresh run keeping 2 checkpoints of 7 GB of replay: saving the third holds 3 at once, 21 GB.
-    assert runner.checkpoint_space_warning(21 * gb, 7 * gb, existing=0, keep=2) is None
-    warning = runner.checkpoint_space_warning(int(2.6 * gb), 7 * gb, existing=0, keep=2)
-    assert warning.startswith("2.6 GB free under the run, but each checkpoint keeps the replay "
-                              "(--save_replay, 7.0 GB) and saving one holds up to 3 at once: 21.0 GB")
-    # Resumed with both kept checkpoints on disk: only the one being written needs room, 7 GB.
-    assert runner.checkpoint_space_warning(7 * gb, 7 * gb, existing=2, keep=2) is None
-    assert "7.0 GB are needed" in runner.checkpoint_space_warning(6 * gb, 7 * gb, existing=2, keep=2)
-    # One on disk: two more, 14 GB.
-    assert "14.0 GB are needed" in runner.checkpoint_space_warning(10 * gb, 7 * gb, existing=1, keep=2)
-
-
 def test_a_run_short_of_disk_for_its_replay_checkpoints_warns_at_its_start_and_runs(tmp_path, monkeypatch, capsys):
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(runner.shutil, "disk_usage", lambda path: usage._replace(free=0))
