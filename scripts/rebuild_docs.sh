@@ -68,10 +68,10 @@ for game in Breakout RoadRunner; do  # scripts/transfer_compare.sh's report step
     --report_rankings="$D/rank_sources-amn-policy.json,$D/rank_sources-amn-feature.json"
 done
 # The authors' DQN recipe (Table 2's first column, 4M frames) in blocks of 1M frames, with the
-# AMN-feature ranking: Breakout's from the ablation's rung-3 runs, RoadRunner's from its own folder.
+# AMN-policy and AMN-feature rankings: Breakout's from the ablation's rung-3 runs, RoadRunner's from its own folder.
 paper_table2() {  # game, published dir, run dirs (comma list), eval JSONs (comma list)
   report "$2" --report_blocks=4 --report_runs="$3" --report_evals="$4,$R/transfer-$1/random-play-eval.json" \
-    --report_rankings="$R/transfer-$1/rank_sources-amn-feature.json"
+    --report_rankings="$R/transfer-$1/rank_sources-amn-policy.json,$R/transfer-$1/rank_sources-amn-feature.json"
 }
 BA=$R/transfer-Breakout/ablation RRP=$R/transfer-RoadRunner/paper
 # shellcheck disable=SC2012
