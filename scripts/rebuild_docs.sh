@@ -112,6 +112,23 @@ for game in Boxing Breakout CrazyClimber Enduro Pong Seaquest; do
 done
 only=table1_paper_readout.md report "$P" --report_runs="$(list "${runs[@]}" "$E/enduro/runs/Enduro-seed0")" \
   --report_evals="$(list "${evals[@]}" "${fresh_experts[@]}")"
+# The paper's eight source games (scripts/amn_compare.sh's report step, GAMES = the eight), then the
+# paper's readout with the kept records of the runs that trained the Atlantis and Enduro experts.
+P8=$R/table1/eight-games
+games8=(Atlantis Boxing Breakout CrazyClimber Enduro Pong Seaquest SpaceInvaders)
+runs8=() evals8=()
+for name in amn-beta0-seed0 amn-beta0-seed1 amn-beta0.01-seed0 amn-beta0.01-seed1 amn-tau0.1-beta0-seed0 mdqn mcdqn; do
+  [ -d "$P8/runs/$name" ] || continue
+  runs8+=("$P8/runs/$name")
+  [ ! -f "$P8/$name-eval.json" ] || evals8+=("$P8/$name-eval.json")
+done
+later=$P8/table1_paper_readout.md report "$P8" --report_runs="$(list "${runs8[@]}")" \
+  --report_evals="$(list "${evals8[@]}" "$(experts_of "${games8[@]}")")"
+fresh_experts8=()
+for game in "${games8[@]}"; do fresh_experts8+=("$R/fresh-episodes/experts-$game-1-fresh-eval.json"); done
+only=table1_paper_readout.md report "$P8" \
+  --report_runs="$(list "${runs8[@]}" "$E/atlantis/runs/Atlantis-seed0" "$E/enduro/runs/Enduro-seed0")" \
+  --report_evals="$(list "${evals8[@]}" "${fresh_experts8[@]}")"
 for name in seven-experts eight-experts; do
   report "$R/main-job/$name" --report_runs="$R/main-job/$name/runs/main-job-$name"
 done
