@@ -97,38 +97,34 @@ cannot "$T/table2.md and transfer_curves.png" "runs/transfer-SpaceInvaders-{rand
 cannot "$T/1.2M/table2.md and transfer_curves.png" "the same random and amn-cpu runs trained on to 1.2M frames"
 
 # ---------------------------------------------------------------- Table 1 (AMN and multitask runs)
-P=$R/table1/paper-games  # scripts/amn_compare.sh's report step
-names=(amn-beta0-seed0 amn-beta0-seed1 amn-beta0.01-seed0 amn-beta0.01-seed1 amn-tau0.1-beta0-seed0 mdqn mcdqn)
-runs=() evals=()
-for name in "${names[@]}"; do runs+=("$P/runs/$name") evals+=("$P/$name-eval.json"); done
-later=$P/table1_paper_readout.md report "$P" --report_runs="$(list "${runs[@]}")" \
-  --report_evals="$(list "${evals[@]}"),$(experts_of Boxing Breakout CrazyClimber Enduro Pong Seaquest)"
-# The paper's readout (table1_paper_readout.md) of the same runs, with the kept records of the run
-# that trained an expert (Enduro's) and the experts' fresh-episode evals; made apart, so that
-# table1_saved_models.md above keeps the evals it was published with.
-fresh_experts=()
-for game in Boxing Breakout CrazyClimber Enduro Pong Seaquest; do
-  fresh_experts+=("$R/fresh-episodes/experts-$game-1-fresh-eval.json")
+table1_of() {  # published dir, its games (comma list), then the kept records of runs that trained experts
+  # scripts/amn_compare.sh's report step over the models it kept, then the paper's readout
+  # (table1_paper_readout.md) of the same runs beside those expert runs and the experts'
+  # fresh-episode evals; made apart, so that table1_saved_models.md keeps the evals it was
+  # published with.
+  local dir=$1 games=${2//,/ } name game runs=() evals=() fresh=()
+  shift 2
+  for name in amn-beta0-seed0 amn-beta0-seed1 amn-beta0.01-seed0 amn-beta0.01-seed1 amn-tau0.1-beta0-seed0 mdqn mcdqn; do
+    [ -d "$dir/runs/$name" ] || continue
+    runs+=("$dir/runs/$name")
+    [ ! -f "$dir/$name-eval.json" ] || evals+=("$dir/$name-eval.json")
+  done
+  # shellcheck disable=SC2086  # the games are words
+  later=$dir/table1_paper_readout.md report "$dir" --report_runs="$(list "${runs[@]}")" \
+    --report_evals="$(list "${evals[@]}" "$(experts_of $games)")"
+  for game in $games; do fresh+=("$R/fresh-episodes/experts-$game-1-fresh-eval.json"); done
+  only=table1_paper_readout.md report "$dir" --report_runs="$(list "${runs[@]}" "$@")" \
+    --report_evals="$(list "${evals[@]}" "${fresh[@]}")"
+}
+table1_of "$R/table1/paper-games" Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest "$E/enduro/runs/Enduro-seed0"
+table1_of "$R/table1/eight-games" Atlantis,Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest,SpaceInvaders \
+  "$E/atlantis/runs/Atlantis-seed0" "$E/enduro/runs/Enduro-seed0"
+# Distillation per minute (scripts/amn_sweep.sh's report step: its settings in its order, each seed)
+S=$R/amn-per-minute sweep_runs=()
+for name in reference lr2.5e-4 lr5e-4 decay batch32 period2 envs8 expert-actor expert-early; do
+  for run in "$S/runs/$name"-seed*; do [ ! -d "$run" ] || sweep_runs+=("$run"); done
 done
-only=table1_paper_readout.md report "$P" --report_runs="$(list "${runs[@]}" "$E/enduro/runs/Enduro-seed0")" \
-  --report_evals="$(list "${evals[@]}" "${fresh_experts[@]}")"
-# The paper's eight source games (scripts/amn_compare.sh's report step, GAMES = the eight), then the
-# paper's readout with the kept records of the runs that trained the Atlantis and Enduro experts.
-P8=$R/table1/eight-games
-games8=(Atlantis Boxing Breakout CrazyClimber Enduro Pong Seaquest SpaceInvaders)
-runs8=() evals8=()
-for name in amn-beta0-seed0 amn-beta0-seed1 amn-beta0.01-seed0 amn-beta0.01-seed1 amn-tau0.1-beta0-seed0 mdqn mcdqn; do
-  [ -d "$P8/runs/$name" ] || continue
-  runs8+=("$P8/runs/$name")
-  [ ! -f "$P8/$name-eval.json" ] || evals8+=("$P8/$name-eval.json")
-done
-later=$P8/table1_paper_readout.md report "$P8" --report_runs="$(list "${runs8[@]}")" \
-  --report_evals="$(list "${evals8[@]}" "$(experts_of "${games8[@]}")")"
-fresh_experts8=()
-for game in "${games8[@]}"; do fresh_experts8+=("$R/fresh-episodes/experts-$game-1-fresh-eval.json"); done
-only=table1_paper_readout.md report "$P8" \
-  --report_runs="$(list "${runs8[@]}" "$E/atlantis/runs/Atlantis-seed0" "$E/enduro/runs/Enduro-seed0")" \
-  --report_evals="$(list "${evals8[@]}" "${fresh_experts8[@]}")"
+report "$S" --report_runs="$(list "${sweep_runs[@]}")" --report_per_minute --report_rates="$S/rates.json"
 for name in seven-experts eight-experts; do
   report "$R/main-job/$name" --report_runs="$R/main-job/$name/runs/main-job-$name"
 done
